@@ -1,0 +1,38 @@
+"""The application factory: one Flask app per process, or per test."""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .config import Config
+from .flows.loader import load_flows
+from .redis_conn import connect
+from .services import Services
+
+log = logging.getLogger("ivr")
+
+MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's webhooks are a few KB; anything larger is not Twilio.
+
+
+def create_app(config: Config | None = None, redis=None, clock=time.time) -> Flask:
+    """Build the app. Raises FlowError for an invalid flow: the server must not start with one."""
+    config = config or Config.from_env()
+    flows = load_flows(config.flows_dir)
+    redis = redis or connect(config.redis_url, config.data_dir)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
+    app.extensions["ivr"] = Services(config=config, redis=redis, flows=flows, clock=clock)
+
+    from .web import api, health, voice
+    app.register_blueprint(voice.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return jsonify(error=exc.name, detail=exc.description), exc.code
+
+    return app

@@ -1,0 +1,155 @@
+"""Call records in Redis: the single source of truth shared by every process.
+
+Each webhook costs at most two round trips: one pipelined read, one Lua
+script that applies the whole turn atomically. The script records the TwiML
+it answered under the turn number, so a webhook Twilio retries (or that a
+second process receives) returns the same answer and changes nothing:
+transfers are counted exactly once.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from . import keys
+
+_OPEN = """
+local call, caller, active, recent, events, replies = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local sid, now, ttl, caller_ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+if redis.call('EXISTS', call) == 1 then
+  return {0, redis.call('HGET', call, 'boost') or '', redis.call('HGET', replies, '0') or ''}
+end
+local boost = ''
+local last_sid = redis.call('HGET', caller, 'last_sid')
+if last_sid and last_sid ~= sid then
+  if redis.call('HGET', caller, 'transferred') == '1' then boost = 'transferred_before' else boost = 'repeat_caller' end
+end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
+redis.call('HSET', call, 'sid', sid, 'started_at', now, 'transfers', 0, 'boost', boost, 'status', 'in_bot')
+redis.call('EXPIRE', call, ttl)
+redis.call('HSET', caller, 'last_sid', sid, 'last_call_at', now)
+redis.call('EXPIRE', caller, caller_ttl)
+redis.call('ZADD', active, now, sid)
+redis.call('ZADD', recent, now, sid)
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'call_started', 'sid', sid, 'ts', now)
+return {1, boost, ''}
+"""
+
+# Apply one turn: the reply, state fields, transcript entries, maybe a transfer.
+_TURN = """
+local call, turns, replies, events, caller = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sid, turn, reply, now, ttl, transfer, nturns, etype, edata, maxlen =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
+if redis.call('HSETNX', replies, turn, reply) == 0 then
+  return redis.call('HGET', replies, turn)
+end
+redis.call('EXPIRE', replies, ttl)
+local i = 11
+for n = 1, nturns do
+  redis.call('RPUSH', turns, ARGV[i]); i = i + 1
+end
+if nturns > 0 then redis.call('EXPIRE', turns, ttl) end
+local fields = {}
+for j = i, #ARGV do fields[#fields + 1] = ARGV[j] end
+if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
+if transfer == '1' then
+  redis.call('HINCRBY', call, 'transfers', 1)
+  redis.call('HSET', caller, 'transferred', '1')
+end
+redis.call('EXPIRE', call, ttl)
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'sid', sid, 'ts', now, 'data', edata)
+return false
+"""
+
+# A one-time effect (dial result, close): the marker makes it idempotent.
+_ONCE = """
+local call, once, events, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local sid, marker, now, ttl, etype, maxlen, close =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+if redis.call('EXISTS', call) == 0 then return -1 end
+if redis.call('SADD', once, marker) == 0 then return 0 end
+redis.call('EXPIRE', once, ttl)
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
+if close == '1' then
+  local outcome = 'hangup'
+  if tonumber(redis.call('HGET', call, 'transfers') or '0') > 0 then outcome = 'handoff'
+  elseif redis.call('HGET', call, 'answered') == '1' then outcome = 'answered' end
+  redis.call('HSET', call, 'outcome', outcome, 'ended_at', now)
+  redis.call('ZREM', active, sid)
+end
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'sid', sid, 'ts', now)
+return 1
+"""
+
+
+def _flat(fields: dict) -> list:
+    out = []
+    for k, v in fields.items():
+        if v is None:
+            continue
+        out += [k, json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)]
+    return out
+
+
+class CallStore:
+    def __init__(self, redis, retention_seconds: int, clock=time.time):
+        self.r = redis
+        self.ttl = int(retention_seconds)
+        self.clock = clock
+        self._open = redis.register_script(_OPEN)
+        self._turn = redis.register_script(_TURN)
+        self._once = redis.register_script(_ONCE)
+
+    def now(self) -> float:
+        return round(self.clock(), 3)
+
+    def open_call(self, sid, caller, fields) -> tuple:
+        """Create the record unless it exists. Returns (created, boost, earlier turn-0 reply)."""
+        created, boost, reply = self._open(
+            keys=[keys.call(sid), keys.caller(caller), keys.ACTIVE, keys.RECENT, keys.EVENTS, keys.replies(sid)],
+            args=[sid, self.now(), self.ttl, keys.CALLER_TTL, keys.EVENTS_MAXLEN] + _flat(fields),
+        )
+        return bool(created), boost or None, reply or None
+
+    def load(self, sid, turn=None) -> tuple:
+        """One round trip: (record, reply already given for this turn or None)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.call(sid))
+        if turn is not None:
+            pipe.hget(keys.replies(sid), str(turn))
+        res = pipe.execute()
+        return res[0], (res[1] if turn is not None else None)
+
+    def apply_turn(self, sid, caller, turn, reply, fields, turns=(), transfer=False, event="turn", data=None):
+        """Returns None when applied, or the reply stored by an earlier delivery of this turn."""
+        return self._turn(
+            keys=[keys.call(sid), keys.turns(sid), keys.replies(sid), keys.EVENTS, keys.caller(caller)],
+            args=[sid, str(turn), reply, self.now(), self.ttl, "1" if transfer else "0", len(turns), event,
+                  json.dumps(data or {}, ensure_ascii=False), keys.EVENTS_MAXLEN]
+            + [json.dumps(t, ensure_ascii=False) for t in turns] + _flat(fields),
+        )
+
+    def record_once(self, sid, marker, fields, event, close=False) -> int:
+        """1 applied, 0 already applied earlier, -1 unknown call."""
+        return self._once(
+            keys=[keys.call(sid), keys.once(sid), keys.EVENTS, keys.ACTIVE],
+            args=[sid, marker, self.now(), self.ttl, event, keys.EVENTS_MAXLEN, "1" if close else "0"] + _flat(fields),
+        )
+
+    def turns(self, sid) -> list:
+        return [json.loads(t) for t in self.r.lrange(keys.turns(sid), 0, -1)]
+
+    def report(self, sid) -> dict | None:
+        """Everything known about a call, for the simulator, evaluation and operators."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.call(sid))
+        pipe.lrange(keys.turns(sid), 0, -1)
+        record, turns = pipe.execute()
+        if not record:
+            return None
+        record.pop("state", None)
+        return {"record": record, "turns": [json.loads(t) for t in turns]}

@@ -1,0 +1,247 @@
+"""The shallow flow engine: one caller input in, one bot reply out.
+
+It is pure (no Redis, no Twilio, no audio) so the keypad webhooks, the media
+stream and the tests all drive exactly the same decisions. The global rules
+live here, not in flow files, because no flow may opt out of them: a person
+on request, urgent problems to the urgent queue, one clarification at most.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from .digits import speakable, spoken_digits
+from .intents import IntentMatcher, normalize
+from .model import Flow
+
+AGENT_INTENT = "agent_request"
+MAX_MISSES = 2          # the second miss in a row goes to a person: one clarification, never a loop
+MAX_CHAIN = 25
+
+
+@dataclass
+class Conversation:
+    """Per-call state the engine needs between turns; stored in Redis as JSON."""
+    flow: str
+    lang: str
+    step: str | None = None
+    misses: int = 0
+    slots: dict = field(default_factory=dict)
+    last_text: str = ""
+    # Why this caller deserves priority (repeat_caller, transferred_before), if any.
+    boost: str | None = None
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class Input:
+    kind: str               # "dtmf" | "speech" | "silence"
+    text: str = ""
+    confidence: float | None = None   # recognizer confidence, for the transcript
+
+
+@dataclass
+class Expect:
+    """What the current step waits for; drives <Gather> and the Vosk grammar."""
+    step: str
+    keys: list              # single keys the step accepts ("0" always)
+    digits: bool            # a digit string ended by '#'
+    phrases: list           # grammar for the recognizer
+    open: bool              # free-form speech is meaningful here
+
+
+@dataclass
+class Route:
+    queue: str              # urgent | normal
+    reason: str
+    boosted_by: str | None = None
+
+
+@dataclass
+class Decision:
+    intent: str | None
+    confidence: float
+    action: str             # goto | answer | clarify | handoff | hangup | slot
+    detail: str = ""
+
+
+@dataclass
+class Reply:
+    prompts: list
+    expect: Expect | None = None
+    route: Route | None = None
+    hangup: bool = False
+    decision: Decision | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.prompts)
+
+
+_TEMPLATE = re.compile(r"\{([a-z_][a-z0-9_]*)(?:\.([a-z_][a-z0-9_]*))?\}")
+
+
+class Engine:
+    def __init__(self, flow: Flow):
+        self.flow = flow
+        self.matchers = {lang: IntentMatcher(flow, lang) for lang in flow.languages}
+        self.global_intents = {n for n, i in flow.intents.items() if i.handoff is not None}
+
+    # -- entry points -------------------------------------------------------
+    def start(self, conv: Conversation) -> Reply:
+        return self._enter(conv, self.flow.start, [])
+
+    def handle(self, conv: Conversation, inp: Input) -> Reply:
+        if conv.step is None or conv.step not in self.flow.steps:
+            # The bot part is over (or the flow changed under a live call): a person takes it.
+            return self._handoff(conv, "normal", "flow_ended", [], Decision(None, 0.0, "handoff", "no active step"))
+        step = self.flow.steps[conv.step]
+        matcher = self.matchers[conv.lang]
+        text = (inp.text or "").strip()
+
+        if inp.kind == "dtmf" and text == "0":
+            return self._route_intent(conv, AGENT_INTENT, 1.0, None, [])
+        if inp.kind == "speech" and text:
+            best = matcher.match(text, among=self.global_intents)
+            if best.intent and best.confidence >= self.flow.confidence_threshold:
+                return self._route_intent(conv, best.intent, best.confidence, None, [])
+            repeated = normalize(text) == conv.last_text and len(conv.last_text.split()) >= 2
+            if matcher.is_frustrated(text) or repeated:
+                why = "repeated themselves" if repeated else "frustration phrase"
+                return self._handoff(conv, "normal", "frustrated", [],
+                                     Decision(None, 0.0, "handoff", why))
+            conv.last_text = normalize(text)
+
+        if step.type == "menu":
+            return self._menu(conv, step, inp, matcher)
+        if step.type == "ask":
+            return self._ask(conv, step, inp)
+        # answer/handoff/goodbye never wait for input; re-enter defensively.
+        return self._enter(conv, step.name, [])
+
+    def expect(self, step_name: str, lang: str) -> Expect:
+        step = self.flow.steps[step_name]
+        matcher = self.matchers[lang]
+        if step.type == "ask":
+            return Expect(step.name, ["0"], True, [], False)
+        keys = sorted({o.key for o in step.options if o.key} | {"0"})
+        wanted = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
+        phrases = matcher.phrases(wanted if step.listen == "options" else set(self.flow.intents))
+        return Expect(step.name, keys, False, phrases, step.listen == "open")
+
+    # -- steps ---------------------------------------------------------------
+    def _menu(self, conv, step, inp, matcher) -> Reply:
+        if inp.kind == "dtmf":
+            opt = step.option_for_key(inp.text[:1]) if len(inp.text) == 1 else None
+            if opt:
+                return self._route_intent(conv, opt.intent, 1.0, opt.goto, [])
+            return self._miss(conv, step, Decision(None, 0.0, "clarify", f"key {inp.text!r} is not an option"))
+        if inp.kind == "speech" and inp.text.strip():
+            among = None
+            if step.listen == "options":
+                among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
+            m = matcher.match(inp.text, among=among)
+            if m.intent and m.confidence >= self.flow.confidence_threshold:
+                opt = next((o for o in step.options if o.intent == m.intent), None)
+                return self._route_intent(conv, m.intent, m.confidence, opt.goto if opt else None, [])
+            return self._miss(conv, step, Decision(m.intent, m.confidence, "clarify", "low confidence"))
+        return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"))
+
+    def _ask(self, conv, step, inp) -> Reply:
+        slot = step.slot
+        if inp.kind == "dtmf":
+            value = re.sub(r"\D", "", inp.text)
+        elif inp.kind == "speech":
+            value = spoken_digits(inp.text, conv.lang)
+        else:
+            return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"))
+        if not re.fullmatch(slot["pattern"], value or ""):
+            return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value!r} does not match"),
+                              invalid=True)
+        record = None
+        if slot.get("lookup"):
+            record = self.flow.data.get(slot["lookup"], {}).get(value)
+            if record is None:
+                return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value} not found"),
+                                  invalid=True)
+        conv.misses = 0
+        conv.slots[slot["name"]] = value
+        if record is not None:
+            conv.slots[slot.get("record") or slot["lookup"]] = record
+        return self._enter(conv, step.next, [], Decision(None, 1.0, "slot", f"{slot['name']}={value}"))
+
+    def _miss(self, conv, step, decision, invalid=False) -> Reply:
+        conv.misses += 1
+        if conv.misses >= MAX_MISSES:
+            decision.action = "handoff"
+            decision.detail += "; second miss"
+            return self._handoff(conv, "normal", "not_understood", [], decision)
+        lang = conv.lang
+        sorry = (step.invalid.get(lang) if invalid else None) or step.clarify.get(lang) \
+            or self.flow.message("clarify", lang)
+        reply = self._enter(conv, step.name, [sorry], decision)
+        return reply
+
+    # -- routing -------------------------------------------------------------
+    def _route_intent(self, conv, name, confidence, goto, prompts) -> Reply:
+        intent = self.flow.intents[name]
+        conv.misses = 0
+        if intent.handoff is not None and not goto:
+            return self._handoff(conv, intent.handoff.queue, intent.handoff.reason, prompts,
+                                 Decision(name, confidence, "handoff", intent.handoff.reason))
+        target = goto or intent.goto
+        return self._enter(conv, target, prompts, Decision(name, confidence, "goto", target))
+
+    def _handoff(self, conv, queue, reason, prompts, decision, say=None) -> Reply:
+        boosted = None
+        if conv.boost and queue == "normal" and self.flow.repeat_caller_queue == "urgent":
+            queue, boosted = "urgent", conv.boost
+        if say is None:
+            say = self.flow.message("handoff_urgent" if queue == "urgent" else "handoff", conv.lang)
+        prompts = prompts + [say]
+        conv.step = None
+        decision.action = "handoff"
+        return Reply(prompts, route=Route(queue, reason, boosted), decision=decision)
+
+    def _enter(self, conv, name, prompts, decision=None) -> Reply:
+        for _ in range(MAX_CHAIN):
+            step = self.flow.steps[name]
+            conv.step = name
+            if step.type == "handoff":
+                own = self._fill(step.say[conv.lang], conv) if step.say else None
+                return self._handoff(conv, step.queue, step.reason, prompts,
+                                     decision or Decision(None, 0.0, "handoff", step.reason), say=own)
+            if step.say:
+                prompts = prompts + [self._fill(step.say[conv.lang], conv)]
+            if step.type == "answer":
+                if decision is not None and decision.action == "goto":
+                    decision.action = "answer"
+                name = step.next
+                continue
+            if step.type == "goodbye":
+                conv.step = None
+                return Reply(prompts, hangup=True, decision=_with(decision, "hangup"))
+            return Reply(prompts, expect=self.expect(name, conv.lang), decision=decision)
+        raise RuntimeError(f"flow {self.flow.id}: answer chain at {name} is too long")
+
+    def _fill(self, text, conv) -> str:
+        def sub(m):
+            value = conv.slots.get(m.group(1))
+            if m.group(2):
+                value = value.get(m.group(2)) if isinstance(value, dict) else None
+            return speakable(str(value)) if value is not None else ""
+        return _TEMPLATE.sub(sub, text)
+
+
+def _with(decision, action):
+    if decision is None:
+        return Decision(None, 0.0, action)
+    if decision.action in ("goto", "answer"):
+        decision.action = action
+    return decision

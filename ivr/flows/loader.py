@@ -1,0 +1,257 @@
+"""Load flow YAML files, reporting every problem with its file and line.
+
+A support manager edits these files by hand, so an error has to point at
+the line to fix, and the server must refuse to start rather than run a
+broken conversation in front of callers.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .model import Flow, Handoff, Intent, Option, Step
+
+SCHEMA = json.loads((Path(__file__).with_name("flow.schema.json")).read_text())
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self):
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class FlowError(Exception):
+    """One or more problems in flow files; str() lists them one per line."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: a phrase list may say yes, no, on or off and mean the words."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+class _Lines:
+    """Line number of every node in the YAML document, by JSON path."""
+
+    def __init__(self):
+        self.by_path = {}
+
+    def line(self, path) -> int:
+        path = tuple(path)
+        while path not in self.by_path and path:
+            path = path[:-1]
+        return self.by_path.get(path, 1)
+
+
+def _build(node, path, lines, problems, file):
+    lines.by_path[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in out:
+                what = {"intents": "intent", "steps": "step"}.get(path[-1] if path else "", "key")
+                problems.append(Problem(file, key_node.start_mark.line + 1, f"duplicate {what} '{key}'"))
+                continue
+            lines.by_path[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _build(value_node, path + (key,), lines, problems, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(v, path + (i,), lines, problems, file) for i, v in enumerate(node.value)]
+    # Scalars keep YAML's own typing (ints, bools) via the safe constructor.
+    return _Loader("").construct_object(node, deep=True)
+
+
+def parse_file(path: Path):
+    """Parse YAML keeping line numbers; return (document, lines, problems)."""
+    file = str(path)
+    problems = []
+    lines = _Lines()
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        return None, lines, [Problem(file, line, f"invalid YAML: {getattr(exc, 'problem', exc)}")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, lines, [Problem(file, 1, f"cannot read: {exc}")]
+    if node is None:
+        return None, lines, [Problem(file, 1, "empty flow file")]
+    doc = _build(node, (), lines, problems, file)
+    return doc, lines, problems
+
+
+def _schema_problems(doc, lines, file):
+    out = []
+    for err in sorted(_VALIDATOR.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        # An if/then branch error names the offending property better than the branch.
+        best = jsonschema.exceptions.best_match([err])
+        out.append(Problem(file, lines.line(err.absolute_path), f"{where}: {best.message}"))
+    return out
+
+
+def _semantic_problems(doc, lines, file, base_dir):
+    """Checks a schema cannot express: references, languages, reachability."""
+    out = []
+    langs = doc["languages"]
+    steps, intents = doc["steps"], doc["intents"]
+
+    def problem(path, msg):
+        out.append(Problem(file, lines.line(path), msg))
+
+    def need_langs(value, path, what):
+        for lang in langs:
+            if not (value or {}).get(lang):
+                problem(path, f"{what}: missing {lang!r} text (flow languages: {', '.join(langs)})")
+        for lang in (value or {}):
+            if lang not in langs:
+                problem(path + (lang,), f"{what}: language {lang!r} is not one of the flow languages")
+
+    def need_step(name, path, what):
+        if name not in steps:
+            problem(path, f"{what} refers to unknown step '{name}'")
+
+    need_step(doc["start"], ("start",), "start")
+    for name, msg in (doc.get("messages") or {}).items():
+        need_langs(msg, ("messages", name), f"message '{name}'")
+    for name, intent in intents.items():
+        path = ("intents", name)
+        need_langs(intent["examples"], path + ("examples",), f"intent '{name}' examples")
+        if ("goto" in intent) == ("handoff" in intent):
+            problem(path, f"intent '{name}' needs exactly one of 'goto' or 'handoff'")
+        if "goto" in intent:
+            need_step(intent["goto"], path + ("goto",), f"intent '{name}'")
+    for name in ("agent_request",):
+        if name not in intents:
+            problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")
+    data_names = set((doc.get("data") or {}))
+    for name, rel in (doc.get("data") or {}).items():
+        if not (base_dir / rel).is_file():
+            problem(("data", name), f"data file '{rel}' not found next to the flow")
+    for name, step in steps.items():
+        path = ("steps", name)
+        for field in ("say", "clarify", "invalid"):
+            if field in step:
+                need_langs(step[field], path + (field,), f"step '{name}' {field}")
+        if "next" in step:
+            need_step(step["next"], path + ("next",), f"step '{name}' next")
+        keys = set()
+        for i, opt in enumerate(step.get("options") or []):
+            opath = path + ("options", i)
+            if opt["intent"] not in intents:
+                problem(opath + ("intent",), f"step '{name}' option refers to unknown intent '{opt['intent']}'")
+            if "goto" in opt:
+                need_step(opt["goto"], opath + ("goto",), f"step '{name}' option")
+            key = opt.get("key")
+            if key is not None:
+                if key in keys:
+                    problem(opath + ("key",), f"step '{name}': key {key} is used twice")
+                keys.add(key)
+        if step["type"] == "menu" and keys and "0" in keys:
+            opt = next(o for o in step["options"] if o.get("key") == "0")
+            if opt["intent"] != "agent_request":
+                problem(path + ("options",), f"step '{name}': key 0 is reserved for a person")
+        slot = step.get("slot")
+        if slot:
+            try:
+                re.compile(slot["pattern"])
+            except re.error as exc:
+                problem(path + ("slot", "pattern"), f"step '{name}': bad slot pattern: {exc}")
+            if slot.get("lookup") and slot["lookup"] not in data_names:
+                problem(path + ("slot", "lookup"), f"step '{name}': lookup '{slot['lookup']}' is not in data")
+    # An answer chain must reach a step that waits for the caller or ends the bot part.
+    for name, step in steps.items():
+        seen, cur = [], name
+        while cur in steps and steps[cur]["type"] == "answer":
+            if cur in seen:
+                problem(("steps", name), f"steps {' -> '.join(seen + [cur])} loop without asking the caller")
+                break
+            seen.append(cur)
+            cur = steps[cur].get("next")
+    return out
+
+
+def _load_data(doc, base_dir):
+    data = {}
+    for name, rel in (doc.get("data") or {}).items():
+        records = yaml.safe_load((base_dir / rel).read_text(encoding="utf-8")) or {}
+        data[name] = {str(k): v for k, v in records.items()}
+    return data
+
+
+def _to_flow(doc, path: Path) -> Flow:
+    intents = {}
+    for name, spec in doc["intents"].items():
+        h = spec.get("handoff")
+        intents[name] = Intent(
+            name=name, examples=spec["examples"], keywords=spec.get("keywords") or {},
+            goto=spec.get("goto"), handoff=Handoff(h["queue"], h["reason"]) if h else None,
+        )
+    steps = {}
+    for name, spec in doc["steps"].items():
+        steps[name] = Step(
+            name=name, type=spec["type"], say=spec.get("say") or {}, clarify=spec.get("clarify") or {},
+            invalid=spec.get("invalid") or {}, next=spec.get("next"), listen=spec.get("listen", "open"),
+            options=tuple(Option(intent=o["intent"], key=o.get("key"), goto=o.get("goto"))
+                          for o in spec.get("options") or ()),
+            slot=spec.get("slot"), queue=spec.get("queue"), reason=spec.get("reason"),
+        )
+    return Flow(
+        id=doc.get("id") or path.stem, path=path, languages=doc["languages"], start=doc["start"],
+        intents=intents, steps=steps, locale=doc.get("locale") or {}, numbers=doc.get("numbers") or [],
+        settings=doc.get("settings") or {}, messages=doc.get("messages") or {},
+        frustration=doc.get("frustration") or {}, data=_load_data(doc, path.parent),
+    )
+
+
+def load_flow(path) -> Flow:
+    path = Path(path)
+    doc, lines, problems = parse_file(path)
+    if doc is not None and not problems:
+        problems = _schema_problems(doc, lines, str(path))
+        if not problems:
+            problems = _semantic_problems(doc, lines, str(path), path.parent)
+    if problems:
+        raise FlowError(problems)
+    return _to_flow(doc, path)
+
+
+def load_flows(flows_dir) -> dict:
+    """Load every *.yaml flow in a folder (not its data/ subfolder); all errors at once."""
+    flows, problems = {}, []
+    files = sorted(Path(flows_dir).glob("*.yaml")) + sorted(Path(flows_dir).glob("*.yml"))
+    if not files:
+        raise FlowError([Problem(str(flows_dir), 1, "no flow files (*.yaml) found")])
+    for f in files:
+        try:
+            flow = load_flow(f)
+        except FlowError as exc:
+            problems.extend(exc.problems)
+            continue
+        if flow.id in flows:
+            problems.append(Problem(str(f), 1, f"flow id '{flow.id}' is also used by {flows[flow.id].path}"))
+        flows[flow.id] = flow
+    if problems:
+        raise FlowError(problems)
+    return flows

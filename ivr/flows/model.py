@@ -1,0 +1,97 @@
+"""Typed view of a validated flow file; the engine only ever sees these."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INPUT_STEPS = ("menu", "ask")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    queue: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str
+    examples: dict          # lang -> [phrases]
+    keywords: dict          # lang -> [phrases]
+    goto: str | None = None
+    handoff: Handoff | None = None
+
+    @property
+    def urgent(self) -> bool:
+        return self.handoff is not None and self.handoff.queue == "urgent"
+
+
+@dataclass(frozen=True)
+class Option:
+    intent: str
+    key: str | None = None
+    goto: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    type: str
+    say: dict = field(default_factory=dict)
+    clarify: dict = field(default_factory=dict)
+    invalid: dict = field(default_factory=dict)
+    next: str | None = None
+    listen: str = "open"
+    options: tuple = ()
+    slot: dict | None = None
+    queue: str | None = None
+    reason: str | None = None
+
+    def option_for_key(self, key: str) -> Option | None:
+        return next((o for o in self.options if o.key == key), None)
+
+
+@dataclass
+class Flow:
+    id: str
+    path: Path
+    languages: list
+    start: str
+    intents: dict            # name -> Intent
+    steps: dict              # name -> Step
+    locale: dict = field(default_factory=dict)
+    numbers: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+    messages: dict = field(default_factory=dict)
+    frustration: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)   # name -> loaded records
+
+    @property
+    def confidence_threshold(self) -> float:
+        return float(self.settings.get("confidence_threshold", 0.6))
+
+    @property
+    def repeat_caller_queue(self) -> str:
+        return self.settings.get("repeat_caller_queue", "urgent")
+
+    def message(self, name: str, lang: str) -> str:
+        return self.messages.get(name, {}).get(lang) or DEFAULT_MESSAGES[name].get(lang) or DEFAULT_MESSAGES[name]["en"]
+
+    def say_locale(self, lang: str) -> str:
+        return self.locale.get(lang) or DEFAULT_LOCALES.get(lang, lang)
+
+
+DEFAULT_LOCALES = {"en": "en-US", "ko": "ko-KR", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "ja": "ja-JP"}
+
+# Used when a flow does not word these itself; a flow in another language should.
+DEFAULT_MESSAGES = {
+    "clarify": {"en": "Sorry, I did not get that.", "ko": "죄송합니다, 잘 알아듣지 못했습니다."},
+    "handoff": {"en": "I am connecting you to a person now.", "ko": "지금 상담원에게 연결해 드리겠습니다."},
+    "handoff_urgent": {"en": "I am putting you through to a person right away.",
+                       "ko": "바로 상담원에게 연결해 드리겠습니다."},
+    "agents_busy": {"en": "All our agents are busy. Please leave a message after the tone and we will call you back.",
+                    "ko": "모든 상담원이 통화 중입니다. 삐 소리 후 메시지를 남겨 주시면 다시 연락드리겠습니다."},
+    "goodbye": {"en": "Thank you for calling. Goodbye.", "ko": "전화 주셔서 감사합니다. 안녕히 계세요."},
+    "error": {"en": "Sorry, something went wrong on our side. Let me get you a person.",
+              "ko": "죄송합니다, 문제가 발생했습니다. 상담원에게 연결해 드리겠습니다."},
+}

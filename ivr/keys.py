@@ -1,0 +1,52 @@
+"""Every Redis key ivr uses, in one place.
+
+All call state lives in Redis so any server process can take any webhook;
+these names are the contract between processes (and the dashboard).
+
+  ivr:call:{sid}            hash   call record: from, to, flow, lang, step, state (engine JSON),
+                                   started_at, ended_at, status, outcome, transfers, queue, reason,
+                                   handoff_at, answered_at, wait_seconds, dial_status, boost, answered
+  ivr:call:{sid}:turns      list   transcript, one JSON object per bot or caller turn
+  ivr:call:{sid}:replies    hash   turn number -> TwiML already returned; makes retried webhooks
+                                   return the same answer and change nothing
+  ivr:call:{sid}:once       set    markers of one-time effects (dial result recorded, call closed)
+  ivr:caller:{sha256(from)} hash   last_call_at, last_sid, transferred; expires after 24 h.
+                                   Hashed so phone numbers do not appear in key names.
+  ivr:calls:active          zset   sid -> started_at, calls not yet closed
+  ivr:calls:recent          zset   sid -> started_at, every call within retention
+  ivr:events                stream every state change (call_started, turn, handoff, dial_result,
+                                   call_ended), capped at EVENTS_MAXLEN entries
+Every per-call key expires after the configured retention period.
+"""
+import hashlib
+
+PREFIX = "ivr"
+EVENTS = f"{PREFIX}:events"
+EVENTS_MAXLEN = 100_000
+ACTIVE = f"{PREFIX}:calls:active"
+RECENT = f"{PREFIX}:calls:recent"
+CALLER_TTL = 24 * 3600
+
+
+def call(sid: str) -> str:
+    return f"{PREFIX}:call:{sid}"
+
+
+def turns(sid: str) -> str:
+    return f"{PREFIX}:call:{sid}:turns"
+
+
+def replies(sid: str) -> str:
+    return f"{PREFIX}:call:{sid}:replies"
+
+
+def once(sid: str) -> str:
+    return f"{PREFIX}:call:{sid}:once"
+
+
+def caller(number: str) -> str:
+    return f"{PREFIX}:caller:" + hashlib.sha256((number or "").encode()).hexdigest()[:32]
+
+
+def call_keys(sid: str) -> list:
+    return [call(sid), turns(sid), replies(sid), once(sid)]

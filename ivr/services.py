@@ -1,0 +1,42 @@
+"""The long-lived objects one server process shares between requests."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .calls import CallStore
+from .config import Config
+from .flows.engine import Engine
+from .twiml import TwimlRenderer
+
+
+@dataclass
+class Services:
+    config: Config
+    redis: object
+    flows: dict
+    clock: object = time.time
+    store: CallStore = field(init=False)
+    engines: dict = field(init=False)
+    twiml: TwimlRenderer = field(init=False)
+
+    def __post_init__(self):
+        self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock)
+        self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}
+        self.twiml = TwimlRenderer(self.config)
+
+    def pick_flow(self, requested: str | None, to_number: str | None):
+        """Flow for a new call: ?flow= on the webhook URL, else the dialled number, else the default."""
+        if requested and requested in self.flows:
+            return self.flows[requested]
+        for flow in self.flows.values():
+            if to_number and to_number in flow.numbers:
+                return flow
+        return self.flows.get(self.config.default_flow) or next(iter(self.flows.values()))
+
+    def flow_for_lang(self, lang: str):
+        """The default flow if it speaks `lang`, else the first flow that does."""
+        default = self.flows.get(self.config.default_flow)
+        if default and lang in default.languages:
+            return default
+        return next((f for f in self.flows.values() if lang in f.languages), None)

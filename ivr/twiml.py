@@ -1,0 +1,79 @@
+"""Turn engine replies into TwiML for the keypad (<Gather input="dtmf">) path.
+
+Only protocol here: what to say and what to do next comes from the engine.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from twilio.twiml.voice_response import VoiceResponse
+
+
+class TwimlRenderer:
+    def __init__(self, config):
+        self.cfg = config
+
+    def url(self, path, **params) -> str:
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        return self.cfg.url(path) + ("?" + query if query else "")
+
+    def reply(self, reply, *, sid, turn, locale) -> str:
+        """TwiML for one engine reply; `turn` numbers the next caller input."""
+        resp = VoiceResponse()
+        if reply.expect is not None:
+            action = self.url("/voice/gather", turn=turn)
+            if reply.expect.digits:
+                gather = resp.gather(input="dtmf", action=action, method="POST", timeout=self.cfg.gather_timeout,
+                                     finish_on_key="#", action_on_empty_result=False)
+            else:
+                gather = resp.gather(input="dtmf", action=action, method="POST", timeout=self.cfg.gather_timeout,
+                                     num_digits=1)
+            for text in reply.prompts:
+                gather.say(text, language=locale)
+            # Reached only when the caller stayed silent: the same turn, with no digits.
+            resp.redirect(action, method="POST")
+        elif reply.route is not None:
+            self._say(resp, reply.prompts, locale)
+            self.dial_human(resp, sid=sid, turn=turn)
+        else:
+            self._say(resp, reply.prompts, locale)
+            resp.hangup()
+        return str(resp)
+
+    def dial_human(self, resp, *, sid, turn=None):
+        dial = resp.dial(action=self.url("/voice/dial", turn=turn), method="POST",
+                         timeout=self.cfg.dial_timeout)
+        # The url runs on the agent's leg when they pick up: it marks the end of the wait.
+        dial.number(self.cfg.human_line, url=self.url("/voice/whisper", sid=sid), method="POST")
+        return resp
+
+    def say_then_hangup(self, texts, locale) -> str:
+        resp = VoiceResponse()
+        self._say(resp, texts, locale)
+        resp.hangup()
+        return str(resp)
+
+    def voicemail(self, texts, *, sid, locale) -> str:
+        resp = VoiceResponse()
+        self._say(resp, texts, locale)
+        resp.record(action=self.url("/voice/voicemail", sid=sid), method="POST", max_length=120, play_beep=True,
+                    finish_on_key="#")
+        return str(resp)
+
+    def whisper(self, text, locale) -> str:
+        resp = VoiceResponse()
+        resp.say(text, language=locale)
+        return str(resp)
+
+    def emergency(self, text, locale, sid=None) -> str:
+        """Apology and straight to the human line; needs nothing but configuration."""
+        resp = VoiceResponse()
+        resp.say(text, language=locale)
+        dial = resp.dial(timeout=self.cfg.dial_timeout)
+        dial.number(self.cfg.human_line)
+        return str(resp)
+
+    @staticmethod
+    def _say(resp, texts, locale):
+        for text in texts:
+            resp.say(text, language=locale)
