@@ -78,6 +78,7 @@ class Reply:
     route: Route | None = None
     hangup: bool = False
     decision: Decision | None = None
+    answered: bool = False   # an answer step was spoken: the bot served the caller
 
     @property
     def text(self) -> str:
@@ -210,24 +211,28 @@ class Engine:
         return Reply(prompts, route=Route(queue, reason, boosted), decision=decision)
 
     def _enter(self, conv, name, prompts, decision=None) -> Reply:
+        answered = False
         for _ in range(MAX_CHAIN):
             step = self.flow.steps[name]
             conv.step = name
             if step.type == "handoff":
                 own = self._fill(step.say[conv.lang], conv) if step.say else None
-                return self._handoff(conv, step.queue, step.reason, prompts,
-                                     decision or Decision(None, 0.0, "handoff", step.reason), say=own)
+                reply = self._handoff(conv, step.queue, step.reason, prompts,
+                                      decision or Decision(None, 0.0, "handoff", step.reason), say=own)
+                reply.answered = answered
+                return reply
             if step.say:
                 prompts = prompts + [self._fill(step.say[conv.lang], conv)]
             if step.type == "answer":
+                answered = True
                 if decision is not None and decision.action == "goto":
                     decision.action = "answer"
                 name = step.next
                 continue
             if step.type == "goodbye":
                 conv.step = None
-                return Reply(prompts, hangup=True, decision=_with(decision, "hangup"))
-            return Reply(prompts, expect=self.expect(name, conv.lang), decision=decision)
+                return Reply(prompts, hangup=True, decision=_with(decision, "hangup"), answered=answered)
+            return Reply(prompts, expect=self.expect(name, conv.lang), decision=decision, answered=answered)
         raise RuntimeError(f"flow {self.flow.id}: answer chain at {name} is too long")
 
     def _fill(self, text, conv) -> str:

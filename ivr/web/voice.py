@@ -44,7 +44,7 @@ def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None):
     state.pop("boost", None)  # lives in the record, set once when the call opens
     fields = {"state": state, "step": conv.step or "", "misses": conv.misses, "updated_at": now}
     decision = reply.decision
-    if decision is not None and decision.action == "answer":
+    if reply.answered:
         fields["answered"] = 1
     if reply.route is not None:
         fields.update(status="handoff", queue=reply.route.queue, reason=reply.route.reason,

@@ -1,0 +1,154 @@
+"""The `ivr` command line."""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from .config import Config
+
+
+def _setup_logging(level="INFO"):
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group()
+@click.version_option(package_name="ivr")
+def main():
+    """ivr: a self-hosted voice bot for telephone hotlines."""
+
+
+@main.command("check-flows")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def check_flows(paths):
+    """Validate flow files (default: the configured flows folder); exit 1 on any problem."""
+    from .flows.loader import FlowError, load_flow, load_flows
+
+    cfg = Config.from_env()
+    problems, count = [], 0
+    targets = list(paths) or [cfg.flows_dir]
+    for target in targets:
+        try:
+            if target.is_dir():
+                count += len(load_flows(target))
+            else:
+                load_flow(target)
+                count += 1
+        except FlowError as exc:
+            problems += exc.problems
+    for p in problems:
+        click.echo(str(p), err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo(f"{count} flow(s) OK")
+
+
+def _build_app(cfg):
+    from . import create_app
+    from .flows.loader import FlowError
+
+    try:
+        return create_app(cfg)
+    except FlowError as exc:
+        click.echo(f"refusing to start: invalid flow\n{exc}", err=True)
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=64, show_default=True, type=int, help="concurrent requests and calls")
+def serve(host, port, threads):
+    """Run the hotline server (gunicorn, threaded)."""
+    from .redis_conn import describe
+    from .server import run_gunicorn
+
+    _setup_logging()
+    cfg = Config.from_env(port=port)
+    app = _build_app(cfg)
+    click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe(cfg.redis_url)})")
+    click.echo("Twilio console, phone number > Voice configuration:")
+    click.echo(f"  A call comes in   POST {cfg.url('/voice')}")
+    click.echo(f"  Primary handler fails  POST {cfg.url('/voice/fallback')}")
+    click.echo(f"  Call status changes    POST {cfg.url('/voice/status')}")
+    click.echo(f"Health: {cfg.url('/healthz')}")
+    if cfg.token_generated:
+        # Printed (not logged) so the demo and the simulator can sign requests.
+        click.echo(f"TWILIO_AUTH_TOKEN was not set; this run uses the generated token {cfg.twilio_auth_token}")
+    run_gunicorn(app, host, port, threads=threads)
+
+
+class _OrderedInputs(click.Command):
+    """Keeps --press and --say in the order given: a call is a sequence."""
+
+    def parse_args(self, ctx, args):
+        inputs, it = [], iter(args)
+        for arg in it:
+            for flag, kind in (("--press", "press"), ("--say", "say")):
+                if arg == flag:
+                    inputs.append((kind, next(it, "")))
+                elif arg.startswith(flag + "="):
+                    inputs.append((kind, arg.split("=", 1)[1]))
+        ctx.meta["ivr_inputs"] = inputs
+        return super().parse_args(ctx, args)
+
+
+@main.command(cls=_OrderedInputs)
+@click.option("--press", multiple=True, help="keys the caller presses at the next prompt (repeatable)")
+@click.option("--say", multiple=True, help="what the caller says at the next prompt (repeatable)")
+@click.option("--lang", default=None, help="caller language (default: the flow's first)")
+@click.option("--url", default=None, help="a running server to call (default: start one in-process)")
+@click.option("--token", envvar="TWILIO_AUTH_TOKEN", default=None, help="auth token of the server at --url")
+@click.option("--from", "from_number", default=None,
+              help="caller's number (default: a random one, so calls do not count as repeat callers)")
+@click.option("--agent", type=click.Choice(["answer", "busy", "no-answer"]), default="answer", show_default=True,
+              help="what the human line does when the call is handed off")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def simulate(press, say, lang, url, token, from_number, agent, as_json):
+    """Place a call exactly as Twilio would and print the conversation."""
+    from .simulate.call import CallSimulator
+    from .simulate.twilio_client import TwilioClient
+
+    inputs = click.get_current_context().meta["ivr_inputs"]
+    from_number = from_number or "+1500555" + f"{secrets.randbelow(10000):04d}"
+    if url:
+        if not token:
+            raise click.UsageError("--url needs the server's auth token (--token or TWILIO_AUTH_TOKEN)")
+        report = CallSimulator(TwilioClient(url, token), from_number=from_number, agent=agent).run(inputs, lang)
+    else:
+        report = _simulate_in_process(inputs, lang, from_number, agent)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    for turn in report["turns"]:
+        if turn["caller"]:
+            heard = f"   (heard: {turn['heard']})" if turn["heard"] not in (None, turn["caller"]) else ""
+            click.echo(f"caller: {turn['caller']}{heard}")
+        if turn["bot"]:
+            click.echo(f"bot:    {turn['bot']}")
+    click.echo(f"-- outcome={report['outcome']} queue={report['queue']} transfers={report['transfers']}"
+               f" intents={report['intents']}")
+
+
+def _simulate_in_process(inputs, lang, from_number, agent):
+    from .server import LoopbackServer, free_port
+    from .simulate.call import CallSimulator
+    from .simulate.twilio_client import TwilioClient
+
+    logging.basicConfig(level="WARNING")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    cfg = Config.from_env(port=port, public_url=f"http://127.0.0.1:{port}")
+    app = _build_app(cfg)
+    with LoopbackServer(app, port=port) as server:
+        client = TwilioClient(server.url, cfg.twilio_auth_token)
+        return CallSimulator(client, from_number=from_number, agent=agent).run(inputs, lang)
+
+
+if __name__ == "__main__":
+    main()

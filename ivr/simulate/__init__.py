@@ -1,0 +1,1 @@
+"""Place calls against an ivr server exactly as Twilio would: signed webhooks, TwiML followed."""

@@ -1,0 +1,122 @@
+"""Drive one call through a server's real endpoints and report what happened.
+
+The report's shape is a stable contract for evaluation tools:
+{"call_sid", "lang", "asr", "outcome", "queue", "intents", "transfers", "turns", "wait_seconds"}
+"""
+from __future__ import annotations
+
+import secrets
+
+from .twilio_client import TwilioClient, parse_twiml
+
+MAX_STEPS = 60
+
+
+class SimulationError(RuntimeError):
+    pass
+
+
+class CallSimulator:
+    def __init__(self, client: TwilioClient, *, from_number="+15005550123", to_number="+15005550100",
+                 agent="answer", agent_seconds=42, voice_path="/voice"):
+        self.client = client
+        self.from_number = from_number
+        self.to_number = to_number
+        self.agent = agent                  # answer | busy | no-answer
+        self.agent_seconds = agent_seconds
+        self.voice_path = voice_path
+
+    def run(self, inputs, lang=None) -> dict:
+        """inputs: list of ("press", digits) or ("say", text), in the caller's order."""
+        sid = "CA" + secrets.token_hex(16)
+        base = {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": self.from_number, "To": self.to_number,
+                "Direction": "inbound", "CallStatus": "in-progress", "ApiVersion": "2010-04-01"}
+        pending = list(inputs)
+        transcript = []          # [{"caller", "bot"}]
+        bot_text = []
+        caller_label = None
+        url = self.voice_path + (f"?lang={lang}" if lang else "")
+        params = dict(base)
+        ended = False
+        for _ in range(MAX_STEPS):
+            status, body = self.client.post(url, params)
+            if status != 200:
+                raise SimulationError(f"POST {url} answered {status}: {body[:200]}")
+            root = parse_twiml(body)
+            url, params = None, None
+            for verb in root:
+                if verb.tag == "Say":
+                    bot_text.append(verb.text or "")
+                elif verb.tag == "Gather":
+                    bot_text += [s.text or "" for s in verb if s.tag == "Say"]
+                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+                    bot_text = []
+                    if not pending:
+                        ended = True
+                        break
+                    kind, value = pending.pop(0)
+                    caller_label = f"press {value}" if kind == "press" else value
+                    params = dict(base, **({"Digits": value} if kind == "press" else
+                                           {"SpeechResult": value, "Confidence": "0.9"}))
+                    url = verb.get("action")
+                    break
+                elif verb.tag == "Redirect":
+                    url, params = verb.text, dict(base)
+                    break
+                elif verb.tag == "Dial":
+                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+                    caller_label, bot_text = None, []
+                    url, params = self._dial(verb, base)
+                    break
+                elif verb.tag == "Record":
+                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+                    caller_label, bot_text = "(leaves a voicemail)", []
+                    url = verb.get("action")
+                    params = dict(base, RecordingUrl="https://api.twilio.com/fake/RE0", RecordingDuration="9")
+                    break
+                elif verb.tag == "Hangup":
+                    ended = True
+                    break
+            if url is None:
+                ended = True
+            if ended:
+                break
+        if bot_text or caller_label:
+            transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+        self.client.post("/voice/status", dict(base, CallStatus="completed", CallDuration="60"))
+        return self.report(sid, transcript, lang)
+
+    def _dial(self, verb, base):
+        number = next((n for n in verb if n.tag == "Number"), None)
+        if self.agent == "answer":
+            if number is not None and number.get("url"):
+                self.client.post(number.get("url"), dict(base, CallSid="CA" + secrets.token_hex(16),
+                                                          ParentCallSid=base["CallSid"]))
+            extra = {"DialCallStatus": "completed", "DialCallDuration": str(self.agent_seconds)}
+        else:
+            extra = {"DialCallStatus": self.agent, "DialCallDuration": "0"}
+        return verb.get("action"), dict(base, **extra)
+
+    def report(self, sid, transcript, lang) -> dict:
+        status, data = self.client.get_json(f"/api/calls/{sid}")
+        if status != 200:
+            raise SimulationError(f"call report for {sid} answered {status}")
+        record, turns = data["record"], data["turns"]
+        heard = [t for t in turns if t.get("who") == "caller"]
+        out_turns = []
+        for i, t in enumerate(transcript):
+            h = heard[i - 1]["text"] if 0 < i <= len(heard) else None
+            out_turns.append({"caller": t["caller"], "heard": h, "bot": t["bot"]})
+        wait = record.get("wait_seconds")
+        return {
+            "call_sid": sid,
+            "lang": record.get("lang") or lang,
+            "asr": record.get("asr", "dtmf"),
+            "outcome": record.get("outcome") or "hangup",
+            "queue": record.get("queue") or None,
+            "intents": [t.get("intent") for t in heard],
+            "transfers": int(record.get("transfers") or 0),
+            "wait_seconds": float(wait) if wait not in (None, "") else None,
+            "reason": record.get("reason") or None,
+            "turns": out_turns,
+        }

@@ -1,0 +1,50 @@
+"""The Twilio side of a call: signed HTTP requests and TwiML parsing."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+from twilio.request_validator import RequestValidator
+
+
+class TwilioClient:
+    """Signs every request with the auth token, as Twilio does."""
+
+    def __init__(self, base_url: str, auth_token: str, timeout: float = 15.0):
+        self.base_url = base_url.rstrip("/")
+        self.validator = RequestValidator(auth_token)
+        self.timeout = timeout
+
+    def absolute(self, url: str) -> str:
+        return url if "://" in url else self.base_url + url
+
+    def post(self, url: str, params: dict, signature: str | None = None) -> tuple:
+        url = self.absolute(url)
+        sig = self.validator.compute_signature(url, params) if signature is None else signature
+        body = urllib.parse.urlencode(params).encode()
+        req = urllib.request.Request(url, data=body, method="POST", headers={
+            "X-Twilio-Signature": sig, "Content-Type": "application/x-www-form-urlencoded"})
+        return self._send(req)
+
+    def get_json(self, url: str):
+        url = self.absolute(url)
+        req = urllib.request.Request(url, headers={"X-Twilio-Signature": self.validator.compute_signature(url, {})})
+        status, body = self._send(req)
+        return status, (json.loads(body) if body and status == 200 else None)
+
+    def _send(self, req) -> tuple:
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+def parse_twiml(xml: str) -> ET.Element:
+    root = ET.fromstring(xml)
+    if root.tag != "Response":
+        raise ValueError(f"TwiML root is <{root.tag}>, expected <Response>")
+    return root

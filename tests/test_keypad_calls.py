@@ -1,0 +1,66 @@
+"""Whole calls over HTTP, signed like Twilio's, against a real Redis."""
+import json
+
+from conftest import press, say
+
+from ivr import keys
+
+
+def test_keypad_call_is_answered(simulate, redis):
+    report = simulate(press("3"), press("2"))
+    assert report["outcome"] == "answered"
+    assert report["intents"] == ["opening_hours", "goodbye"]
+    assert report["queue"] is None and report["transfers"] == 0
+    assert "Monday to Saturday" in report["turns"][1]["bot"]
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["status"] == "ended" and rec["outcome"] == "answered" and rec["ended_at"]
+    assert not redis.zscore(keys.ACTIVE, report["call_sid"])
+
+
+def test_press_zero_reaches_human_and_records_wait(simulate, redis):
+    report = simulate(press("2"), press("0"), agent_seconds=30)
+    assert report["outcome"] == "handoff"
+    assert report["intents"] == ["return_refund", "agent_request"]
+    assert report["queue"] == "normal" and report["transfers"] == 1
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["dial_status"] == "completed"
+    assert rec["reason"] == "agent_request"
+    assert 0 <= float(rec["wait_seconds"]) < 5
+    assert rec["answered_at"] >= rec["handoff_at"]
+
+
+def test_order_status_reads_demo_data(simulate):
+    report = simulate(press("1"), press("100561#"), press("2"))
+    assert "being packed" in report["turns"][2]["bot"]
+    assert report["outcome"] == "answered"
+
+
+def test_busy_human_line_offers_voicemail(simulate, redis):
+    report = simulate(press("0"), agent="busy")
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["dial_status"] == "busy"
+    assert rec["voicemail_url"].startswith("https://")
+    assert "leave" in report["turns"][-2]["bot"] or "message" in report["turns"][-1]["bot"] + report["turns"][-2]["bot"]
+
+
+def test_two_misses_go_to_human_never_a_loop(simulate):
+    report = simulate(press("8"), press("8"))
+    assert report["outcome"] == "handoff"
+    assert report["transfers"] == 1
+    assert "didn't catch" in report["turns"][1]["bot"]
+
+
+def test_transcript_redacts_card_numbers(simulate, redis):
+    report = simulate(say("my card 4111 1111 1111 1111 was charged twice"))
+    turns = [json.loads(t) for t in redis.lrange(keys.turns(report["call_sid"]), 0, -1)]
+    stored = json.dumps(turns)
+    assert "4111" not in stored and "[card number removed]" in stored
+    assert report["queue"] == "urgent"
+
+
+def test_repeat_caller_gets_priority(simulate, redis):
+    first = simulate(press("3"), press("2"), from_number="+15005550199")
+    assert first["queue"] is None
+    second = simulate(press("0"), from_number="+15005550199")
+    assert second["queue"] == "urgent"
+    assert redis.hget(keys.call(second["call_sid"]), "boost") == "repeat_caller"
