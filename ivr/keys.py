@@ -14,6 +14,12 @@ these names are the contract between processes (and the dashboard).
                                    Hashed so phone numbers do not appear in key names.
   ivr:calls:active          zset   sid -> started_at, calls not yet closed
   ivr:calls:recent          zset   sid -> started_at, every call within retention
+  ivr:queue:{name}          zset   callers waiting in queue `name` (urgent, normal): sid -> order score
+                                   (enqueue time, minus a head start for repeat/transferred callers)
+  ivr:waits                 zset   "{sid}" -> answered_at, callers who reached a person; the wait
+                                   itself is in the call record (wait_seconds) and in ivr:wait:{sid}
+  ivr:abandoned             zset   sid -> time, callers who hung up while waiting
+  ivr:callbacks             zset   sid -> requested_at, callers waiting for a call back
   ivr:events                stream every state change (call_started, turn, handoff, dial_result,
                                    call_ended), capped at EVENTS_MAXLEN entries
 Every per-call key expires after the configured retention period.
@@ -26,6 +32,14 @@ EVENTS_MAXLEN = 100_000
 ACTIVE = f"{PREFIX}:calls:active"
 RECENT = f"{PREFIX}:calls:recent"
 CALLER_TTL = 24 * 3600
+WAITS = f"{PREFIX}:waits"
+ABANDONED = f"{PREFIX}:abandoned"
+CALLBACKS = f"{PREFIX}:callbacks"
+QUEUES = ("urgent", "normal")
+
+
+def queue(name: str) -> str:
+    return f"{PREFIX}:queue:{name}"
 
 
 def call(sid: str) -> str:
