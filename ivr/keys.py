@@ -16,8 +16,8 @@ these names are the contract between processes (and the dashboard).
   ivr:calls:recent          zset   sid -> started_at, every call within retention
   ivr:queue:{name}          zset   callers waiting in queue `name` (urgent, normal): sid -> order score
                                    (enqueue time, minus a head start for repeat/transferred callers)
-  ivr:waits                 zset   "{sid}" -> answered_at, callers who reached a person; the wait
-                                   itself is in the call record (wait_seconds) and in ivr:wait:{sid}
+  ivr:waits                 zset   "{sid}|{wait_seconds}|{queue}" -> answered_at, one member per caller
+                                   who reached a person; rolling average/p90 read a time window
   ivr:abandoned             zset   sid -> time, callers who hung up while waiting
   ivr:callbacks             zset   sid -> requested_at, callers waiting for a call back
   ivr:events                stream every state change (call_started, turn, handoff, dial_result,
