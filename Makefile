@@ -1,0 +1,35 @@
+# The two commands a newcomer needs:  make run  and  make test
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test setup bench bench-quick check-flows clean
+
+run: setup                     ## install everything, then serve on the embedded Redis
+	$(VENV)/bin/ivr serve
+
+test: setup                    ## install everything (incl. test browser), then run the tests
+	scripts/install-system-deps.sh --test
+	$(PY) -m pytest -q tests
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml scripts/install-system-deps.sh
+	scripts/install-system-deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -e .
+	touch $(STAMP)
+
+check-flows: setup
+	$(VENV)/bin/ivr check-flows
+
+bench: setup                   ## full benchmarks (several minutes); figures go to BENCHMARKS.md
+	$(PY) bench/run_all.py
+
+bench-quick: setup             ## smoke version of every benchmark, as CI runs it
+	$(PY) bench/run_all.py --quick
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
