@@ -37,16 +37,29 @@ redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'call_started', '
 return {1, boost, ''}
 """
 
+_OPS = """
+-- Side effects on other keys (queues, statistics), applied in the same atomic script.
+local ALLOWED = {ZADD = true, ZREM = true, HINCRBY = true, HSET = true, ZREMRANGEBYSCORE = true}
+local function apply_ops(json)
+  if json == nil or json == '' then return end
+  for _, op in ipairs(cjson.decode(json)) do
+    if not ALLOWED[op[1]] then return redis.error_reply('op not allowed: ' .. tostring(op[1])) end
+    redis.call(unpack(op))
+  end
+end
+"""
+
 # Apply one turn: the reply, state fields, transcript entries, maybe a transfer.
-_TURN = """
+_TURN = _OPS + """
 local call, turns, replies, events, caller = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local sid, turn, reply, now, ttl, transfer, nturns, etype, edata, maxlen =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
+local sid, turn, reply, now, ttl, transfer, nturns, etype, edata, maxlen, ops =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10],
+  ARGV[11]
 if redis.call('HSETNX', replies, turn, reply) == 0 then
   return redis.call('HGET', replies, turn)
 end
 redis.call('EXPIRE', replies, ttl)
-local i = 11
+local i = 12
 for n = 1, nturns do
   redis.call('RPUSH', turns, ARGV[i]); i = i + 1
 end
@@ -58,22 +71,25 @@ if transfer == '1' then
   redis.call('HINCRBY', call, 'transfers', 1)
   redis.call('HSET', caller, 'transferred', '1')
 end
+apply_ops(ops)
 redis.call('EXPIRE', call, ttl)
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'sid', sid, 'ts', now, 'data', edata)
 return false
 """
 
-# A one-time effect (dial result, close): the marker makes it idempotent.
-_ONCE = """
+# A one-time effect (dial result, queue result, close): the marker makes it idempotent.
+_ONCE = _OPS + """
 local call, once, events, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local sid, marker, now, ttl, etype, maxlen, close =
-  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+local sid, marker, now, ttl, etype, maxlen, close, transfer, ops =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 if redis.call('EXISTS', call) == 0 then return -1 end
 if redis.call('SADD', once, marker) == 0 then return 0 end
 redis.call('EXPIRE', once, ttl)
 local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
+if transfer == '1' then redis.call('HINCRBY', call, 'transfers', 1) end
+apply_ops(ops)
 if close == '1' then
   local outcome = 'hangup'
   if tonumber(redis.call('HGET', call, 'transfers') or '0') > 0 then outcome = 'handoff'
@@ -84,6 +100,10 @@ end
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'sid', sid, 'ts', now)
 return 1
 """
+
+
+def _ops(ops) -> str:
+    return json.dumps([[str(x) for x in op] for op in ops]) if ops else ""
 
 
 def _flat(fields: dict) -> list:
@@ -124,20 +144,22 @@ class CallStore:
         res = pipe.execute()
         return res[0], (res[1] if turn is not None else None)
 
-    def apply_turn(self, sid, caller, turn, reply, fields, turns=(), transfer=False, event="turn", data=None):
+    def apply_turn(self, sid, caller, turn, reply, fields, turns=(), transfer=False, event="turn", data=None,
+                   ops=()):
         """Returns None when applied, or the reply stored by an earlier delivery of this turn."""
         return self._turn(
             keys=[keys.call(sid), keys.turns(sid), keys.replies(sid), keys.EVENTS, keys.caller(caller)],
             args=[sid, str(turn), reply, self.now(), self.ttl, "1" if transfer else "0", len(turns), event,
-                  json.dumps(data or {}, ensure_ascii=False), keys.EVENTS_MAXLEN]
+                  json.dumps(data or {}, ensure_ascii=False), keys.EVENTS_MAXLEN, _ops(ops)]
             + [json.dumps(t, ensure_ascii=False) for t in turns] + _flat(fields),
         )
 
-    def record_once(self, sid, marker, fields, event, close=False) -> int:
+    def record_once(self, sid, marker, fields, event, close=False, transfer=False, ops=()) -> int:
         """1 applied, 0 already applied earlier, -1 unknown call."""
         return self._once(
             keys=[keys.call(sid), keys.once(sid), keys.EVENTS, keys.ACTIVE],
-            args=[sid, marker, self.now(), self.ttl, event, keys.EVENTS_MAXLEN, "1" if close else "0"] + _flat(fields),
+            args=[sid, marker, self.now(), self.ttl, event, keys.EVENTS_MAXLEN, "1" if close else "0",
+                  "1" if transfer else "0", _ops(ops)] + _flat(fields),
         )
 
     def turns(self, sid) -> list:

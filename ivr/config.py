@@ -23,6 +23,13 @@ def _int(env, name, default):
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _choice(env, name, allowed, default):
+    raw = env.get(name) or default
+    if raw not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Config:
     # Twilio signs every request with this token; it also signs the simulator's.
@@ -44,6 +51,33 @@ class Config:
     gather_timeout: int = 6
     # Seconds <Dial> rings the human line before giving up.
     dial_timeout: int = 25
+    # queue: <Enqueue> into Twilio queues per priority, agents dial in (default).
+    # dial: <Dial> HUMAN_LINE directly, overflowing to the queue when nobody answers.
+    handoff_mode: str = "queue"
+    # After this many seconds in the queue the caller is offered a callback or voicemail.
+    callback_after: int = 120
+    # Seconds between wait announcements (Twilio re-requests the waitUrl after each round).
+    announce_every: int = 45
+    # Twilio queue names are this prefix plus the priority: ivr-urgent, ivr-normal.
+    queue_prefix: str = "ivr-"
+    # In dial mode, where a busy or unanswered human line sends the caller: queue | callback.
+    dial_overflow: str = "queue"
+    # Signs dashboard sessions. None: a random key kept in Redis (ivr:secret_key), shared by all processes.
+    secret_key: str | None = None
+    # Dashboard service level: share of callers who reached a person within this many seconds.
+    service_level_seconds: int = 20
+    # Dashboard login lock-out: this many failures lock the account (per client address: 4x as many)
+    # for login_lock_seconds after the last failure.
+    login_max_failures: int = 5
+    login_lock_seconds: int = 900
+    # How long a dashboard login lasts.
+    session_hours: int = 12
+    # IANA time zone whose midnight starts the dashboard's "today"; empty: the server's local time.
+    timezone: str = ""
+    # Reverse proxies in front of ivr whose X-Forwarded-For is trusted (login lock-out per address).
+    trusted_proxies: int = 0
+    # When set, /metrics requires "Authorization: Bearer <token>".
+    metrics_token: str | None = None
     # True when the token was generated for this run rather than configured.
     token_generated: bool = False
     extra: dict = field(default_factory=dict)
@@ -72,6 +106,19 @@ class Config:
             retention_seconds=retention_days * 86400,
             gather_timeout=_int(env, "IVR_GATHER_TIMEOUT", cls.gather_timeout),
             dial_timeout=_int(env, "IVR_DIAL_TIMEOUT", cls.dial_timeout),
+            handoff_mode=_choice(env, "IVR_HANDOFF_MODE", ("queue", "dial"), cls.handoff_mode),
+            callback_after=_int(env, "IVR_CALLBACK_AFTER", cls.callback_after),
+            announce_every=_int(env, "IVR_ANNOUNCE_EVERY", cls.announce_every),
+            queue_prefix=env.get("IVR_QUEUE_PREFIX") or cls.queue_prefix,
+            dial_overflow=_choice(env, "IVR_DIAL_OVERFLOW", ("queue", "callback"), cls.dial_overflow),
+            secret_key=env.get("IVR_SECRET_KEY") or None,
+            service_level_seconds=_int(env, "IVR_SERVICE_LEVEL_SECONDS", cls.service_level_seconds),
+            login_max_failures=_int(env, "IVR_LOGIN_MAX_FAILURES", cls.login_max_failures),
+            login_lock_seconds=_int(env, "IVR_LOGIN_LOCK_SECONDS", cls.login_lock_seconds),
+            session_hours=_int(env, "IVR_SESSION_HOURS", cls.session_hours),
+            timezone=env.get("IVR_TIMEZONE") or "",
+            trusted_proxies=_int(env, "IVR_TRUSTED_PROXIES", cls.trusted_proxies),
+            metrics_token=env.get("IVR_METRICS_TOKEN") or None,
         )
         return replace(cfg, **overrides) if overrides else cfg
 

@@ -22,6 +22,13 @@ these names are the contract between processes (and the dashboard).
   ivr:callbacks             zset   sid -> requested_at, callers waiting for a call back
   ivr:events                stream every state change (call_started, turn, handoff, dial_result,
                                    call_ended), capped at EVENTS_MAXLEN entries
+  ivr:operators             set    names of dashboard operator accounts
+  ivr:operator:{name}       hash   password (argon2 hash), created_at, last_login_at
+  ivr:session:{token}       hash   operator, created_at, ip: one dashboard login; expires with the
+                                   session, deleted on logout; gone = logged out everywhere
+  ivr:login_failures:{kind}:{who}  string  failed logins per account (kind=op) or client address
+                                   (kind=ip, hashed); expires LOGIN lock seconds after the last failure
+  ivr:secret_key            string Flask secret shared by all processes when IVR_SECRET_KEY is unset
 Every per-call key expires after the configured retention period.
 """
 import hashlib
@@ -60,6 +67,25 @@ def once(sid: str) -> str:
 
 def caller(number: str) -> str:
     return f"{PREFIX}:caller:" + hashlib.sha256((number or "").encode()).hexdigest()[:32]
+
+
+OPERATORS = f"{PREFIX}:operators"
+SECRET_KEY = f"{PREFIX}:secret_key"
+
+
+def operator(name: str) -> str:
+    return f"{PREFIX}:operator:{name}"
+
+
+def session(token: str) -> str:
+    return f"{PREFIX}:session:{token}"
+
+
+def login_failures(kind: str, who: str) -> str:
+    """kind is "op" (account name) or "ip"; addresses are hashed like caller numbers."""
+    if kind == "ip":
+        who = hashlib.sha256(who.encode()).hexdigest()[:32]
+    return f"{PREFIX}:login_failures:{kind}:{who}"
 
 
 def call_keys(sid: str) -> list:

@@ -34,11 +34,22 @@ class TwimlRenderer:
             resp.redirect(action, method="POST")
         elif reply.route is not None:
             self._say(resp, reply.prompts, locale)
-            self.dial_human(resp, sid=sid, turn=turn)
+            self.handoff(resp, sid=sid, turn=turn, queue=reply.route.queue)
         else:
             self._say(resp, reply.prompts, locale)
             resp.hangup()
         return str(resp)
+
+    def handoff(self, resp, *, sid, turn, queue):
+        """To a person, the configured way: a priority queue, or the human line directly."""
+        if self.cfg.handoff_mode == "queue":
+            return self.enqueue(resp, sid=sid, turn=turn, queue=queue)
+        return self.dial_human(resp, sid=sid, turn=turn)
+
+    def enqueue(self, resp, *, sid, turn, queue):
+        resp.enqueue(self.cfg.queue_prefix + queue, action=self.url("/voice/queue/result", turn=turn), method="POST",
+                     wait_url=self.url("/voice/queue/wait", sid=sid, queue=queue), wait_url_method="POST")
+        return resp
 
     def dial_human(self, resp, *, sid, turn=None):
         dial = resp.dial(action=self.url("/voice/dial", turn=turn), method="POST",
@@ -47,10 +58,21 @@ class TwimlRenderer:
         dial.number(self.cfg.human_line, url=self.url("/voice/whisper", sid=sid), method="POST")
         return resp
 
+    def say(self, texts, locale) -> str:
+        resp = VoiceResponse()
+        self._say(resp, texts, locale)
+        return str(resp)
+
     def say_then_hangup(self, texts, locale) -> str:
         resp = VoiceResponse()
         self._say(resp, texts, locale)
         resp.hangup()
+        return str(resp)
+
+    def say_then_enqueue(self, texts, *, sid, turn, queue, locale) -> str:
+        resp = VoiceResponse()
+        self._say(resp, texts, locale)
+        self.enqueue(resp, sid=sid, turn=turn, queue=queue)
         return str(resp)
 
     def voicemail(self, texts, *, sid, locale) -> str:
@@ -58,6 +80,39 @@ class TwimlRenderer:
         self._say(resp, texts, locale)
         resp.record(action=self.url("/voice/voicemail", sid=sid), method="POST", max_length=120, play_beep=True,
                     finish_on_key="#")
+        return str(resp)
+
+    def hold(self, texts, *, locale, music_url, offer=None) -> str:
+        """One round of a waitUrl page: announcement, optional key offer, then hold music.
+        Twilio re-requests the waitUrl when this ends, which paces the announcements."""
+        resp = VoiceResponse()
+        if offer is not None:
+            text, action = offer
+            gather = resp.gather(input="dtmf", num_digits=1, action=action, method="POST", timeout=5)
+            gather.say(text, language=locale)
+        self._say(resp, texts, locale)
+        resp.play(music_url)
+        return str(resp)
+
+    def leave(self) -> str:
+        resp = VoiceResponse()
+        resp.leave()
+        return str(resp)
+
+    def agent_connect(self, briefing, *, queue, locale) -> str:
+        """Brief the agent, then bridge them to the caller at the head of the queue."""
+        resp = VoiceResponse()
+        resp.say(briefing, language=locale)
+        # A short timeout: if that caller hung up meanwhile, come back for the next one.
+        dial = resp.dial(action=self.url("/voice/agent/done"), method="POST", timeout=10)
+        dial.queue(self.cfg.queue_prefix + queue, url=self.url("/voice/queue/connect", queue=queue), method="POST")
+        return str(resp)
+
+    def agent_idle(self, text, *, locale, idle) -> str:
+        resp = VoiceResponse()
+        resp.say(text, language=locale)
+        resp.pause(length=5)
+        resp.redirect(self.url("/voice/agent", idle=idle), method="POST")
         return str(resp)
 
     def whisper(self, text, locale) -> str:

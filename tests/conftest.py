@@ -75,10 +75,40 @@ def twilio(server, config):
 
 
 @pytest.fixture
+def serve(make_config, redis):
+    """Start another server with its own configuration: serve(handoff_mode="dial") -> TwilioClient."""
+    servers = []
+
+    def start(clock=None, **overrides):
+        cfg = make_config(**overrides)
+        app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True),
+                         **({"clock": clock} if clock else {}))
+        srv = LoopbackServer(app, port=cfg.extra["port"]).__enter__()
+        servers.append(srv)
+        return TwilioClient(srv.url, cfg.twilio_auth_token)
+    yield start
+    for srv in servers:
+        srv.__exit__(None, None, None)
+
+
+@pytest.fixture
 def simulate(twilio):
     def run(*inputs, lang=None, **kwargs):
         return CallSimulator(twilio, **kwargs).run(list(inputs), lang)
     return run
+
+
+class Clock:
+    """A clock the test moves by hand, so timelines (waits) are exact."""
+
+    def __init__(self, t=1_800_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+    def advance(self, seconds):
+        self.t += seconds
 
 
 def press(d):

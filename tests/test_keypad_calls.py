@@ -4,6 +4,7 @@ import json
 from conftest import press, say
 
 from ivr import keys
+from ivr.simulate.call import CallSimulator
 
 
 def test_keypad_call_is_answered(simulate, redis):
@@ -18,15 +19,24 @@ def test_keypad_call_is_answered(simulate, redis):
 
 
 def test_press_zero_reaches_human_and_records_wait(simulate, redis):
-    report = simulate(press("2"), press("0"), agent_seconds=30)
+    report = simulate(press("2"), press("0"), queue_wait=37)
     assert report["outcome"] == "handoff"
     assert report["intents"] == ["return_refund", "agent_request"]
     assert report["queue"] == "normal" and report["transfers"] == 1
+    assert report["wait_seconds"] == 37
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["queue_result"] == "bridged" and rec["reason"] == "agent_request"
+    assert float(rec["answered_at"]) >= float(rec["handoff_at"])
+
+
+def test_dial_mode_records_result_and_wait(serve, redis):
+    client = serve(handoff_mode="dial")
+    report = CallSimulator(client, agent_seconds=30).run([press("2"), press("0")])
+    assert report["outcome"] == "handoff" and report["transfers"] == 1
     rec = redis.hgetall(keys.call(report["call_sid"]))
     assert rec["dial_status"] == "completed"
-    assert rec["reason"] == "agent_request"
     assert 0 <= float(rec["wait_seconds"]) < 5
-    assert rec["answered_at"] >= rec["handoff_at"]
+    assert float(rec["answered_at"]) >= float(rec["handoff_at"])
 
 
 def test_order_status_reads_demo_data(simulate):
@@ -35,8 +45,9 @@ def test_order_status_reads_demo_data(simulate):
     assert report["outcome"] == "answered"
 
 
-def test_busy_human_line_offers_voicemail(simulate, redis):
-    report = simulate(press("0"), agent="busy")
+def test_busy_human_line_offers_voicemail(serve, redis):
+    client = serve(handoff_mode="dial", dial_overflow="callback")
+    report = CallSimulator(client, agent="busy").run([press("0")])
     rec = redis.hgetall(keys.call(report["call_sid"]))
     assert rec["dial_status"] == "busy"
     assert rec["voicemail_url"].startswith("https://")

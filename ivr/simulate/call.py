@@ -18,13 +18,19 @@ class SimulationError(RuntimeError):
 
 class CallSimulator:
     def __init__(self, client: TwilioClient, *, from_number="+15005550123", to_number="+15005550100",
-                 agent="answer", agent_seconds=42, voice_path="/voice"):
+                 agent="answer", agent_seconds=42, queue_wait=35, queue_choice=None, voice_path="/voice"):
         self.client = client
         self.from_number = from_number
         self.to_number = to_number
+        # What people do once the call is handed off: an agent answers (after queue_wait
+        # seconds in a queue), the human line is busy / does not answer, or the caller
+        # in the queue, offered a callback, presses 1 (callback) or 2 (voicemail).
         self.agent = agent                  # answer | busy | no-answer
         self.agent_seconds = agent_seconds
+        self.queue_wait = queue_wait
+        self.queue_choice = queue_choice    # None (hang up when nobody answers) | callback | voicemail
         self.voice_path = voice_path
+        self.agent_heard = []
 
     def run(self, inputs, lang=None) -> dict:
         """inputs: list of ("press", digits) or ("say", text), in the caller's order."""
@@ -68,6 +74,13 @@ class CallSimulator:
                     caller_label, bot_text = None, []
                     url, params = self._dial(verb, base)
                     break
+                elif verb.tag == "Enqueue":
+                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+                    caller_label, bot_text = None, []
+                    url, params, hold = self._queue(verb, base)
+                    if hold:
+                        transcript.append({"caller": "(waits in the queue)", "bot": " ".join(hold)})
+                    break
                 elif verb.tag == "Record":
                     transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
                     caller_label, bot_text = "(leaves a voicemail)", []
@@ -97,6 +110,38 @@ class CallSimulator:
             extra = {"DialCallStatus": self.agent, "DialCallDuration": "0"}
         return verb.get("action"), dict(base, **extra)
 
+    def _queue(self, verb, base):
+        """Play Twilio's part while the caller waits: the waitUrl, an agent dialling in, the result."""
+        wait_url, action = verb.get("waitUrl"), verb.get("action")
+        heard = []
+        _, body = self.client.post(wait_url, dict(base, QueuePosition="1", QueueTime="0", AvgQueueTime="0",
+                                                  CurrentQueueSize="1", QueueSid="QU" + "0" * 32))
+        heard += [v.text or "" for v in parse_twiml(body) if v.tag == "Say"]
+        if self.agent == "answer":
+            agent_sid = "CA" + secrets.token_hex(16)
+            _, body = self.client.post("/voice/agent", {"CallSid": agent_sid, "From": "+15005550777",
+                                                        "To": "+15005550001"})
+            root = parse_twiml(body)
+            self.agent_heard += [v.text or "" for v in root if v.tag == "Say"]
+            queue = next((q for d in root if d.tag == "Dial" for q in d if q.tag == "Queue"), None)
+            if queue is not None and queue.get("url"):
+                _, body = self.client.post(queue.get("url"), dict(base, QueueTime=str(self.queue_wait),
+                                                                  DequeingCallSid=agent_sid))
+                heard += [v.text or "" for v in parse_twiml(body) if v.tag == "Say"]
+            return action, dict(base, QueueResult="bridged", QueueTime=str(self.queue_wait)), heard
+        # Nobody answers: the caller waits long enough to be offered a callback.
+        _, body = self.client.post(wait_url, dict(base, QueuePosition="1", QueueTime=str(self.queue_wait),
+                                                  AvgQueueTime="0", CurrentQueueSize="1"))
+        root = parse_twiml(body)
+        offer = next((g for g in root if g.tag == "Gather"), None)
+        heard += [t.text or "" for v in root for t in ([v] if v.tag == "Say" else list(v)) if t.tag == "Say"]
+        if offer is not None and self.queue_choice in ("callback", "voicemail"):
+            digit = "1" if self.queue_choice == "callback" else "2"
+            _, body = self.client.post(offer.get("action"), dict(base, Digits=digit))
+            if any(v.tag == "Leave" for v in parse_twiml(body)):
+                return action, dict(base, QueueResult="leave", QueueTime=str(self.queue_wait)), heard
+        return action, dict(base, QueueResult="hangup", QueueTime=str(self.queue_wait)), heard
+
     def report(self, sid, transcript, lang) -> dict:
         status, data = self.client.get_json(f"/api/calls/{sid}")
         if status != 200:
@@ -118,5 +163,7 @@ class CallSimulator:
             "transfers": int(record.get("transfers") or 0),
             "wait_seconds": float(wait) if wait not in (None, "") else None,
             "reason": record.get("reason") or None,
+            "status": record.get("status"),
+            "agent_heard": " ".join(self.agent_heard) or None,
             "turns": out_turns,
         }

@@ -11,9 +11,11 @@ import logging
 
 from flask import Blueprint, abort, request
 
+from .. import keys, stats
 from ..flows.engine import Conversation, Input
 from ..redact import mask_phone, redact
 from ..security import twilio_signed
+from ..summary import agent_summary
 from .common import fail_safe, services, twiml
 
 log = logging.getLogger("ivr.voice")
@@ -46,9 +48,14 @@ def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None):
     decision = reply.decision
     if reply.answered:
         fields["answered"] = 1
+    ops = []
     if reply.route is not None:
-        fields.update(status="handoff", queue=reply.route.queue, reason=reply.route.reason,
+        queued = svc.config.handoff_mode == "queue"
+        fields.update(status="queued" if queued else "dialing", queue=reply.route.queue, reason=reply.route.reason,
                       handoff_at=now, boosted_by=reply.route.boosted_by)
+        if queued:
+            fields["enqueued_at"] = now
+            ops.append(["ZADD", keys.queue(reply.route.queue), now, sid])
     elif reply.hangup:
         fields["status"] = "ending"
     turns = []
@@ -63,7 +70,7 @@ def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None):
     event = "handoff" if reply.route is not None else "turn"
     earlier = svc.store.apply_turn(sid, caller, turn, xml, fields, turns=turns, transfer=reply.route is not None,
                                    event=event, data={"step": conv.step, "decision": decision.action if decision else None,
-                                                      "intent": decision.intent if decision else None})
+                                                      "intent": decision.intent if decision else None}, ops=ops)
     if reply.route is not None and earlier is None:
         log.info("call %s handed off: queue=%s reason=%s", sid, reply.route.queue, reply.route.reason)
     return earlier or xml
@@ -140,14 +147,33 @@ def dial_result():
         wait = max(0.0, answered_at - handoff_at)
     else:
         wait = max(0.0, now - handoff_at)
-    svc.store.record_once(sid, marker, {"dial_status": status, "wait_seconds": round(wait, 3),
-                                        "status": "agent_done" if picked_up else "agents_busy"}, "dial_result")
+    queue = record.get("queue") or "normal"
+    fields = {"dial_status": status, "wait_seconds": round(wait, 3),
+              "status": "agent_done" if picked_up else "agents_busy"}
+    ops = []
+    if picked_up and not record.get("answered_at"):
+        # The whisper normally marks the answer; without it, Twilio's talk time dates it.
+        fields["answered_at"] = answered_at
+        ops += stats.answered_ops(sid, wait, queue, answered_at, svc.config.retention_seconds)
+    overflow = not picked_up and svc.config.dial_overflow == "queue"
+    if overflow:
+        # A second transfer: from the direct line into the queue. Counted once, however often Twilio retries.
+        fields.update(status="queued", enqueued_at=now, overflowed_from="dial")
+        ops.append(["ZADD", keys.queue(queue), now, sid])
+    svc.store.record_once(sid, marker, fields, "dial_result", transfer=overflow, ops=ops)
     flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
     lang = record.get("lang") or flow.languages[0]
+    locale = flow.say_locale(lang)
     if picked_up:
-        return twiml(svc.twiml.say_then_hangup([], flow.say_locale(lang)))
+        return twiml(svc.twiml.say_then_hangup([], locale))
+    if overflow:
+        log.info("call %s: human line %s after %.1fs; overflow to the %s queue", sid, status, wait, queue)
+        return twiml(svc.twiml.say_then_enqueue([flow.message("handoff_urgent" if queue == "urgent" else "handoff",
+                                                              lang)],
+                                                sid=sid, turn=request.args.get("turn", "0")[:8], queue=queue,
+                                                locale=locale))
     log.info("call %s: human line %s after %.1fs; offering voicemail", sid, status, wait)
-    return twiml(svc.twiml.voicemail([flow.message("agents_busy", lang)], sid=sid, locale=flow.say_locale(lang)))
+    return twiml(svc.twiml.voicemail([flow.message("agents_busy", lang)], sid=sid, locale=locale))
 
 
 @bp.post("/whisper")
@@ -157,28 +183,14 @@ def whisper():
     """Runs on the agent's leg as they pick up: marks the end of the wait, briefs the agent."""
     svc = services()
     sid = request.args.get("sid", "")[:64]
-    svc.store.record_once(sid, "agent_answered", {"answered_at": svc.store.now(), "status": "with_agent"},
-                          "agent_answered")
+    record, _ = svc.store.load(sid)
+    now = svc.store.now()
+    wait = max(0.0, now - (_float(record.get("handoff_at")) or now))
+    svc.store.record_once(sid, "agent_answered", {"answered_at": now, "status": "with_agent"}, "agent_answered",
+                          ops=stats.answered_ops(sid, wait, record.get("queue") or "normal", now,
+                                                 svc.config.retention_seconds))
     report = svc.store.report(sid) or {"record": {}, "turns": []}
-    return twiml(svc.twiml.whisper(summary(report), "en-US"))
-
-
-def summary(report) -> str:
-    """What the agent hears before the bridge, so the caller need not repeat themselves."""
-    rec = report["record"]
-    said = [t["text"] for t in report["turns"] if t.get("who") == "caller" and t.get("input") == "speech" and t["text"]]
-    intents = [t["intent"] for t in report["turns"] if t.get("who") == "caller" and t.get("intent")]
-    parts = [f"Caller from the {rec.get('flow', 'hotline')} line, reason {rec.get('reason', 'unknown').replace('_', ' ')}."]
-    if intents:
-        parts.append(f"Topic: {intents[-1].replace('_', ' ')}.")
-    if said:
-        parts.append(f"They said: {said[-1]}.")
-    transfers = int(rec.get("transfers") or 0)
-    if transfers > 1:
-        parts.append(f"Transferred {transfers - 1} times before.")
-    if rec.get("boost"):
-        parts.append(f"Priority: {rec['boost'].replace('_', ' ')}.")
-    return " ".join(parts)
+    return twiml(svc.twiml.whisper(agent_summary(report), "en-US"))
 
 
 @bp.post("/voicemail")
@@ -204,7 +216,9 @@ def status():
     sid = _required("CallSid")
     result = svc.store.record_once(sid, "closed", {
         "status": "ended", "call_status": request.form.get("CallStatus", "")[:20],
-        "duration": request.form.get("CallDuration", "")[:8]}, "call_ended", close=True)
+        "duration": request.form.get("CallDuration", "")[:8]}, "call_ended", close=True,
+        # Whatever else happened, a finished call no longer waits in any queue.
+        ops=[["ZREM", keys.queue(q), sid] for q in keys.QUEUES])
     if result == -1:
         log.warning("status callback for unknown call %s", sid)
     return ("", 204)

@@ -1,0 +1,21 @@
+"""What an agent hears before the bridge, so the caller need not repeat themselves."""
+from __future__ import annotations
+
+
+def agent_summary(report) -> str:
+    rec = report["record"]
+    callers = [t for t in report["turns"] if t.get("who") == "caller"]
+    said = [t["text"] for t in callers if t.get("input") == "speech" and t.get("text")]
+    intents = [t["intent"] for t in callers if t.get("intent")]
+    parts = [f"Caller from the {rec.get('flow', 'hotline')} line, reason "
+             f"{(rec.get('reason') or 'unknown').replace('_', ' ')}."]
+    if intents:
+        parts.append(f"Topic: {intents[-1].replace('_', ' ')}.")
+    if said:
+        parts.append(f"They said: {said[-1]}.")
+    transfers = int(rec.get("transfers") or 0)
+    if transfers > 1:
+        parts.append(f"Transferred {transfers - 1} time{'s' if transfers > 2 else ''} before.")
+    if rec.get("boost"):
+        parts.append(f"Priority: {rec['boost'].replace('_', ' ')}.")
+    return " ".join(parts)

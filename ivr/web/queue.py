@@ -1,0 +1,251 @@
+"""Queue-mode handoff: callers wait in Twilio queues per priority; agents dial in.
+
+Twilio's <Enqueue> holds the caller and asks our waitUrl what to play; the
+agent line (<Dial><Queue>) bridges the next caller. Redis mirrors each queue
+so every process (and the dashboard) knows who waits, in which order, for how
+long, and agents always get urgent callers first.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, request, send_file
+
+from .. import keys, stats
+from ..hold_music import ensure as ensure_hold_music
+from ..security import twilio_signed
+from ..summary import agent_summary
+from .common import fail_safe, services, twiml
+
+log = logging.getLogger("ivr.queue")
+bp = Blueprint("queue", __name__)
+
+# Spoken in turn, so a caller who waits several rounds never hears the same sentence twice in a row.
+_ANNOUNCEMENTS = [
+    "You are number {position} in line. The wait is about {minutes}. Thank you for holding.",
+    "Thanks for your patience. There {are} {ahead} ahead of you, so it should be about {minutes}.",
+    "We haven't forgotten you. You are now number {position}, roughly {minutes} to go.",
+    "Still here with you: number {position} in the queue, about {minutes}. A person will pick up as soon as one is free.",
+]
+_OFFER = ("If you'd rather not wait, press 1 and we will call you back, keeping your place in line. "
+          "Press 2 to leave a voicemail. Or stay on the line.")
+
+
+def _flow_and_lang(record):
+    svc = services()
+    flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
+    return flow, record.get("lang") or flow.languages[0]
+
+
+def _minutes(seconds):
+    minutes = max(1, round(seconds / 60))
+    return "one minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def estimate_wait(position, queue_time, twilio_avg, ours):
+    """Seconds still to wait. Our own rolling average over the last hour beats
+    Twilio's per-queue average once we have a few samples, since it covers
+    every process and both queues the way agents actually drain them."""
+    avg = ours["avg_wait"] if ours["answered"] >= 3 else twilio_avg
+    if not avg:
+        avg = 60.0
+    return max(30.0, avg * position - queue_time)
+
+
+@bp.post("/voice/queue/wait")
+@twilio_signed
+def wait():
+    """Twilio's waitUrl: announcement, callback offer after a while, hold music."""
+    svc = services()
+    sid = request.form.get("CallSid", "")[:64]
+    queue = request.args.get("queue", "normal")
+    if queue not in keys.QUEUES:
+        abort(400, description="unknown queue")
+    position = _int(request.form.get("QueuePosition"), 1)
+    queue_time = _int(request.form.get("QueueTime"), 0)
+    twilio_avg = _int(request.form.get("AvgQueueTime"), 0)
+    try:
+        pipe = svc.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.call(sid))
+        pipe.hincrby(keys.call(sid), "announcements", 1)
+        pipe.zcard(keys.queue("urgent"))
+        record, rounds, urgent_waiting = pipe.execute()
+        ours = stats.wait_stats(svc.redis, svc.store.now(), stats.HOUR, queue)
+    except Exception:  # noqa: BLE001 - a caller on hold must keep hearing something
+        log.exception("wait page for %s: Redis unavailable; plain hold round", sid)
+        record, rounds, urgent_waiting, ours = {}, 1, 0, {"answered": 0, "avg_wait": None}
+    if queue == "normal":
+        position += urgent_waiting  # urgent callers are always served first
+    flow, lang = _flow_and_lang(record)
+    template = _ANNOUNCEMENTS[(int(rounds) - 1) % len(_ANNOUNCEMENTS)]
+    ahead = position - 1
+    text = template.format(position=position, ahead="nobody" if ahead == 0 else ahead,
+                           are="is" if ahead == 1 else "are",
+                           minutes=_minutes(estimate_wait(position, queue_time, twilio_avg, ours)))
+    offer = None
+    if queue_time >= svc.config.callback_after and record:
+        offer = (_OFFER, svc.twiml.url("/voice/queue/option", sid=sid))
+    music = svc.twiml.url(f"/audio/hold-{svc.config.announce_every}s.wav")
+    return twiml(svc.twiml.hold([text], locale=flow.say_locale(lang), music_url=music, offer=offer))
+
+
+@bp.post("/voice/queue/option")
+@twilio_signed
+@fail_safe
+def option():
+    """The caller pressed a key during the callback offer."""
+    svc = services()
+    sid = request.args.get("sid", "")[:64]
+    digit = request.form.get("Digits", "")[:1]
+    if digit not in ("1", "2"):
+        record, _ = svc.store.load(sid)
+        return twiml(svc.twiml.hold([], locale=_flow_and_lang(record)[1], music_url=svc.twiml.url(
+            f"/audio/hold-{svc.config.announce_every}s.wav")))
+    choice = "callback" if digit == "1" else "voicemail"
+    svc.store.record_once(sid, "queue_choice", {"queue_choice": choice}, "queue_choice")
+    return twiml(svc.twiml.leave())
+
+
+@bp.post("/voice/queue/result")
+@twilio_signed
+@fail_safe
+def result():
+    """<Enqueue action>: the caller left the queue (bridged to an agent, hung up, or chose to leave)."""
+    svc = services()
+    sid = request.form.get("CallSid", "")[:64]
+    outcome = request.form.get("QueueResult", "error")[:24]
+    queue_time = _int(request.form.get("QueueTime"), 0)
+    record, _ = svc.store.load(sid)
+    queue = record.get("queue") or "normal"
+    now = svc.store.now()
+    ttl = svc.config.retention_seconds
+    fields = {"queue_result": outcome, "queue_time": queue_time}
+    ops = [["ZREM", keys.queue(queue), sid]]
+    flow, lang = _flow_and_lang(record)
+    locale = flow.say_locale(lang)
+    choice = record.get("queue_choice")
+    wait = total_wait(record, queue_time)
+    if outcome in ("bridged", "bridging-in-process"):
+        fields.update(status="agent_done")
+        if not record.get("answered_at"):
+            # /voice/queue/connect normally records the answer; this is the fallback.
+            fields.update(wait_seconds=wait, answered_at=now)
+            ops += stats.answered_ops(sid, wait, queue, now, ttl)
+        response = svc.twiml.say_then_hangup([], locale)
+    elif outcome == "leave" and choice == "callback":
+        fields.update(status="callback", callback_requested_at=now, wait_seconds=wait)
+        # Score by the time they first joined the queue: a callback keeps the caller's place.
+        ops.append(["ZADD", keys.CALLBACKS, record.get("enqueued_at") or now, sid])
+        response = svc.twiml.say_then_hangup(
+            ["We will call you back at this number as soon as it is your turn. Goodbye."], locale)
+    elif outcome == "leave" and choice == "voicemail":
+        fields.update(status="voicemail", wait_seconds=wait)
+        response = svc.twiml.voicemail(["Please leave your message after the tone."], sid=sid, locale=locale)
+    elif outcome == "hangup":
+        fields.update(status="abandoned", wait_seconds=wait)
+        ops += stats.abandoned_ops(sid, queue, now, ttl)
+        response = svc.twiml.say_then_hangup([], locale)
+    else:
+        # queue-full, error, system-error, redirected: never drop the caller, try the human line.
+        log.warning("call %s: queue result %s; dialling the human line", sid, outcome)
+        fields.update(status="dialing")
+        response = svc.twiml.emergency(flow.message("handoff", lang), locale)
+    svc.store.record_once(sid, f"queue_result:{request.args.get('turn', '')[:8]}", fields, "queue_result", ops=ops)
+    return twiml(response)
+
+
+@bp.post("/voice/queue/connect")
+@twilio_signed
+def connect():
+    """<Queue url>: runs on the caller's leg just before the bridge; the wait ends here."""
+    svc = services()
+    sid = request.form.get("CallSid", "")[:64]
+    queue_time = _int(request.form.get("QueueTime"), 0)
+    queue = request.args.get("queue", "normal")
+    now = svc.store.now()
+    record, _ = svc.store.load(sid)
+    wait = total_wait(record, queue_time)
+    ops = [["ZREM", keys.queue(queue), sid]] + stats.answered_ops(sid, wait, queue, now,
+                                                                   svc.config.retention_seconds)
+    svc.store.record_once(sid, "agent_answered", {
+        "answered_at": now, "wait_seconds": wait, "queue_time": queue_time, "status": "with_agent",
+        "agent_call": request.form.get("DequeingCallSid", "")[:64]}, "agent_answered", ops=ops)
+    flow, lang = _flow_and_lang(record)
+    return twiml(svc.twiml.say(["You're through to a person now."], flow.say_locale(lang)))
+
+
+# The head caller not yet claimed by another agent who is being briefed right now:
+# two agents dialling in together are briefed on two different callers, in queue order.
+_CLAIM = """
+local now, agent, hold = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+for _, q in ipairs(KEYS) do
+  for _, sid in ipairs(redis.call('ZRANGE', q, 0, 19)) do
+    local call = 'ivr:call:' .. sid
+    local at = tonumber(redis.call('HGET', call, 'claimed_at') or '0')
+    if now - at > hold then
+      redis.call('HSET', call, 'claimed_at', now, 'claimed_by', agent)
+      return {q, sid}
+    end
+  end
+end
+return false
+"""
+
+
+@bp.post("/voice/agent")
+@twilio_signed
+@fail_safe
+def agent():
+    """An agent calls the agent line: brief them on the next caller, then bridge.
+
+    Urgent before normal; within a queue, the longest wait first (Twilio
+    queues are first-in, first-out, and our Redis mirror is ordered the same).
+    """
+    svc = services()
+    idle = _int(request.args.get("idle"), 0)
+    found = svc.redis.eval(_CLAIM, len(keys.QUEUES), *[keys.queue(q) for q in keys.QUEUES],
+                           svc.store.now(), request.form.get("CallSid", "")[:64], 20)
+    if not found:
+        if idle >= 60:
+            return twiml(svc.twiml.say_then_hangup(["No callers are waiting. Goodbye."], "en-US"))
+        return twiml(svc.twiml.agent_idle("No callers are waiting.", locale="en-US", idle=idle + 1))
+    qkey, sid = found
+    queue = qkey.rsplit(":", 1)[-1]
+    report = svc.store.report(sid) or {"record": {}, "turns": []}
+    briefing = ("Urgent caller. " if queue == "urgent" else "Next caller. ") + agent_summary(report)
+    log.info("agent %s takes the %s queue; head is %s", request.form.get("CallSid", "?"), queue, sid)
+    return twiml(svc.twiml.agent_connect(briefing, queue=queue, locale="en-US"))
+
+
+@bp.post("/voice/agent/done")
+@twilio_signed
+def agent_done():
+    """The agent's bridge ended; offer the next caller right away."""
+    svc = services()
+    return twiml(svc.twiml.agent_idle("Call ended. Next caller.", locale="en-US", idle=0))
+
+
+@bp.get("/audio/hold-<int:seconds>s.wav")
+def hold_music(seconds):
+    """Public on purpose: Twilio fetches <Play> audio without a signature; it is only music."""
+    cfg = services().config
+    if seconds != cfg.announce_every:
+        abort(404)
+    return send_file(ensure_hold_music(cfg.audio_dir, seconds), mimetype="audio/wav", max_age=86400)
+
+
+def total_wait(record, queue_time):
+    """Seconds from the bot's handoff until now: time before joining the queue (a
+    direct dial that rang out, measured by us) plus Twilio's own count in the queue."""
+    try:
+        before_queue = float(record["enqueued_at"]) - float(record["handoff_at"])
+    except (KeyError, ValueError):
+        before_queue = 0.0
+    return round(max(0.0, before_queue) + queue_time, 3)
+
+
+def _int(raw, default):
+    try:
+        return int(float(raw))
+    except (TypeError, ValueError):
+        return default
