@@ -33,13 +33,17 @@ redis.call('HSET', caller, 'last_sid', sid, 'last_call_at', now)
 redis.call('EXPIRE', caller, caller_ttl)
 redis.call('ZADD', active, now, sid)
 redis.call('ZADD', recent, now, sid)
+redis.call('ZREMRANGEBYSCORE', recent, '-inf', tonumber(now) - ttl)
+redis.call('ZREMRANGEBYSCORE', active, '-inf', tonumber(now) - ttl)
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'call_started', 'sid', sid, 'ts', now)
+-- Shared keys live as long as calls keep coming, and expire with the last call's retention.
+for _, k in ipairs({active, recent, events}) do redis.call('EXPIRE', k, ttl) end
 return {1, boost, ''}
 """
 
 _OPS = """
 -- Side effects on other keys (queues, statistics), applied in the same atomic script.
-local ALLOWED = {ZADD = true, ZREM = true, HINCRBY = true, HSET = true, ZREMRANGEBYSCORE = true}
+local ALLOWED = {ZADD = true, ZREM = true, HINCRBY = true, HSET = true, ZREMRANGEBYSCORE = true, EXPIRE = true}
 local function apply_ops(json)
   if json == nil or json == '' then return end
   for _, op in ipairs(cjson.decode(json)) do

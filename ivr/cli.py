@@ -131,7 +131,10 @@ def simulate(press, say, lang, url, token, from_number, agent, as_json):
             click.echo(f"caller: {turn['caller']}{heard}")
         if turn["bot"]:
             click.echo(f"bot:    {turn['bot']}")
-    click.echo(f"-- outcome={report['outcome']} queue={report['queue']} transfers={report['transfers']}"
+    if report.get("agent_heard"):
+        click.echo(f"agent heard before the bridge: {report['agent_heard']}")
+    wait = f" wait={report['wait_seconds']}s" if report.get("wait_seconds") is not None else ""
+    click.echo(f"-- outcome={report['outcome']} queue={report['queue']} transfers={report['transfers']}{wait}"
                f" intents={report['intents']}")
 
 

@@ -16,12 +16,14 @@ HOUR, DAY = 3600, 86400
 def answered_ops(sid, wait_seconds, queue, answered_at, retention):
     member = f"{sid}|{round(float(wait_seconds), 3)}|{queue}"
     return [["ZADD", keys.WAITS, answered_at, member],
-            ["ZREMRANGEBYSCORE", keys.WAITS, "-inf", answered_at - retention]]
+            ["ZREMRANGEBYSCORE", keys.WAITS, "-inf", answered_at - retention],
+            ["EXPIRE", keys.WAITS, retention]]
 
 
 def abandoned_ops(sid, queue, at, retention):
     return [["ZADD", keys.ABANDONED, at, f"{sid}|{queue}"],
-            ["ZREMRANGEBYSCORE", keys.ABANDONED, "-inf", at - retention]]
+            ["ZREMRANGEBYSCORE", keys.ABANDONED, "-inf", at - retention],
+            ["EXPIRE", keys.ABANDONED, retention]]
 
 
 def percentile(values, p):

@@ -171,3 +171,14 @@ def test_simulate_reports_transfers_queue_and_wait():
     report = json.loads(proc.stdout)
     assert report["outcome"] == "handoff" and report["transfers"] == 1
     assert report["queue"] == "normal" and report["wait_seconds"] == 35.0
+
+
+def test_every_key_has_a_retention_ttl(serve, redis, config):
+    client = serve(callback_after=60)
+    CallSimulator(client, queue_wait=90).run([press("0")])
+    CallSimulator(client, agent="no-answer", queue_wait=90, queue_choice="callback").run([press("0")])
+    CallSimulator(client, agent="no-answer", queue_wait=90).run([press("9")])
+    found = list(redis.scan_iter("ivr:*"))
+    assert keys.WAITS in found and keys.CALLBACKS in found and keys.ABANDONED in found
+    for key in found:
+        assert redis.ttl(key) > 0, f"{key} has no TTL"

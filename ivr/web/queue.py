@@ -135,7 +135,7 @@ def result():
     elif outcome == "leave" and choice == "callback":
         fields.update(status="callback", callback_requested_at=now, wait_seconds=wait)
         # Score by the time they first joined the queue: a callback keeps the caller's place.
-        ops.append(["ZADD", keys.CALLBACKS, record.get("enqueued_at") or now, sid])
+        ops += [["ZADD", keys.CALLBACKS, record.get("enqueued_at") or now, sid], ["EXPIRE", keys.CALLBACKS, ttl]]
         response = svc.twiml.say_then_hangup(
             ["We will call you back at this number as soon as it is your turn. Goodbye."], locale)
     elif outcome == "leave" and choice == "voicemail":

@@ -55,7 +55,8 @@ def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None):
                       handoff_at=now, boosted_by=reply.route.boosted_by)
         if queued:
             fields["enqueued_at"] = now
-            ops.append(["ZADD", keys.queue(reply.route.queue), now, sid])
+            ops += [["ZADD", keys.queue(reply.route.queue), now, sid],
+                    ["EXPIRE", keys.queue(reply.route.queue), svc.config.retention_seconds]]
     elif reply.hangup:
         fields["status"] = "ending"
     turns = []
@@ -159,7 +160,7 @@ def dial_result():
     if overflow:
         # A second transfer: from the direct line into the queue. Counted once, however often Twilio retries.
         fields.update(status="queued", enqueued_at=now, overflowed_from="dial")
-        ops.append(["ZADD", keys.queue(queue), now, sid])
+        ops += [["ZADD", keys.queue(queue), now, sid], ["EXPIRE", keys.queue(queue), svc.config.retention_seconds]]
     svc.store.record_once(sid, marker, fields, "dial_result", transfer=overflow, ops=ops)
     flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
     lang = record.get("lang") or flow.languages[0]
