@@ -6,7 +6,8 @@ def agent_summary(report) -> str:
     rec = report["record"]
     callers = [t for t in report["turns"] if t.get("who") == "caller"]
     said = [t["text"] for t in callers if t.get("input") == "speech" and t.get("text")]
-    intents = [t["intent"] for t in callers if t.get("intent")]
+    # The topic is what the caller came about, not the request for a person or a yes/no.
+    intents = [t["intent"] for t in callers if t.get("intent") not in (None, "agent_request", "yes", "goodbye")]
     parts = [f"Caller from the {rec.get('flow', 'hotline')} line, reason "
              f"{(rec.get('reason') or 'unknown').replace('_', ' ')}."]
     if intents:
