@@ -26,9 +26,10 @@ def create_app(config: Config | None = None, redis=None, clock=time.time) -> Fla
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     app.extensions["ivr"] = Services(config=config, redis=redis, flows=flows, clock=clock)
 
-    from .web import api, health, queue, voice
+    from .web import api, feedback, health, queue, voice
     app.register_blueprint(voice.bp)
     app.register_blueprint(queue.bp)
+    app.register_blueprint(feedback.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
 

@@ -43,7 +43,8 @@ return {1, boost, ''}
 
 _OPS = """
 -- Side effects on other keys (queues, statistics), applied in the same atomic script.
-local ALLOWED = {ZADD = true, ZREM = true, HINCRBY = true, HSET = true, ZREMRANGEBYSCORE = true, EXPIRE = true}
+local ALLOWED = {ZADD = true, ZREM = true, HINCRBY = true, HSET = true, ZREMRANGEBYSCORE = true, EXPIRE = true,
+                 ZINCRBY = true}
 local function apply_ops(json)
   if json == nil or json == '' then return end
   for _, op in ipairs(cjson.decode(json)) do

@@ -153,5 +153,28 @@ def _simulate_in_process(inputs, lang, from_number, agent):
         return CallSimulator(client, from_number=from_number, agent=agent).run(inputs, lang)
 
 
+@main.command()
+@click.option("--top", default=20, show_default=True, type=int)
+@click.option("--flow", "flow_id", default=None, help="flow id (default: the default flow)")
+@click.option("--lang", default=None, help="language (default: the flow's first)")
+def unanswered(top, flow_id, lang):
+    """The questions the bot did not understand most often: candidates for new intents or examples."""
+    from .flows.loader import load_flows
+    from .quality import top_unanswered
+    from .redis_conn import connect
+
+    cfg = Config.from_env()
+    flows = load_flows(cfg.flows_dir)
+    flow = flows.get(flow_id or cfg.default_flow) or next(iter(flows.values()))
+    lang = lang or flow.languages[0]
+    rows = top_unanswered(connect(cfg.redis_url, cfg.data_dir), flow.id, lang, top)
+    if not rows:
+        click.echo(f"no unanswered questions logged for {flow.id} ({lang})")
+        return
+    click.echo(f"count  question   ({flow.id}, {lang})")
+    for row in rows:
+        click.echo(f"{row['count']:5d}  {row['text']}")
+
+
 if __name__ == "__main__":
     main()

@@ -78,6 +78,9 @@ class Config:
     trusted_proxies: int = 0
     # When set, /metrics requires "Authorization: Bearer <token>".
     metrics_token: str | None = None
+    # Ask callers for a 1-5 rating after the bot answered them, and after a call with an agent.
+    feedback: bool = True
+    feedback_after_agent: bool = True
     # True when the token was generated for this run rather than configured.
     token_generated: bool = False
     extra: dict = field(default_factory=dict)
@@ -106,6 +109,8 @@ class Config:
             retention_seconds=retention_days * 86400,
             gather_timeout=_int(env, "IVR_GATHER_TIMEOUT", cls.gather_timeout),
             dial_timeout=_int(env, "IVR_DIAL_TIMEOUT", cls.dial_timeout),
+            feedback=_choice(env, "IVR_FEEDBACK", ("on", "off"), "on") == "on",
+            feedback_after_agent=_choice(env, "IVR_FEEDBACK_AFTER_AGENT", ("on", "off"), "on") == "on",
             handoff_mode=_choice(env, "IVR_HANDOFF_MODE", ("queue", "dial"), cls.handoff_mode),
             callback_after=_int(env, "IVR_CALLBACK_AFTER", cls.callback_after),
             announce_every=_int(env, "IVR_ANNOUNCE_EVERY", cls.announce_every),

@@ -20,6 +20,11 @@ these names are the contract between processes (and the dashboard).
                                    who reached a person; rolling average/p90 read a time window
   ivr:abandoned             zset   sid -> time, callers who hung up while waiting
   ivr:callbacks             zset   sid -> requested_at, callers waiting for a call back
+  ivr:unanswered:{flow}:{lang}       zset  normalized caller utterance -> times the bot did not
+                                   understand it (clarification or handoff for low confidence)
+  ivr:unanswered_last:{flow}:{lang}  hash  utterance -> last time heard
+  ivr:ratings:{YYYY-MM-DD}  hash   "{intent}:sum" / "{intent}:count" of caller ratings (1-5) that day,
+                                   plus "all:*"; kept 400 days
   ivr:events                stream every state change (call_started, turn, handoff, dial_result,
                                    call_ended), capped at EVENTS_MAXLEN entries
   ivr:operators             set    names of dashboard operator accounts
@@ -43,6 +48,18 @@ WAITS = f"{PREFIX}:waits"
 ABANDONED = f"{PREFIX}:abandoned"
 CALLBACKS = f"{PREFIX}:callbacks"
 QUEUES = ("urgent", "normal")
+
+
+def unanswered(flow: str, lang: str) -> str:
+    return f"{PREFIX}:unanswered:{flow}:{lang}"
+
+
+def unanswered_last(flow: str, lang: str) -> str:
+    return f"{PREFIX}:unanswered_last:{flow}:{lang}"
+
+
+def ratings(day: str) -> str:
+    return f"{PREFIX}:ratings:{day}"
 
 
 def queue(name: str) -> str:

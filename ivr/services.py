@@ -19,6 +19,8 @@ class Services:
     store: CallStore = field(init=False)
     engines: dict = field(init=False)
     twiml: TwimlRenderer = field(init=False)
+    # Optional workers other modules plug in (e.g. the comment transcriber once speech is loaded).
+    extras: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock)

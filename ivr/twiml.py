@@ -58,6 +58,26 @@ class TwimlRenderer:
         dial.number(self.cfg.human_line, url=self.url("/voice/whisper", sid=sid), method="POST")
         return resp
 
+    def ask_rating(self, texts, prompt, goodbye, *, sid, after, locale) -> str:
+        """Whatever came before, then the rating question; silence ends with the goodbye."""
+        resp = VoiceResponse()
+        self._say(resp, texts, locale)
+        gather = resp.gather(input="dtmf", num_digits=1, timeout=6, method="POST",
+                             action=self.url("/voice/rating", after=after))
+        gather.say(prompt, language=locale)
+        self._say(resp, [goodbye] if goodbye else [], locale)
+        resp.hangup()
+        return str(resp)
+
+    def ask_comment(self, prompt, goodbye, *, locale) -> str:
+        resp = VoiceResponse()
+        resp.say(prompt, language=locale)
+        resp.record(action=self.url("/voice/comment"), method="POST", max_length=20, play_beep=True,
+                    finish_on_key="#", timeout=3)
+        self._say(resp, [goodbye] if goodbye else [], locale)
+        resp.hangup()
+        return str(resp)
+
     def say(self, texts, locale) -> str:
         resp = VoiceResponse()
         self._say(resp, texts, locale)

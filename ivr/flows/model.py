@@ -94,4 +94,11 @@ DEFAULT_MESSAGES = {
     "goodbye": {"en": "Thank you for calling. Goodbye.", "ko": "전화 주셔서 감사합니다. 안녕히 계세요."},
     "error": {"en": "Sorry, something went wrong on our side. Let me get you a person.",
               "ko": "죄송합니다, 문제가 발생했습니다. 상담원에게 연결해 드리겠습니다."},
+    "rating": {"en": "Before you go: how well did I help? Press 1 for poor up to 5 for excellent.",
+               "ko": "통화를 마치기 전에, 도움이 얼마나 되었는지 1번부터 5번까지 눌러 주세요."},
+    "rating_after_agent": {"en": "Please stay on the line to rate the help you got, from 1 for poor to 5 for excellent.",
+                           "ko": "상담 만족도를 1번부터 5번까지 눌러 평가해 주세요."},
+    "rating_thanks": {"en": "Thank you. If you like, tell us after the tone in a few words what we could do better, "
+                            "then hang up.",
+                      "ko": "감사합니다. 원하시면 삐 소리 후에 개선할 점을 짧게 말씀해 주세요."},
 }

@@ -83,7 +83,7 @@ class CallSimulator:
                     break
                 elif verb.tag == "Record":
                     transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
-                    caller_label, bot_text = "(leaves a voicemail)", []
+                    caller_label, bot_text = "(records a message)", []
                     url = verb.get("action")
                     params = dict(base, RecordingUrl="https://api.twilio.com/fake/RE0", RecordingDuration="9")
                     break

@@ -16,6 +16,7 @@ from ..hold_music import ensure as ensure_hold_music
 from ..security import twilio_signed
 from ..summary import agent_summary
 from .common import fail_safe, services, twiml
+from .voice import after_agent
 
 log = logging.getLogger("ivr.queue")
 bp = Blueprint("queue", __name__)
@@ -131,7 +132,7 @@ def result():
             # /voice/queue/connect normally records the answer; this is the fallback.
             fields.update(wait_seconds=wait, answered_at=now)
             ops += stats.answered_ops(sid, wait, queue, now, ttl)
-        response = svc.twiml.say_then_hangup([], locale)
+        response = after_agent(sid, flow, lang)
     elif outcome == "leave" and choice == "callback":
         fields.update(status="callback", callback_requested_at=now, wait_seconds=wait)
         # Score by the time they first joined the queue: a callback keeps the caller's place.

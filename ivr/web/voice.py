@@ -11,7 +11,7 @@ import logging
 
 from flask import Blueprint, abort, request
 
-from .. import keys, stats
+from .. import keys, quality, stats
 from ..flows.engine import Conversation, Input
 from ..redact import mask_phone, redact
 from ..security import twilio_signed
@@ -36,11 +36,17 @@ def _turn_arg() -> int:
     return int(raw)
 
 
-def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None):
+def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None, answered_before=False):
     """Render the reply, apply it to Redis in one script, return the TwiML to send."""
     svc = services()
     flow = engine.flow
-    xml = svc.twiml.reply(reply, sid=sid, turn=turn + 1, locale=flow.say_locale(conv.lang))
+    locale = flow.say_locale(conv.lang)
+    if reply.hangup and svc.config.feedback and (reply.answered or answered_before) and reply.prompts:
+        # The bot served this caller: ask how well, before the goodbye.
+        xml = svc.twiml.ask_rating(reply.prompts[:-1], flow.message("rating", conv.lang), reply.prompts[-1],
+                                   sid=sid, after="bot", locale=locale)
+    else:
+        xml = svc.twiml.reply(reply, sid=sid, turn=turn + 1, locale=locale)
     now = svc.store.now()
     state = conv.to_dict()
     state.pop("boost", None)  # lives in the record, set once when the call opens
@@ -60,6 +66,12 @@ def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None):
     elif reply.hangup:
         fields["status"] = "ending"
     turns = []
+    if caller_turn is not None and caller_turn.get("input") == "speech" and decision is not None \
+            and decision.intent is None and decision.action in ("clarify", "handoff") \
+            and not engine.matchers[conv.lang].is_frustrated(caller_turn.get("text", "")):
+        # A question the bot could not place (asked once, or again before a handoff): log it.
+        ops += quality.unanswered_ops(caller_turn.get("text", ""), conv.flow, conv.lang, now,
+                                      svc.config.retention_seconds)
     if caller_turn is not None:
         caller_turn.update(ts=now, intent=decision.intent if decision else None,
                            intent_confidence=decision.confidence if decision else None,
@@ -125,7 +137,8 @@ def gather():
     caller_turn = {"who": "caller", "input": inp.kind, "text": redact(inp.text), "confidence": inp.confidence,
                    "step": conv.step}
     reply = engine.handle(conv, inp)
-    return twiml(finish_turn(sid, record.get("from", ""), turn, conv, reply, engine, caller_turn))
+    return twiml(finish_turn(sid, record.get("from", ""), turn, conv, reply, engine, caller_turn,
+                             answered_before=record.get("answered") == "1"))
 
 
 @bp.post("/dial")
@@ -166,7 +179,7 @@ def dial_result():
     lang = record.get("lang") or flow.languages[0]
     locale = flow.say_locale(lang)
     if picked_up:
-        return twiml(svc.twiml.say_then_hangup([], locale))
+        return twiml(after_agent(sid, flow, lang))
     if overflow:
         log.info("call %s: human line %s after %.1fs; overflow to the %s queue", sid, status, wait, queue)
         return twiml(svc.twiml.say_then_enqueue([flow.message("handoff_urgent" if queue == "urgent" else "handoff",
@@ -175,6 +188,15 @@ def dial_result():
                                                 locale=locale))
     log.info("call %s: human line %s after %.1fs; offering voicemail", sid, status, wait)
     return twiml(svc.twiml.voicemail([flow.message("agents_busy", lang)], sid=sid, locale=locale))
+
+
+def after_agent(sid, flow, lang) -> str:
+    """The agent hung up and the caller is still on the line: ask for a rating, or say goodbye."""
+    svc = services()
+    if not svc.config.feedback_after_agent:
+        return svc.twiml.say_then_hangup([], flow.say_locale(lang))
+    return svc.twiml.ask_rating([], flow.message("rating_after_agent", lang), flow.message("goodbye", lang),
+                                sid=sid, after="agent", locale=flow.say_locale(lang))
 
 
 @bp.post("/whisper")

@@ -1,0 +1,62 @@
+"""Caller ratings and the unanswered-question log, through the real endpoints."""
+import subprocess
+import sys
+
+from conftest import press, say
+
+from ivr import keys, quality
+from ivr.flows.intents import normalize
+
+
+def test_rating_pressed_after_an_answer_is_stored_and_aggregated(simulate, redis):
+    report = simulate(press("3"), press("2"), press("4"))
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["rating"] == "4" and rec["rating_after"] == "bot"
+    assert rec["comment_url"].startswith("https://")       # the simulator recorded a comment
+    simulate(press("3"), press("2"), press("2"))
+    today = quality.ratings_by_day(redis, days=1)
+    [(day, per)] = today.items()
+    assert per["opening_hours"] == {"count": 2, "average": 3.0}
+    assert per["all"] == {"count": 2, "average": 3.0}
+
+
+def test_rating_after_agent_call(simulate, redis):
+    report = simulate(press("0"), press("5"))
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["rating"] == "5" and rec["rating_after"] == "agent"
+
+
+def test_retried_rating_counts_once(twilio, redis):
+    call = {"CallSid": "CA" + "4" * 32, "From": "+15005550144"}
+    twilio.post("/voice", call)
+    twilio.post("/voice/gather?turn=1", dict(call, Digits="3"))
+    for _ in range(3):
+        twilio.post("/voice/rating?after=bot", dict(call, Digits="5"))
+    per = next(iter(quality.ratings_by_day(redis, days=1).values()))
+    assert per["all"]["count"] == 1
+
+
+def test_no_rating_prompt_when_bot_answered_nothing(simulate):
+    report = simulate(press("0"), agent="busy")
+    assert "how well did I help" not in " ".join(t["bot"] for t in report["turns"])
+
+
+def test_unanswered_question_logged_with_count(simulate, redis):
+    question = "do you sell garden furniture"
+    simulate(say(question), press("3"), press("2"))
+    simulate(say("Do you sell garden furniture?"), say("do you sell garden furniture"))
+    top = quality.top_unanswered(redis, "hotline", "en")
+    row = next(r for r in top if r["text"] == normalize(question))
+    assert row["count"] == 3
+    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "unanswered", "--top", "5"], capture_output=True,
+                          text=True, env=_env(redis))
+    assert proc.returncode == 0, proc.stderr
+    assert "3  do you sell garden furniture" in proc.stdout
+
+
+def _env(redis):
+    import os
+    kw = redis.connection_pool.connection_kwargs
+    url = (f"unix://{kw['path']}?db={kw.get('db', 0)}" if "path" in kw
+           else f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}")
+    return dict(os.environ, REDIS_URL=url)
