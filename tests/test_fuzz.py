@@ -1,0 +1,76 @@
+"""Bad input, generated: every webhook answers with a clear status, never a crash,
+and flow files either load or fail with file and line."""
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ivr import keys
+from ivr.config import ROOT
+from ivr.flows.loader import FlowError, load_flow
+
+PATHS = ["/voice", "/voice/gather?turn=1", "/voice/gather?turn=abc", "/voice/gather", "/voice/dial?turn=2",
+         "/voice/dial?turn=emergency", "/voice/whisper?sid=CAx", "/voice/status", "/voice/queue/wait?queue=normal",
+         "/voice/queue/wait?queue=bogus", "/voice/queue/result?turn=3", "/voice/queue/connect?queue=urgent",
+         "/voice/queue/option?sid=CA1", "/voice/agent", "/voice/rating?after=bot", "/voice/comment",
+         "/voice/voicemail", "/voice/fallback"]
+NAMES = ["CallSid", "From", "To", "Digits", "SpeechResult", "Confidence", "DialCallStatus", "DialCallDuration",
+         "QueueResult", "QueueTime", "QueuePosition", "AvgQueueTime", "CallStatus", "RecordingUrl"]
+values = st.one_of(st.text(max_size=80), st.integers().map(str), st.just(""), st.just("0"),
+                   st.text(alphabet="0123456789#*", max_size=40), st.just("x" * 5000))
+params = st.dictionaries(st.one_of(st.sampled_from(NAMES), st.text(min_size=1, max_size=12)), values, max_size=8)
+FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS), form=params, signed=st.booleans())
+def test_webhooks_never_crash(twilio, path, form, signed):
+    status, body = twilio.post(path, form, signature=None if signed else "bogus")
+    if not signed:
+        assert status == 403
+    else:
+        assert status in (200, 204, 400, 404, 413, 503), (status, body[:300])
+
+
+def test_server_still_serves_after_fuzzing(twilio, redis):
+    call = {"CallSid": "CA" + "7" * 32, "From": "+15005550177"}
+    twilio.post("/voice/gather?turn=1", dict(call, Digits="1" * 40))      # unknown call, odd digits
+    status, body = twilio.post("/voice", call)
+    assert status == 200 and "<Gather" in body
+    assert redis.hget(keys.call(call["CallSid"]), "step") == "welcome"
+
+
+ORIGINAL = (ROOT / "flows" / "hotline.yaml").read_text().splitlines()
+edits = st.lists(st.tuples(st.sampled_from(["delete", "duplicate", "indent", "garble", "swap"]),
+                           st.integers(min_value=0, max_value=len(ORIGINAL) - 1),
+                           st.text(alphabet=" :-[]{}#'\"abc0\t", min_size=1, max_size=4)), min_size=1, max_size=4)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=edits)
+def test_mutated_flow_loads_or_reports_file_and_line(tmp_path_factory, changes):
+    lines = list(ORIGINAL)
+    for op, i, junk in changes:
+        i %= len(lines)
+        if op == "delete":
+            del lines[i]
+        elif op == "duplicate":
+            lines.insert(i, lines[i])
+        elif op == "indent":
+            lines[i] = " " + lines[i]
+        elif op == "garble":
+            lines[i] = lines[i][: len(lines[i]) // 2] + junk
+        else:
+            j = (i + 1) % len(lines)
+            lines[i], lines[j] = lines[j], lines[i]
+        if not lines:
+            lines = ["x"]
+    folder = tmp_path_factory.mktemp("flow")
+    (folder / "data").mkdir()
+    (folder / "data" / "orders.yaml").write_text((ROOT / "flows" / "data" / "orders.yaml").read_text())
+    path = folder / "hotline.yaml"
+    path.write_text("\n".join(lines))
+    try:
+        load_flow(path)
+    except FlowError as exc:
+        assert exc.problems
+        for p in exc.problems:
+            assert p.file == str(path) and 1 <= p.line <= len(lines) + 1 and p.message
