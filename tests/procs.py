@@ -63,7 +63,10 @@ class ServeProcess:
     """`ivr serve` (gunicorn) as a child process, configured like production."""
 
     def __init__(self, env: dict, threads=16):
+        import tempfile
         self.port = free_port()
+        # A file, not a pipe: a busy server must never block on a full pipe nobody reads.
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="ivr-serve-", suffix=".log", delete=False)
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, **env)
         self.threads = threads
@@ -73,13 +76,13 @@ class ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--threads", str(self.threads)],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         wait_for(self._healthy, what="ivr serve", timeout=60)
         return self
 
     def _healthy(self):
         if self.proc.poll() is not None:
-            raise RuntimeError(f"ivr serve exited: {self.proc.stdout.read()}")
+            raise RuntimeError(f"ivr serve exited: {self.output()}")
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
                 return resp.status == 200
@@ -96,4 +99,7 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=timeout)
-        return self.proc.stdout.read()
+        return self.output()
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
