@@ -62,8 +62,10 @@ def _build_app(cfg):
 @main.command()
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--threads", default=64, show_default=True, type=int, help="concurrent requests and calls")
-def serve(host, port, threads):
+@click.option("--threads", default=64, show_default=True, type=int, help="concurrent requests and calls per worker")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="worker processes; all state is in Redis, so any number can share one hotline")
+def serve(host, port, threads, workers):
     """Run the hotline server (gunicorn, threaded)."""
     from .redis_conn import describe
     from .server import run_gunicorn
@@ -80,16 +82,18 @@ def serve(host, port, threads):
     if cfg.token_generated:
         # Printed (not logged) so the demo and the simulator can sign requests.
         click.echo(f"TWILIO_AUTH_TOKEN was not set; this run uses the generated token {cfg.twilio_auth_token}")
-    run_gunicorn(app, host, port, threads=threads)
+    from .web.media import warm_up
+    warm_up(app, log_to=logging.getLogger("ivr"))  # load speech models, render static prompts before calls
+    run_gunicorn(app, host, port, workers=workers, threads=threads)
 
 
 class _OrderedInputs(click.Command):
-    """Keeps --press and --say in the order given: a call is a sequence."""
+    """Keeps --press, --say and --audio in the order given: a call is a sequence."""
 
     def parse_args(self, ctx, args):
         inputs, it = [], iter(args)
         for arg in it:
-            for flag, kind in (("--press", "press"), ("--say", "say")):
+            for flag, kind in (("--press", "press"), ("--say", "say"), ("--audio", "audio")):
                 if arg == flag:
                     inputs.append((kind, next(it, "")))
                 elif arg.startswith(flag + "="):
@@ -100,7 +104,12 @@ class _OrderedInputs(click.Command):
 
 @main.command(cls=_OrderedInputs)
 @click.option("--press", multiple=True, help="keys the caller presses at the next prompt (repeatable)")
-@click.option("--say", multiple=True, help="what the caller says at the next prompt (repeatable)")
+@click.option("--say", multiple=True, help="what the caller says at the next prompt (repeatable); spoken with "
+              "espeak-ng over the media stream when the language has a speech model, else sent as the transcript")
+@click.option("--audio", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="a WAV file the caller plays at the next prompt (speech model needed)")
+@click.option("--barge-in", "barge_in", type=float, default=None,
+              help="speak this many seconds into each prompt instead of after it (media stream)")
 @click.option("--lang", default=None, help="caller language (default: the flow's first)")
 @click.option("--url", default=None, help="a running server to call (default: start one in-process)")
 @click.option("--token", envvar="TWILIO_AUTH_TOKEN", default=None, help="auth token of the server at --url")
@@ -109,7 +118,7 @@ class _OrderedInputs(click.Command):
 @click.option("--agent", type=click.Choice(["answer", "busy", "no-answer"]), default="answer", show_default=True,
               help="what the human line does when the call is handed off")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def simulate(press, say, lang, url, token, from_number, agent, as_json):
+def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, as_json):
     """Place a call exactly as Twilio would and print the conversation."""
     from .simulate.call import CallSimulator
     from .simulate.twilio_client import TwilioClient
@@ -119,9 +128,10 @@ def simulate(press, say, lang, url, token, from_number, agent, as_json):
     if url:
         if not token:
             raise click.UsageError("--url needs the server's auth token (--token or TWILIO_AUTH_TOKEN)")
-        report = CallSimulator(TwilioClient(url, token), from_number=from_number, agent=agent).run(inputs, lang)
+        report = CallSimulator(TwilioClient(url, token), from_number=from_number, agent=agent,
+                               stream_options={"barge_in_after": barge_in}).run(inputs, lang)
     else:
-        report = _simulate_in_process(inputs, lang, from_number, agent)
+        report = _simulate_in_process(inputs, lang, from_number, agent, barge_in)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -138,7 +148,7 @@ def simulate(press, say, lang, url, token, from_number, agent, as_json):
                f" intents={report['intents']}")
 
 
-def _simulate_in_process(inputs, lang, from_number, agent):
+def _simulate_in_process(inputs, lang, from_number, agent, barge_in=None):
     from .server import LoopbackServer, free_port
     from .simulate.call import CallSimulator
     from .simulate.twilio_client import TwilioClient
@@ -150,7 +160,67 @@ def _simulate_in_process(inputs, lang, from_number, agent):
     app = _build_app(cfg)
     with LoopbackServer(app, port=port) as server:
         client = TwilioClient(server.url, cfg.twilio_auth_token)
-        return CallSimulator(client, from_number=from_number, agent=agent).run(inputs, lang)
+        return CallSimulator(client, from_number=from_number, agent=agent,
+                             stream_options={"barge_in_after": barge_in}).run(inputs, lang)
+
+
+@main.group()
+def operators():
+    """Dashboard operator accounts (stored in Redis, passwords hashed with argon2)."""
+
+
+def _operators():
+    from .dashboard.auth import Operators
+    from .redis_conn import connect
+
+    cfg = Config.from_env()
+    return Operators(connect(cfg.redis_url, cfg.data_dir))
+
+
+@operators.command("add")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input (scripts)")
+@click.option("--replace", is_flag=True, help="set a new password for an existing operator")
+def operators_add(name, password_stdin, replace):
+    """Create an operator who can log in at /dashboard (password prompted)."""
+    from .dashboard.auth import AuthError
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        name = _operators().add(name, password, replace=replace)
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"operator {name} {'updated' if replace else 'added'}")
+
+
+@operators.command("list")
+def operators_list():
+    """Operator names, when they were created and last logged in."""
+    import datetime as dt
+
+    def when(ts):
+        return dt.datetime.fromtimestamp(int(ts)).strftime("%Y-%m-%d %H:%M") if ts else "never"
+
+    for op in _operators().list():
+        click.echo(f"{op['name']:<32} created {when(op['created_at'])}  last login {when(op['last_login_at'])}")
+
+
+@operators.command("remove")
+@click.argument("name")
+def operators_remove(name):
+    """Delete an operator; their open dashboard sessions end at once."""
+    from .dashboard.auth import AuthError
+
+    try:
+        removed = _operators().remove(name)
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not removed:
+        raise click.ClickException(f"no operator named {name}")
+    click.echo(f"operator {name} removed")
 
 
 @main.command()
@@ -174,6 +244,63 @@ def unanswered(top, flow_id, lang):
     click.echo(f"count  question   ({flow.id}, {lang})")
     for row in rows:
         click.echo(f"{row['count']:5d}  {row['text']}")
+
+
+@main.group()
+def models():
+    """Offline speech models (Vosk): which languages can be spoken to the bot."""
+
+
+@models.command("list")
+def models_list():
+    """Known languages, whether their model is installed, and how to get it."""
+    from .speech.models import describe
+
+    cfg = Config.from_env()
+    for lang, name, path, how in describe(cfg.models_dir):
+        state = str(path) if path else f"not installed ({how}); callers use the keypad"
+        click.echo(f"{lang}  {name:<32} {state}")
+
+
+@models.command("download")
+@click.argument("lang")
+def models_download(lang):
+    """Download and verify the model for LANG into IVR_MODELS_DIR."""
+    from .speech.models import ModelError, download
+
+    cfg = Config.from_env()
+    try:
+        path = download(lang, cfg.models_dir)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{lang}: model ready at {path}")
+
+
+@models.command("path")
+@click.argument("lang")
+def models_path(lang):
+    """Print the model directory for LANG (exit 1 when there is none)."""
+    from .speech.models import model_path
+
+    path = model_path(lang, Config.from_env().models_dir)
+    if path is None:
+        raise click.ClickException(f"no model for {lang!r}; see `ivr models list`")
+    click.echo(str(path))
+
+
+@main.command("render-audio")
+def render_audio():
+    """Render every static prompt of every flow to audio/ (the server also does this at start-up)."""
+    from .flows.loader import FlowError, load_flows
+    from .speech.tts import PromptAudio
+
+    cfg = Config.from_env()
+    try:
+        flows = load_flows(cfg.flows_dir)
+    except FlowError as exc:
+        raise click.ClickException(f"invalid flow\n{exc}") from None
+    new, old = PromptAudio(cfg.audio_dir).prerender(flows.values())
+    click.echo(f"{new} prompt(s) rendered, {old} already cached in {cfg.audio_dir}")
 
 
 if __name__ == "__main__":
