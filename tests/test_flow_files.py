@@ -96,3 +96,15 @@ def test_server_refuses_to_start_with_invalid_flow(tmp_path, make_config):
                           env=env, timeout=60)
     assert proc.returncode == 2
     assert "refusing to start" in proc.stderr and "byebye" in proc.stderr
+
+
+def test_phrase_under_two_intents_reported_with_line(tmp_path):
+    # Same words, different spelling: the matcher compares normalized text, so does the check.
+    bad = GOOD.replace("how much is shipping, shipping costs,", "how much is shipping, Return Policy!,", 1)
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    [problem] = exc.value.problems
+    assert problem.line == line_of(bad, "Return Policy!")
+    assert problem.message == ("intent 'shipping' example 'Return Policy!' is also listed under intent "
+                               "'return_refund'")

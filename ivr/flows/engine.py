@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from rapidfuzz import fuzz
+
 from .digits import speakable, spoken_digits
 from .intents import IntentMatcher, normalize
-from .model import Flow
+from .model import INPUT_STEPS, Flow
 
 AGENT_INTENT = "agent_request"
 MAX_MISSES = 2          # the second miss in a row goes to a person: one clarification, never a loop
+MAX_TOTAL_MISSES = 3    # a caller who keeps half-succeeding is also better off with a person
+REPEAT_RATIO = 90       # the same sentence again, give or take recognizer noise
 MAX_CHAIN = 25
 
 
@@ -25,7 +29,8 @@ class Conversation:
     flow: str
     lang: str
     step: str | None = None
-    misses: int = 0
+    misses: int = 0         # misses in a row at the current step
+    total_misses: int = 0   # misses in the whole call
     slots: dict = field(default_factory=dict)
     last_text: str = ""
     # Why this caller deserves priority (repeat_caller, transferred_before), if any.
@@ -103,28 +108,39 @@ class Engine:
             # The bot part is over (or the flow changed under a live call): a person takes it.
             return self._handoff(conv, "normal", "flow_ended", [], Decision(None, 0.0, "handoff", "no active step"))
         step = self.flow.steps[conv.step]
-        matcher = self.matchers[conv.lang]
         text = (inp.text or "").strip()
 
         if inp.kind == "dtmf" and text == "0":
-            return self._route_intent(conv, AGENT_INTENT, 1.0, None, [])
+            return self._route_intent(conv, AGENT_INTENT, 1.0, None, [], "key 0")
         if inp.kind == "speech" and text:
-            best = matcher.match(text, among=self.global_intents)
-            if best.intent and best.confidence >= self.flow.confidence_threshold:
-                return self._route_intent(conv, best.intent, best.confidence, None, [])
-            repeated = normalize(text) == conv.last_text and len(conv.last_text.split()) >= 2
-            if matcher.is_frustrated(text) or repeated:
-                why = "repeated themselves" if repeated else "frustration phrase"
-                return self._handoff(conv, "normal", "frustrated", [],
-                                     Decision(None, 0.0, "handoff", why))
-            conv.last_text = normalize(text)
+            reply = self._global_rules(conv, text)
+            if reply is not None:
+                return reply
 
         if step.type == "menu":
-            return self._menu(conv, step, inp, matcher)
+            return self._menu(conv, step, inp)
         if step.type == "ask":
             return self._ask(conv, step, inp)
         # answer/handoff/goodbye never wait for input; re-enter defensively.
         return self._enter(conv, step.name, [])
+
+    def _global_rules(self, conv, text) -> Reply | None:
+        """Rules every step obeys, before the step sees the words: a person when asked,
+        urgent problems first, a frustrated caller out of the bot."""
+        matcher = self.matchers[conv.lang]
+        said = global_intent(self.flow, matcher.ranked(text), self.flow.confidence_threshold)
+        if said is not None:
+            name, confidence, via = said
+            return self._route_intent(conv, name, confidence, None, [], via)
+        phrase = matcher.frustration_phrase(text)
+        norm = normalize(text)
+        repeated = (len(norm.split()) >= 2 and bool(conv.last_text)
+                    and fuzz.ratio(norm, conv.last_text) >= REPEAT_RATIO)
+        conv.last_text = norm
+        if phrase or repeated:
+            why = f"frustration phrase '{phrase}'" if phrase else f"caller repeated themselves: '{norm}'"
+            return self._handoff(conv, "normal", "frustrated", [], Decision(None, 0.0, "handoff", why))
+        return None
 
     def expect(self, step_name: str, lang: str) -> Expect:
         step = self.flow.steps[step_name]
@@ -137,21 +153,25 @@ class Engine:
         return Expect(step.name, keys, False, phrases, step.listen == "open")
 
     # -- steps ---------------------------------------------------------------
-    def _menu(self, conv, step, inp, matcher) -> Reply:
+    def _menu(self, conv, step, inp) -> Reply:
         if inp.kind == "dtmf":
             opt = step.option_for_key(inp.text[:1]) if len(inp.text) == 1 else None
             if opt:
-                return self._route_intent(conv, opt.intent, 1.0, opt.goto, [])
+                return self._route_intent(conv, opt.intent, 1.0, opt.goto, [], f"key {opt.key}")
             return self._miss(conv, step, Decision(None, 0.0, "clarify", f"key {inp.text!r} is not an option"))
         if inp.kind == "speech" and inp.text.strip():
             among = None
             if step.listen == "options":
                 among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
-            m = matcher.match(inp.text, among=among)
+            m = self.matchers[conv.lang].match(inp.text, among=among)
             if m.intent and m.confidence >= self.flow.confidence_threshold:
                 opt = next((o for o in step.options if o.intent == m.intent), None)
-                return self._route_intent(conv, m.intent, m.confidence, opt.goto if opt else None, [])
-            return self._miss(conv, step, Decision(m.intent, m.confidence, "clarify", "low confidence"))
+                return self._route_intent(conv, m.intent, m.confidence, opt.goto if opt else None, [], m.via)
+            # Not understood: the guess stays out of `intent` (reports and the agent's briefing
+            # read it as the topic) and goes into the detail, for whoever tunes the flow.
+            best = f"best {m.intent} ({m.confidence:.2f})" if m.intent else "no intent"
+            return self._miss(conv, step, Decision(None, m.confidence, "clarify",
+                                                   f"low confidence: {best} < {self.flow.confidence_threshold:.2f}"))
         return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"))
 
     def _ask(self, conv, step, inp) -> Reply:
@@ -160,11 +180,18 @@ class Engine:
             value = re.sub(r"\D", "", inp.text)
         elif inp.kind == "speech":
             value = spoken_digits(inp.text, conv.lang)
+            if not value:
+                # No number at all: the caller may have changed the subject ("actually, a refund").
+                m = self.matchers[conv.lang].match(inp.text)
+                intent = self.flow.intents.get(m.intent)
+                if intent and m.confidence >= self.flow.confidence_threshold and intent.goto != step.name:
+                    return self._route_intent(conv, m.intent, m.confidence, None, [], m.via)
         else:
             return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"))
         if not re.fullmatch(slot["pattern"], value or ""):
+            # A wrong number hears the step's `invalid` text; no number at all hears `clarify`.
             return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value!r} does not match"),
-                              invalid=True)
+                              invalid=bool(value))
         record = None
         if slot.get("lookup"):
             record = self.flow.data.get(slot["lookup"], {}).get(value)
@@ -178,31 +205,41 @@ class Engine:
         return self._enter(conv, step.next, [], Decision(None, 1.0, "slot", f"{slot['name']}={value}"))
 
     def _miss(self, conv, step, decision, invalid=False) -> Reply:
+        """One clarification, then a person: never a loop, not even a slow one."""
         conv.misses += 1
-        if conv.misses >= MAX_MISSES:
-            decision.action = "handoff"
-            decision.detail += "; second miss"
+        conv.total_misses += 1
+        if conv.misses >= MAX_MISSES or conv.total_misses >= MAX_TOTAL_MISSES:
+            decision.detail += "; second miss" if conv.misses >= MAX_MISSES else \
+                f"; {conv.total_misses} misses in this call"
             return self._handoff(conv, "normal", "not_understood", [], decision)
         lang = conv.lang
         sorry = (step.invalid.get(lang) if invalid else None) or step.clarify.get(lang) \
             or self.flow.message("clarify", lang)
-        reply = self._enter(conv, step.name, [sorry], decision)
-        return reply
+        return self._enter(conv, step.name, [sorry], decision)
 
     # -- routing -------------------------------------------------------------
-    def _route_intent(self, conv, name, confidence, goto, prompts) -> Reply:
+    def _route_intent(self, conv, name, confidence, goto, prompts, via="") -> Reply:
         intent = self.flow.intents[name]
-        conv.misses = 0
         if intent.handoff is not None and not goto:
+            conv.misses = 0
+            kind = "urgent intent" if intent.urgent else "intent"
             return self._handoff(conv, intent.handoff.queue, intent.handoff.reason, prompts,
-                                 Decision(name, confidence, "handoff", intent.handoff.reason))
+                                 Decision(name, confidence, "handoff", _why(kind, name, confidence, via)))
         target = goto or intent.goto
-        return self._enter(conv, target, prompts, Decision(name, confidence, "goto", target))
+        step = self.flow.steps.get(conv.step)
+        if target == conv.step and step is not None and step.type in INPUT_STEPS:
+            # Back to the very step the caller is on ("yes" at "what else?"): no progress, so a miss.
+            return self._miss(conv, step, Decision(name, confidence, "clarify",
+                                                   _why("intent", name, confidence, via) + " leads back here"))
+        conv.misses = 0
+        return self._enter(conv, target, prompts,
+                           Decision(name, confidence, "goto", _why("intent", name, confidence, via) + f" -> {target}"))
 
     def _handoff(self, conv, queue, reason, prompts, decision, say=None) -> Reply:
         boosted = None
         if conv.boost and queue == "normal" and self.flow.repeat_caller_queue == "urgent":
             queue, boosted = "urgent", conv.boost
+            decision.detail += f"; priority: {conv.boost}"
         if say is None:
             say = self.flow.message("handoff_urgent" if queue == "urgent" else "handoff", conv.lang)
         prompts = prompts + [say]
@@ -242,6 +279,26 @@ class Engine:
                 value = value.get(m.group(2)) if isinstance(value, dict) else None
             return speakable(str(value)) if value is not None else ""
         return _TEMPLATE.sub(sub, text)
+
+
+def global_intent(flow, ranked, threshold):
+    """The handoff intent a caller asked for, whatever the step: (name, confidence, via) or None.
+
+    A handoff intent wins over a routine one when it ranks first, or when the caller
+    said one of its keywords ("my order arrived and the battery is swelling").
+    Urgent beats a plain request for a person, so a complaint lands in the urgent queue.
+    """
+    top = ranked[0][0] if ranked else None
+    candidates = [(name, conf, via) for name, conf, via in ranked
+                  if conf >= threshold and flow.intents[name].handoff is not None
+                  and (name == top or via.startswith("keyword"))]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (flow.intents[c[0]].urgent, c[1]))
+
+
+def _why(kind, name, confidence, via) -> str:
+    return f"{kind} {name} ({confidence:.2f})" + (f" by {via}" if via else "")
 
 
 def _with(decision, action):

@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .intents import normalize
 from .model import Flow, Handoff, Intent, Option, Step
 
 SCHEMA = json.loads((Path(__file__).with_name("flow.schema.json")).read_text())
@@ -142,6 +143,7 @@ def _semantic_problems(doc, lines, file, base_dir):
             problem(path, f"intent '{name}' needs exactly one of 'goto' or 'handoff'")
         if "goto" in intent:
             need_step(intent["goto"], path + ("goto",), f"intent '{name}'")
+    _shared_phrases(intents, problem)
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")
@@ -190,6 +192,20 @@ def _semantic_problems(doc, lines, file, base_dir):
             seen.append(cur)
             cur = steps[cur].get("next")
     return out
+
+
+def _shared_phrases(intents, problem):
+    """The same example or keyword under two intents makes the matcher toss a coin: report the second."""
+    owner = {}
+    for name, intent in intents.items():
+        for field in ("examples", "keywords"):
+            for lang, phrases in (intent.get(field) or {}).items():
+                for i, phrase in enumerate(phrases or []):
+                    key = (lang, normalize(phrase))
+                    first = owner.setdefault(key, name)
+                    if first != name:
+                        problem(("intents", name, field, lang, i),
+                                f"intent '{name}' {field[:-1]} '{phrase}' is also listed under intent '{first}'")
 
 
 def _load_data(doc, base_dir):

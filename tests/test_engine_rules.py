@@ -1,0 +1,223 @@
+"""The global rules every step obeys, on the pure engine (no Redis, no HTTP)."""
+import dataclasses
+
+import pytest
+
+from ivr.config import ROOT
+from ivr.flows.engine import Conversation, Engine, Input
+from ivr.flows.loader import load_flow
+
+FLOW = load_flow(ROOT / "flows" / "hotline.yaml")
+ENGINE = Engine(FLOW)
+INPUT_STEPS = [name for name, step in FLOW.steps.items() if step.type in ("menu", "ask")]
+
+
+def speech(text):
+    return Input("speech", text)
+
+
+def at(step, boost=None, engine=ENGINE):
+    """A call waiting at `step`, reached the normal way where possible."""
+    conv = Conversation("hotline", "en", boost=boost)
+    engine.start(conv)
+    conv.step = step
+    return conv
+
+
+def test_every_input_step_is_covered():
+    assert {"welcome", "ask_order_number", "anything_else", "what_else"} <= set(INPUT_STEPS)
+
+
+@pytest.mark.parametrize("step", INPUT_STEPS)
+@pytest.mark.parametrize("words", ["agent", "representative please", "can I talk to a human", "operator"])
+def test_asking_for_a_person_works_at_every_step(step, words):
+    reply = ENGINE.handle(at(step), speech(words))
+    assert reply.route is not None and reply.route.queue == "normal" and reply.route.reason == "agent_request"
+    assert reply.decision.intent == "agent_request"
+
+
+@pytest.mark.parametrize("step", INPUT_STEPS)
+def test_key_zero_works_at_every_step(step):
+    reply = ENGINE.handle(at(step), Input("dtmf", "0"))
+    assert reply.route.reason == "agent_request"
+    assert reply.decision.detail.endswith("by key 0")
+
+
+@pytest.mark.parametrize("step", INPUT_STEPS)
+@pytest.mark.parametrize("words,intent", [
+    ("my charger is smoking", "safety_hazard"),
+    ("someone hacked my account", "fraud_security"),
+    ("i want to make a complaint", "complaint"),
+])
+def test_urgent_problems_go_to_the_urgent_queue_at_every_step(step, words, intent):
+    reply = ENGINE.handle(at(step), speech(words))
+    assert reply.route.queue == "urgent" and reply.route.reason == intent
+    assert reply.decision.detail.startswith(f"urgent intent {intent} (")
+
+
+def test_urgent_wins_over_a_routine_topic_in_the_same_sentence():
+    reply = ENGINE.handle(at("welcome"), speech("my order arrived yesterday and the battery is swelling"))
+    assert reply.route.queue == "urgent" and reply.route.reason == "safety_hazard"
+
+
+def test_urgent_wins_over_a_plain_request_for_a_person():
+    reply = ENGINE.handle(at("welcome"), speech("get me a human i want to complain"))
+    assert reply.route.queue == "urgent" and reply.route.reason == "complaint"
+
+
+def test_asking_for_a_person_wins_over_a_routine_topic():
+    reply = ENGINE.handle(at("welcome"), speech("i want to talk to an agent about my refund"))
+    assert reply.route.reason == "agent_request"
+
+
+def test_routine_words_do_not_trigger_a_handoff():
+    reply = ENGINE.handle(at("welcome"), speech("what does express delivery cost"))
+    assert reply.route is None and reply.decision.intent == "shipping"
+
+
+def test_one_clarification_then_a_person():
+    conv = at("welcome")
+    first = ENGINE.handle(conv, speech("can you recommend a good restaurant"))
+    assert first.route is None and first.expect is not None
+    assert first.prompts[0] == FLOW.message("clarify", "en")
+    assert first.decision.action == "clarify" and first.decision.intent is None
+    assert first.decision.detail.startswith("low confidence")
+    second = ENGINE.handle(conv, speech("is it going to rain tomorrow"))
+    assert second.route.queue == "normal" and second.route.reason == "not_understood"
+    assert "second miss" in second.decision.detail
+
+
+def test_silence_twice_goes_to_a_person():
+    conv = at("welcome")
+    assert ENGINE.handle(conv, Input("silence")).route is None
+    assert ENGINE.handle(conv, Input("silence")).route.reason == "not_understood"
+
+
+def test_order_number_step_gives_one_more_try_then_a_person():
+    conv = at("welcome")
+    ENGINE.handle(conv, speech("where is my order"))
+    assert conv.step == "ask_order_number"
+    wrong = ENGINE.handle(conv, Input("dtmf", "999999"))
+    assert "couldn't find that order number" in wrong.text and wrong.route is None
+    assert ENGINE.handle(conv, Input("dtmf", "999998")).route.reason == "not_understood"
+
+
+def test_order_number_spoken_or_keyed_reads_the_status():
+    conv = at("welcome")
+    ENGINE.handle(conv, speech("wear is my order"))
+    reply = ENGINE.handle(conv, speech("one zero zero two three four"))
+    assert "Order 1 0 0 2 3 4 is shipped on Monday" in reply.text and reply.answered
+    assert conv.step == "anything_else"
+
+
+def test_no_number_hears_clarify_not_invalid():
+    conv = at("ask_order_number")
+    reply = ENGINE.handle(conv, speech("hmm let me see"))
+    assert "didn't catch a number" in reply.text and "couldn't find" not in reply.text
+
+
+def test_changing_the_subject_at_the_order_number_step():
+    reply = ENGINE.handle(at("ask_order_number"), speech("actually i want a refund"))
+    assert reply.decision.intent == "return_refund" and "30 days" in reply.text
+
+
+def test_yes_asks_a_short_question_not_the_whole_welcome():
+    conv = at("anything_else")
+    reply = ENGINE.handle(conv, speech("yes please"))
+    assert conv.step == "what_else"
+    assert reply.text.startswith("What else can I help with?") and "Welcome" not in reply.text
+    assert ENGINE.handle(conv, Input("dtmf", "3")).decision.intent == "opening_hours"
+
+
+def test_yes_at_what_else_is_no_progress_and_cannot_loop():
+    conv = at("what_else")
+    first = ENGINE.handle(conv, speech("yes"))
+    assert first.decision.action == "clarify" and "leads back here" in first.decision.detail
+    assert ENGINE.handle(conv, speech("yeah")).route.reason == "not_understood"
+
+
+def test_too_many_misses_in_one_call_go_to_a_person():
+    conv = at("welcome")
+    assert ENGINE.handle(conv, speech("banana")).route is None                  # miss 1
+    ENGINE.handle(conv, speech("what are your opening hours"))                  # answered
+    assert ENGINE.handle(conv, speech("purple elephants")).route is None        # miss 2
+    ENGINE.handle(conv, speech("yes"))                                          # what else?
+    reply = ENGINE.handle(conv, speech("the moon is made of cheese"))           # miss 3
+    assert reply.route.reason == "not_understood" and "3 misses in this call" in reply.decision.detail
+
+
+@pytest.mark.parametrize("words,phrase", [
+    ("this is useless", "this is useless"),
+    ("oh for god's sake", "for gods sake"),
+    ("what the hell is going on", "hell"),
+    ("you're not helping at all", "not helping"),
+])
+def test_frustration_goes_to_a_person(words, phrase):
+    reply = ENGINE.handle(at("anything_else"), speech(words))
+    assert reply.route.reason == "frustrated"
+    assert reply.decision.detail == f"frustration phrase '{phrase}'"
+
+
+def test_repeating_yourself_goes_to_a_person():
+    conv = at("welcome")
+    ENGINE.handle(conv, speech("where is my order"))
+    assert conv.step == "ask_order_number"
+    # Without the rule this would be a first miss at the slot step, with a retry.
+    reply = ENGINE.handle(conv, speech("where is my order?"))
+    assert reply.route.reason == "frustrated" and "repeated themselves" in reply.decision.detail
+
+
+def test_short_answers_may_repeat():
+    conv = at("anything_else")
+    ENGINE.handle(conv, speech("yes"))
+    assert ENGINE.handle(conv, speech("what are your opening hours")).route is None
+
+
+@pytest.mark.parametrize("boost", ["repeat_caller", "transferred_before"])
+def test_repeat_caller_is_routed_with_priority(boost):
+    reply = ENGINE.handle(at("welcome", boost=boost), speech("agent"))
+    assert reply.route.queue == "urgent" and reply.route.boosted_by == boost
+    assert f"priority: {boost}" in reply.decision.detail
+    missed = at("welcome", boost=boost)
+    ENGINE.handle(missed, Input("silence"))
+    assert ENGINE.handle(missed, Input("silence")).route.queue == "urgent"
+
+
+def test_repeat_caller_queue_setting_is_respected():
+    flow = dataclasses.replace(FLOW, settings=dict(FLOW.settings, repeat_caller_queue="normal"))
+    engine = Engine(flow)
+    reply = engine.handle(at("welcome", boost="repeat_caller", engine=engine), speech("agent"))
+    assert reply.route.queue == "normal" and reply.route.boosted_by is None
+
+
+def test_first_time_caller_is_not_boosted():
+    reply = ENGINE.handle(at("welcome"), speech("agent"))
+    assert reply.route.queue == "normal" and reply.route.boosted_by is None
+
+
+def test_expect_builds_the_grammar_from_the_flow():
+    welcome = ENGINE.expect("welcome", "en")
+    assert welcome.open and not welcome.digits and "0" in welcome.keys and "9" in welcome.keys
+    assert "where is my order" in welcome.phrases and "refund" in welcome.phrases
+    assert len(welcome.phrases) == len(set(welcome.phrases))
+    ask = ENGINE.expect("ask_order_number", "en")
+    assert ask.digits and ask.keys == ["0"] and not ask.open
+
+
+def test_listen_options_limits_the_grammar_but_keeps_the_global_intents():
+    steps = dict(FLOW.steps)
+    steps["anything_else"] = dataclasses.replace(steps["anything_else"], listen="options")
+    engine = Engine(dataclasses.replace(FLOW, steps=steps))
+    phrases = engine.expect("anything_else", "en").phrases
+    assert "yes" in phrases and "agent" in phrases and "it caught fire" in phrases
+    assert "where is my order" not in phrases
+    conv = at("anything_else", engine=engine)
+    assert engine.handle(conv, speech("shipping costs")).decision.action == "clarify"
+
+
+def test_conversation_state_survives_json_round_trip():
+    conv = at("welcome")
+    ENGINE.handle(conv, speech("banana"))
+    again = Conversation.from_dict(conv.to_dict())
+    assert again == conv and again.total_misses == 1
+    assert Conversation.from_dict({"flow": "hotline", "lang": "en", "step": "welcome"}).total_misses == 0

@@ -1,0 +1,102 @@
+"""The intent matcher on its own: noise it must tolerate, near misses it must not take."""
+import pytest
+
+from ivr.config import ROOT
+from ivr.flows.intents import IntentMatcher, normalize
+from ivr.flows.loader import load_flow
+from ivr.flows.model import Flow, Handoff, Intent
+
+EN = IntentMatcher(load_flow(ROOT / "flows" / "hotline.yaml"), "en")
+
+
+def tiny_flow(lang, intents, frustration=None):
+    return Flow(id="t", path=ROOT / "t.yaml", languages=[lang], start="s", steps={},
+                intents={name: Intent(name=name, examples={lang: ex}, keywords={lang: kw}, goto="s",
+                                      handoff=Handoff("urgent", name) if name == "urgent" else None)
+                         for name, (ex, kw) in intents.items()},
+                frustration=frustration or {})
+
+
+def test_normalize_drops_punctuation_and_apostrophes():
+    assert normalize("Didn't  you SHIP it?!") == "didnt you ship it"
+    assert normalize("didn’t") == "didnt"
+    assert normalize(None) == ""
+
+
+@pytest.mark.parametrize("heard,intent", [
+    ("wear is my order", "order_status"),          # homophone
+    ("i want a re fund", "return_refund"),         # split word
+    ("my charger is over heating", "safety_hazard"),
+    ("my phone is overheeting", "safety_hazard"),  # one letter off
+    ("do you take american express", "payment_methods"),
+])
+def test_recognizer_noise_is_tolerated(heard, intent):
+    m = EN.match(heard)
+    assert m.intent == intent and m.confidence >= 0.62, m
+
+
+def test_a_near_keyword_is_weaker_than_an_exact_one():
+    near = EN.match("my phone is overheeting")
+    exact = EN.match("my phone is overheating")
+    assert "near match" in near.via and exact.confidence > near.confidence
+
+
+def test_short_keywords_need_an_exact_match():
+    # "shopping" is one letter from "shipping": a different word, not recognizer noise.
+    assert "shipping" not in EN.scores("is there a shopping centre nearby") or \
+        EN.scores("is there a shopping centre nearby")["shipping"] < 0.62
+
+
+def test_a_keyword_inside_a_longer_keyword_of_another_intent_is_ignored():
+    ranked = dict((n, v) for n, _, v in EN.ranked("can i pay with american express"))
+    assert ranked["payment_methods"].startswith("keyword 'american express'")
+    assert not ranked.get("shipping", "").startswith("keyword")
+
+
+@pytest.mark.parametrize("text", ["can you recommend a good restaurant", "what's the weather", "do you sell cars",
+                                  "hello", ""])
+def test_out_of_scope_is_below_the_threshold(text):
+    assert EN.match(text).confidence < 0.62
+
+
+def test_unknown_words_pull_a_sentence_away_from_every_intent():
+    plain = EN.match("where is my parcel").confidence
+    padded = EN.match("where is my parcel said the octopus to the giraffe").confidence
+    assert padded < plain
+
+
+def test_among_limits_the_candidates():
+    assert EN.match("where is my order", among={"shipping", "agent_request"}).intent != "order_status"
+
+
+def test_match_says_why():
+    assert EN.match("refund").via in ("keyword 'refund'", "example 'refund'")
+    assert EN.match("i would like a refund please").via.startswith("keyword 'refund'")
+
+
+def test_frustration_phrase_is_named():
+    assert EN.frustration_phrase("Oh this is useless!") == "this is useless"
+    assert EN.frustration_phrase("hello there") is None
+    assert EN.is_frustrated("what the hell")
+
+
+def test_grammar_phrases_are_examples_then_keywords_without_duplicates():
+    phrases = EN.phrases({"return_refund"})
+    assert phrases.index("refund") < phrases.index("money back")   # examples first
+    assert len(phrases) == len(set(phrases))
+    assert "where is my order" not in phrases
+
+
+def test_korean_keywords_match_inside_words_with_particles():
+    m = IntentMatcher(tiny_flow("ko", {
+        "refund": (["환불해 주세요"], ["환불"]),
+        "hours": (["영업시간이 어떻게 되나요"], ["영업시간"]),
+    }, frustration={"ko": ["짜증나"]}), "ko")
+    assert m.match("환불을 받고 싶어요").intent == "refund"
+    assert m.match("영업 시간 알려주세요").intent == "hours"     # recognizer spacing differs
+    assert m.frustration_phrase("아 진짜 짜증나네") == "짜증나"
+
+
+def test_a_flow_without_examples_in_a_language_matches_nothing():
+    m = IntentMatcher(tiny_flow("en", {"a": (["hello"], [])}), "de")
+    assert m.match("hello").intent is None
