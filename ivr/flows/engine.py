@@ -8,7 +8,7 @@ on request, urgent problems to the urgent queue, one clarification at most.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from rapidfuzz import fuzz
 
@@ -98,6 +98,7 @@ class Engine:
         self.flow = flow
         self.matchers = {lang: IntentMatcher(flow, lang) for lang in flow.languages}
         self.global_intents = {n for n, i in flow.intents.items() if i.handoff is not None}
+        self._expects = {}   # (step, lang) -> Expect, see expect()
 
     # -- entry points -------------------------------------------------------
     def start(self, conv: Conversation) -> Reply:
@@ -143,6 +144,15 @@ class Engine:
         return None
 
     def expect(self, step_name: str, lang: str) -> Expect:
+        """What a step waits for. Flows are immutable once loaded, so this is computed
+        once per step and language: it sits on every webhook's path."""
+        key = (step_name, lang)
+        cached = self._expects.get(key)
+        if cached is None:
+            cached = self._expects[key] = self._build_expect(step_name, lang)
+        return replace(cached, keys=list(cached.keys), phrases=list(cached.phrases))
+
+    def _build_expect(self, step_name: str, lang: str) -> Expect:
         step = self.flow.steps[step_name]
         matcher = self.matchers[lang]
         if step.type == "ask":
