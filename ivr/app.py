@@ -33,6 +33,10 @@ def create_app(config: Config | None = None, redis=None, clock=time.time) -> Fla
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
 
+    from . import dashboard, metrics
+    app.register_blueprint(metrics.bp)
+    dashboard.init_app(app)  # operator dashboard, its login, session key and security headers
+
     @app.errorhandler(HTTPException)
     def http_error(exc):
         return jsonify(error=exc.name, detail=exc.description), exc.code

@@ -31,8 +31,8 @@ these names are the contract between processes (and the dashboard).
   ivr:operator:{name}       hash   password (argon2 hash), created_at, last_login_at
   ivr:session:{token}       hash   operator, created_at, ip: one dashboard login; expires with the
                                    session, deleted on logout; gone = logged out everywhere
-  ivr:login_failures:{kind}:{who}  string  failed logins per account (kind=op) or client address
-                                   (kind=ip, hashed); expires LOGIN lock seconds after the last failure
+  ivr:login_failures:{kind}:{who}  string  failed dashboard logins per account (kind=op) or client
+                                   address (kind=ip, hashed); expires a lock period after the last failure
   ivr:secret_key            string Flask secret shared by all processes when IVR_SECRET_KEY is unset
 Every per-call key expires after the configured retention period.
 """

@@ -1,0 +1,44 @@
+"""CSV export of calls: masked numbers, and no cell a spreadsheet would run as a formula."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+
+from ..redact import mask_phone
+from .queries import num
+
+COLUMNS = ("sid", "started_at", "ended_at", "from", "flow", "lang", "status", "outcome", "queue", "reason",
+           "boost", "transfers", "wait_seconds", "rating")
+
+
+def _iso(raw, tz):
+    ts = num(raw)
+    if ts is None:
+        return ""
+    moment = datetime.fromtimestamp(ts, tz) if tz else datetime.fromtimestamp(ts).astimezone()
+    return moment.isoformat(timespec="seconds")
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    # A masked number (+1555***4567) is safe; any other cell starting like a formula is defused.
+    if text[:1] in ("=", "@", "\t", "\r") or (text[:1] in ("+", "-") and not text[1:2].isdigit()):
+        return "'" + text
+    return text
+
+
+def rows(records, tz=None):
+    for rec in sorted(records, key=lambda r: num(r.get("started_at")) or 0):
+        values = dict(rec, **{"from": mask_phone(rec.get("from", "")),
+                              "started_at": _iso(rec.get("started_at"), tz),
+                              "ended_at": _iso(rec.get("ended_at"), tz)})
+        yield [_cell(values.get(c)) for c in COLUMNS]
+
+
+def to_csv(records, tz=None) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(rows(records, tz))
+    return buf.getvalue()

@@ -1,0 +1,179 @@
+"""Every Redis read the dashboard and /metrics make, in one place.
+
+The key layout is ivr/keys.py's contract; this module is its only reader on the
+operator side, so when the layout grows (queues, callbacks, ratings) one file changes.
+Reads are tolerant: a field or key that is missing (an older record, a feature not
+deployed yet) yields None or an empty list, never an error. Nothing here writes.
+"""
+from __future__ import annotations
+
+import json
+
+from .. import keys
+from ..redact import mask_digits, mask_phone
+
+# Fields the dashboard reads from a call record; `state` (engine JSON) is never needed.
+FIELDS = ("sid", "from", "to", "flow", "lang", "asr", "step", "status", "outcome", "queue", "reason", "boost",
+          "boosted_by", "transfers", "started_at", "ended_at", "handoff_at", "enqueued_at", "answered_at",
+          "wait_seconds", "dial_status", "answered", "rating", "callback_requested_at", "callback_at", "voicemail_seconds",
+          "duration", "queue_result", "queue_choice")
+WAITING = ("handoff", "queued", "dialing")
+MAX_LIVE = 1000          # calls shown per panel; a hotline with more has other problems
+TURNS_PEEK = 8           # last turns read per call in the bot, to find what the caller said last
+
+
+def num(raw):
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+class Queries:
+    def __init__(self, redis):
+        self.r = redis
+
+    # -- records -------------------------------------------------------------------------------
+    def records(self, sids) -> list:
+        """Call records by sid (HMGET of FIELDS), skipping calls whose record has expired."""
+        sids = list(sids)
+        pipe = self.r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hmget(keys.call(sid), FIELDS)
+        out = []
+        for sid, values in zip(sids, pipe.execute()):
+            rec = {k: v for k, v in zip(FIELDS, values) if v is not None}
+            if rec:
+                rec["sid"] = sid
+                out.append(rec)
+        return out
+
+    def started_between(self, start: float, end: float) -> list:
+        return self.records(self.r.zrangebyscore(keys.RECENT, start, end))
+
+    def waits(self, start: float, end: float) -> dict:
+        """sid -> wait seconds for callers who reached a person between start and end (ivr:waits)."""
+        out = {}
+        for member in self.r.zrangebyscore(keys.WAITS, start, end):
+            parts = member.split("|")
+            if len(parts) >= 2 and num(parts[1]) is not None:
+                out[parts[0]] = num(parts[1])
+        return out
+
+    def zset_sids(self, key: str, start: float = "-inf", end: float = "+inf") -> set:
+        """Members are a sid or "sid|detail" (ivr:abandoned keeps the queue after the bar)."""
+        return {m.split("|", 1)[0] for m in self.r.zrangebyscore(key, start, end)}
+
+    def kpi_inputs(self, start: float, end: float) -> dict:
+        """What the KPI computation needs for calls started in [start, end].
+
+        Waits, abandonments and callbacks may be recorded after the call started, so those
+        sets are read up to `end` plus a day (the longest a call can plausibly last).
+        """
+        late = end + 86400
+        return {"records": self.started_between(start, end), "waits": self.waits(start, late),
+                "abandoned": self.zset_sids(keys.ABANDONED, start, late),
+                "callbacks": self.zset_sids(keys.CALLBACKS, start, late)}
+
+    # -- live view -----------------------------------------------------------------------------
+    def live(self, now: float, service_level_seconds: int, last_said: bool = True) -> dict:
+        """Calls in the bot, waiting per queue, with an agent, and callbacks waiting, masked."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrange(keys.ACTIVE, 0, MAX_LIVE - 1)
+        for q in keys.QUEUES:
+            pipe.zrange(keys.queue(q), 0, MAX_LIVE - 1)
+        pipe.zrange(keys.CALLBACKS, 0, MAX_LIVE - 1, withscores=True)
+        res = pipe.execute()
+        active, queued, callbacks = res[0], res[1:-1], dict(res[-1])
+        in_queue = {sid: q for q, members in zip(keys.QUEUES, queued) for sid in members}
+        sids = list(dict.fromkeys(active + list(in_queue) + list(callbacks)))
+        recs = {r["sid"]: r for r in self.records(sids)}
+
+        in_bot, with_agent, waiting = [], [], {q: [] for q in keys.QUEUES}
+        for sid in active + [s for s in in_queue if s not in active]:
+            rec = recs.get(sid)
+            if rec is None:
+                continue
+            status = rec.get("status") or "in_bot"
+            if status == "with_agent":
+                with_agent.append(self._row(rec, now, since=num(rec.get("answered_at"))))
+            elif sid in in_queue or status in WAITING:
+                q = in_queue.get(sid) or rec.get("queue") or "normal"
+                since = num(rec.get("enqueued_at")) or num(rec.get("handoff_at")) or num(rec.get("started_at"))
+                row = self._row(rec, now, since=since)
+                row["late"] = row["seconds"] >= service_level_seconds
+                waiting.setdefault(q, []).append(row)
+            elif sid in active and status != "callback":
+                in_bot.append(self._row(rec, now, since=num(rec.get("started_at"))))
+        if last_said:
+            self._add_last_said(in_bot)
+        for rows in waiting.values():
+            rows.sort(key=lambda row: -row["seconds"])
+        cb_rows = []
+        for sid, requested_at in callbacks.items():
+            if sid in recs:
+                cb_rows.append(self._row(recs[sid], now, since=requested_at))
+        cb_rows.sort(key=lambda row: -row["seconds"])
+        return {"now": now, "service_level_seconds": service_level_seconds, "in_bot": in_bot,
+                "queues": [{"name": q, "calls": rows} for q, rows in waiting.items()],
+                "with_agent": with_agent, "callbacks": cb_rows}
+
+    @staticmethod
+    def _row(rec, now, since):
+        since = since if since is not None else now
+        transfers = int(num(rec.get("transfers")) or 0)
+        return {"sid": rec["sid"], "from": mask_phone(rec.get("from", "")), "flow": rec.get("flow"),
+                "step": rec.get("step") or None, "status": rec.get("status") or "in_bot",
+                "queue": rec.get("queue") or None, "reason": rec.get("reason") or None,
+                "boost": rec.get("boost") or None, "transfers": transfers, "bounced": transfers > 1,
+                "since": since, "seconds": round(max(0.0, now - since), 1)}
+
+    def _add_last_said(self, rows):
+        pipe = self.r.pipeline(transaction=False)
+        for row in rows:
+            pipe.lrange(keys.turns(row["sid"]), -TURNS_PEEK, -1)
+        for row, raw_turns in zip(rows, pipe.execute()):
+            row["last_said"], row["confidence"] = None, None
+            for raw in reversed(raw_turns):
+                turn = _json(raw)
+                if turn.get("who") == "caller" and turn.get("text"):
+                    row["last_said"] = mask_digits(turn["text"])
+                    row["confidence"] = turn.get("confidence")
+                    break
+
+    # -- one call ------------------------------------------------------------------------------
+    def call(self, sid: str) -> dict | None:
+        """Record (without engine state) and transcript of one call, unmasked: callers mask."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.call(sid))
+        pipe.lrange(keys.turns(sid), 0, -1)
+        record, turns = pipe.execute()
+        if not record:
+            return None
+        record.pop("state", None)
+        record.setdefault("sid", sid)
+        return {"record": record, "turns": [_json(t) for t in turns]}
+
+    def last_event_id(self) -> str:
+        """Where a new live stream starts reading, taken before its first snapshot so no event
+        between the snapshot and the first XREAD is lost."""
+        last = self.r.xrevrange(keys.EVENTS, count=1)
+        return last[0][0] if last else "0-0"
+
+    def events_after(self, last_id: str, block_ms: int, count: int = 500) -> list:
+        res = self.r.xread({keys.EVENTS: last_id}, count=count, block=block_ms)
+        return res[0][1] if res else []
+
+    def queue_sizes(self) -> dict:
+        pipe = self.r.pipeline(transaction=False)
+        for q in keys.QUEUES:
+            pipe.zcard(keys.queue(q))
+        return dict(zip(keys.QUEUES, pipe.execute()))
+
+
+def _json(raw):
+    try:
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else {}
+    except (TypeError, ValueError):
+        return {}

@@ -1,0 +1,227 @@
+"""Dashboard routes: login, the live page, one call's page, data for the page, SSE, CSV.
+
+Nothing about a call leaves without a valid session: pages redirect to the login,
+data and the event stream answer 401.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, Response, abort, current_app, g, jsonify, redirect, render_template, request,
+                   session, url_for)
+from flask_wtf.csrf import CSRFError
+
+from ..redact import mask_digits
+from . import export, kpi, security, sse, timeline
+from .auth import Lockout, Operators, Sessions
+from .queries import Queries, num
+
+log = logging.getLogger("ivr.dashboard")
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="../web/templates",
+               static_folder="../web/static", static_url_path="/static")
+
+RECENT_LIMIT = 100
+MAX_EXPORT_DAYS = 31
+
+
+def agent_summary(report) -> str:
+    """The words the agent heard before the bridge, from the same function that spoke them."""
+    try:
+        from ..summary import agent_summary as spoken
+    except ImportError:  # older layout: the summary lived in the voice webhooks
+        from ..web.voice import summary as spoken
+    return spoken(report)
+
+
+def _svc():
+    return current_app.extensions["ivr"]
+
+
+def _queries():
+    return Queries(_svc().redis)
+
+
+def _sessions():
+    return Sessions(_svc().redis, _svc().config.session_hours, clock=_svc().clock)
+
+
+def _tz():
+    return kpi.tzinfo(_svc().config.timezone)
+
+
+def login_required(api=False):
+    def deco(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            operator = _sessions().operator(session.get("token"))
+            if operator is None:
+                if api:
+                    return jsonify(error="Unauthorized", detail="log in at /dashboard/login"), 401
+                return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
+            g.operator = operator
+            return view(*args, **kwargs)
+        return wrapper
+    return deco
+
+
+@bp.before_request
+def check_csrf():
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        security.csrf.protect()
+
+
+bp.after_request(security.page_headers)
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(exc):
+    return render_template("login.html", error="The form expired. Please try again.", next=""), 400
+
+
+@bp.app_template_filter("clock")
+def clock_filter(ts, fmt="%H:%M:%S"):
+    ts = num(ts)
+    if ts is None:
+        return ""
+    tz = _tz()
+    return (datetime.fromtimestamp(ts, tz) if tz else datetime.fromtimestamp(ts)).strftime(fmt)
+
+
+def _client_ip() -> str:
+    return request.remote_addr or ""
+
+
+def _safe_next(target: str) -> str:
+    """Only back into the dashboard: never an open redirect to another site."""
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard") or "\\" in target:
+        return url_for("dashboard.index")
+    return target
+
+
+# -- login ---------------------------------------------------------------------------------------
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    svc = _svc()
+    nxt = request.values.get("next", "")
+    if request.method == "GET":
+        return render_template("login.html", error=None, next=nxt)
+    name = (request.form.get("name") or "").strip().lower()[:64]
+    password = request.form.get("password") or ""
+    lock = Lockout(svc.redis, svc.config.login_max_failures, svc.config.login_lock_seconds)
+    ip = _client_ip()
+    wait = lock.locked_for(name, ip)
+    if wait:
+        log.warning("dashboard login refused while locked (account %r)", name)
+        minutes = max(1, round(wait / 60))
+        return render_template("login.html", error=f"Too many failed attempts. Try again in {minutes} min.",
+                               next=nxt), 429
+    if not Operators(svc.redis, clock=svc.clock).verify(name, password):
+        lock.failed(name, ip)
+        log.warning("dashboard login failed for %r", name)  # never the password
+        return render_template("login.html", error="Wrong name or password.", next=nxt), 401
+    lock.succeeded(name)
+    session.clear()  # a fresh session (and CSRF token) at every login: no session fixation
+    session["token"] = _sessions().create(name, ip)
+    session.permanent = True
+    log.info("dashboard login: %s", name)
+    return redirect(_safe_next(nxt))
+
+
+@bp.post("/logout")
+def logout():
+    _sessions().end(session.get("token"))
+    session.clear()
+    return redirect(url_for("dashboard.login"))
+
+
+# -- pages ---------------------------------------------------------------------------------------
+@bp.get("/")
+@bp.get("")
+@login_required()
+def index():
+    cfg = _svc().config
+    return render_template("dashboard.html", operator=g.operator, sl=cfg.service_level_seconds)
+
+
+@bp.get("/calls/<sid>")
+@login_required()
+def call_page(sid):
+    report = _queries().call(sid[:64])
+    if report is None:
+        abort(404, description="no such call (it may have expired)")
+    return render_template("call.html", operator=g.operator, call=timeline.header(report["record"]),
+                           timeline=timeline.build(report), summary=mask_digits(agent_summary(report)),
+                           sl=_svc().config.service_level_seconds)
+
+
+# -- data ----------------------------------------------------------------------------------------
+@bp.get("/api/live")
+@login_required(api=True)
+def live():
+    svc = _svc()
+    return jsonify(_queries().live(svc.clock(), svc.config.service_level_seconds))
+
+
+@bp.get("/api/kpis")
+@login_required(api=True)
+def kpis():
+    svc = _svc()
+    now = svc.clock()
+    tz = _tz()
+    start = kpi.day_starts(now, 7, tz)[0]
+    inputs = _queries().kpi_inputs(start, now)
+    return jsonify(kpi.report(inputs, now, svc.config.service_level_seconds, tz))
+
+
+@bp.get("/api/calls")
+@login_required(api=True)
+def recent_calls():
+    svc = _svc()
+    now = svc.clock()
+    recs = _queries().started_between(now - 86400, now)
+    recs.sort(key=lambda r: -(num(r.get("started_at")) or 0))
+    rows = [timeline.header(r) for r in recs[:RECENT_LIMIT]]
+    return jsonify(now=now, calls=rows)
+
+
+@bp.get("/api/calls/<sid>")
+@login_required(api=True)
+def call_data(sid):
+    report = _queries().call(sid[:64])
+    if report is None:
+        abort(404, description="no such call")
+    return jsonify(call=timeline.header(report["record"]), timeline=timeline.build(report))
+
+
+@bp.get("/events")
+@login_required(api=True)
+def events():
+    svc = _svc()
+    queries, token = _queries(), session.get("token")
+    sessions, sl = _sessions(), svc.config.service_level_seconds
+    stream = sse.live_stream(queries, snapshot=lambda: queries.live(svc.clock(), sl),
+                             logged_in=lambda: sessions.operator(token) is not None)
+    return Response(stream, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@bp.get("/export.csv")
+@login_required(api=True)
+def export_csv():
+    svc = _svc()
+    days = request.args.get("days", "7")
+    days = min(MAX_EXPORT_DAYS, int(days)) if days.isdigit() and int(days) > 0 else 7
+    now, tz = svc.clock(), _tz()
+    start = kpi.day_starts(now, days, tz)[0]
+    body = export.to_csv(_queries().started_between(start, now), tz)
+    stamp = datetime.fromtimestamp(now, tz).strftime("%Y%m%d-%H%M") if tz else datetime.fromtimestamp(now).strftime(
+        "%Y%m%d-%H%M")
+    log.info("CSV export of %d days by %s", days, g.operator)
+    return Response(body, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="ivr-calls-{stamp}.csv"'})
+
