@@ -90,6 +90,10 @@ local sid, marker, now, ttl, etype, maxlen, close, transfer, ops =
 if redis.call('EXISTS', call) == 0 then return -1 end
 if redis.call('SADD', once, marker) == 0 then return 0 end
 redis.call('EXPIRE', once, ttl)
+if close == '1' then
+  -- "ended" replaces the status; keep how the call ended (callback, voicemail, abandoned ...).
+  redis.call('HSET', call, 'last_status', redis.call('HGET', call, 'status') or '')
+end
 local fields = {}
 for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 if #fields > 0 then redis.call('HSET', call, unpack(fields)) end

@@ -18,7 +18,7 @@ these names are the contract between processes (and the dashboard).
                                    (enqueue time, minus a head start for repeat/transferred callers)
   ivr:waits                 zset   "{sid}|{wait_seconds}|{queue}" -> answered_at, one member per caller
                                    who reached a person; rolling average/p90 read a time window
-  ivr:abandoned             zset   sid -> time, callers who hung up while waiting
+  ivr:abandoned             zset   "{sid}|{queue}" -> time, callers who hung up while waiting
   ivr:callbacks             zset   sid -> requested_at, callers waiting for a call back
   ivr:unanswered:{flow}:{lang}       zset  normalized caller utterance -> times the bot did not
                                    understand it (clarification or handoff for low confidence)

@@ -182,3 +182,10 @@ def test_every_key_has_a_retention_ttl(serve, redis, config):
     assert keys.WAITS in found and keys.CALLBACKS in found and keys.ABANDONED in found
     for key in found:
         assert redis.ttl(key) > 0, f"{key} has no TTL"
+
+
+def test_closing_keeps_how_the_call_ended(serve, redis):
+    client = serve(callback_after=60)
+    report = CallSimulator(client, agent="no-answer", queue_wait=90, queue_choice="callback").run([press("0")])
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["status"] == "ended" and rec["last_status"] == "callback"
