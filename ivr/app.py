@@ -26,8 +26,9 @@ def create_app(config: Config | None = None, redis=None, clock=time.time) -> Fla
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     app.extensions["ivr"] = Services(config=config, redis=redis, flows=flows, clock=clock)
 
-    from .web import api, feedback, health, queue, voice
+    from .web import api, feedback, health, media, queue, voice
     app.register_blueprint(voice.bp)
+    media.init_app(app)  # speech over Twilio Media Streams: /media and /voice/stream-ended
     app.register_blueprint(queue.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(api.bp)

@@ -30,6 +30,17 @@ def _choice(env, name, allowed, default):
     return raw
 
 
+def _bool(env, name, default):
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Config:
     # Twilio signs every request with this token; it also signs the simulator's.
@@ -83,6 +94,15 @@ class Config:
     feedback_after_agent: bool = True
     # True when the token was generated for this run rather than configured.
     token_generated: bool = False
+    # Vosk models downloaded by `ivr models download` (docs/speech.md).
+    models_dir: Path = ROOT / "var" / "models"
+    # Callers talk over a media stream when their language has a model; off: keypad only.
+    speech: bool = True
+    # Save what callers say as WAV under data_dir/recordings (personal data: off by default).
+    record_calls: bool = False
+    recording_retention_seconds: int = 30 * 86400
+    # Trailing silence (ms) after which a caller's utterance is taken as finished.
+    endpoint_silence_ms: int = 220
     extra: dict = field(default_factory=dict)
 
     @classmethod

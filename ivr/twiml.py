@@ -51,6 +51,23 @@ class TwimlRenderer:
                      wait_url=self.url("/voice/queue/wait", sid=sid, queue=queue), wait_url_method="POST")
         return resp
 
+    def stream_url(self) -> str:
+        """The media WebSocket URL; Twilio signs it exactly as written here (wss:// behind https)."""
+        scheme, rest = self.cfg.public_url.split("://", 1)
+        return ("wss" if scheme == "https" else "ws") + "://" + rest + "/media"
+
+    def stream(self, *, params) -> str:
+        """<Connect><Stream>: the call talks to /media until the stream ends, then the action continues it.
+
+        Call context travels as <Parameter>s: Twilio forbids a query string on the stream URL.
+        """
+        resp = VoiceResponse()
+        connect = resp.connect(action=self.url("/voice/stream-ended"), method="POST")
+        stream = connect.stream(url=self.stream_url())
+        for name, value in params.items():
+            stream.parameter(name=name, value=value)
+        return str(resp)
+
     def dial_human(self, resp, *, sid, turn=None):
         dial = resp.dial(action=self.url("/voice/dial", turn=turn), method="POST",
                          timeout=self.cfg.dial_timeout)
@@ -144,7 +161,9 @@ class TwimlRenderer:
         """Apology and straight to the human line; needs nothing but configuration."""
         resp = VoiceResponse()
         resp.say(text, language=locale)
-        dial = resp.dial(timeout=self.cfg.dial_timeout)
+        # The action lets the transfer be counted once Redis (or whatever failed) is back.
+        dial = resp.dial(timeout=self.cfg.dial_timeout, action=self.url("/voice/dial", turn="emergency"),
+                         method="POST")
         dial.number(self.cfg.human_line)
         return str(resp)
 

@@ -1,5 +1,8 @@
 """Drive one call through a server's real endpoints and report what happened.
 
+Keypad calls follow TwiML over HTTP; a <Connect><Stream> is played as Twilio
+would over the WebSocket (stream_client), with real synthesized speech.
+
 The report's shape is a stable contract for evaluation tools:
 {"call_sid", "lang", "asr", "outcome", "queue", "intents", "transfers", "turns", "wait_seconds"}
 """
@@ -18,8 +21,13 @@ class SimulationError(RuntimeError):
 
 class CallSimulator:
     def __init__(self, client: TwilioClient, *, from_number="+15005550123", to_number="+15005550100",
-                 agent="answer", agent_seconds=42, queue_wait=35, queue_choice=None, voice_path="/voice"):
+                 agent="answer", agent_seconds=42, queue_wait=35, queue_choice=None, voice_path="/voice",
+                 stream_options=None):
         self.client = client
+        # Media-stream calls (ivr.simulate.stream_client): options for the StreamCaller, its result.
+        self.stream_options = stream_options or {}
+        self.stream_result = None
+        self.said_as_text = False           # a --say was posted as SpeechResult (no recognizer involved)
         self.from_number = from_number
         self.to_number = to_number
         # What people do once the call is handed off: an agent answers (after queue_wait
@@ -61,10 +69,23 @@ class CallSimulator:
                         ended = True
                         break
                     kind, value = pending.pop(0)
+                    if kind == "audio":
+                        raise SimulationError("--audio needs speech recognition, but this call uses the keypad "
+                                              "(no speech model for its language; see `ivr models list`)")
+                    self.said_as_text = self.said_as_text or kind == "say"
                     caller_label = f"press {value}" if kind == "press" else value
                     params = dict(base, **({"Digits": value} if kind == "press" else
                                            {"SpeechResult": value, "Confidence": "0.9"}))
                     url = verb.get("action")
+                    break
+                elif verb.tag == "Connect":
+                    # Media stream: the caller talks to the bot over a WebSocket until it ends.
+                    transcript += self._stream(verb, sid, pending)
+                    pending, bot_text, caller_label = [], [], None
+                    if self.stream_result.hung_up:
+                        ended = True
+                        break
+                    url, params = verb.get("action"), dict(base)
                     break
                 elif verb.tag == "Redirect":
                     url, params = verb.text, dict(base)
@@ -142,6 +163,31 @@ class CallSimulator:
                 return action, dict(base, QueueResult="leave", QueueTime=str(self.queue_wait)), heard
         return action, dict(base, QueueResult="hangup", QueueTime=str(self.queue_wait)), heard
 
+    def _stream(self, verb, sid, inputs) -> list:
+        """Run the stream with every remaining input; transcript entries from the call record."""
+        from .stream_client import StreamCaller
+
+        stream = next((v for v in verb if v.tag == "Stream"), None)
+        if stream is None:
+            raise SimulationError("<Connect> without <Stream>")
+        custom = {p.get("name"): p.get("value") for p in stream if p.tag == "Parameter"}
+        caller = StreamCaller(self.client.validator_token, lang=custom.get("lang", "ko"), **self.stream_options)
+        self.stream_result = result = caller.run(stream.get("url"), custom, sid, inputs)
+        if result.error:
+            raise SimulationError(f"media stream failed: {result.error}")
+        status, data = self.client.get_json(f"/api/calls/{sid}")
+        labels = list(result.labels)
+        entries = []
+        for t in (data or {}).get("turns", []):
+            if t.get("who") == "caller":
+                silent = t.get("input") == "silence"
+                entries.append({"caller": "(silence)" if silent else labels.pop(0) if labels else "(spoke)", "bot": ""})
+            elif t.get("who") == "bot":
+                if not entries or entries[-1]["bot"]:
+                    entries.append({"caller": None, "bot": ""})
+                entries[-1]["bot"] = t.get("text", "")
+        return entries
+
     def report(self, sid, transcript, lang) -> dict:
         status, data = self.client.get_json(f"/api/calls/{sid}")
         if status != 200:
@@ -156,7 +202,8 @@ class CallSimulator:
         return {
             "call_sid": sid,
             "lang": record.get("lang") or lang,
-            "asr": record.get("asr", "dtmf"),
+            "asr": "vosk" if self.stream_result is not None else "text" if self.said_as_text
+                   else record.get("asr", "dtmf"),
             "outcome": record.get("outcome") or "hangup",
             "queue": record.get("queue") or None,
             "intents": [t.get("intent") for t in heard],

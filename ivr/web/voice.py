@@ -16,7 +16,8 @@ from ..flows.engine import Conversation, Input
 from ..redact import mask_phone, redact
 from ..security import twilio_signed
 from ..summary import agent_summary
-from .common import fail_safe, services, twiml
+from . import media
+from .common import default_flow, fail_safe, fail_safe_goodbye, services, twiml
 
 log = logging.getLogger("ivr.voice")
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -36,12 +37,19 @@ def _turn_arg() -> int:
     return int(raw)
 
 
-def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None, answered_before=False):
-    """Render the reply, apply it to Redis in one script, return the TwiML to send."""
+def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None, answered_before=False,
+                render=None, extra=None):
+    """Render the reply, apply it to Redis in one script, return the TwiML to send.
+
+    Transport-agnostic apart from `render`: the keypad path stores TwiML, the
+    media stream (ivr.web.media) its own rendering; `extra` adds record fields.
+    """
     svc = services()
     flow = engine.flow
     locale = flow.say_locale(conv.lang)
-    if reply.hangup and svc.config.feedback and (reply.answered or answered_before) and reply.prompts:
+    if render is not None:
+        xml = render(reply)
+    elif reply.hangup and svc.config.feedback and (reply.answered or answered_before) and reply.prompts:
         # The bot served this caller: ask how well, before the goodbye.
         xml = svc.twiml.ask_rating(reply.prompts[:-1], flow.message("rating", conv.lang), reply.prompts[-1],
                                    sid=sid, after="bot", locale=locale)
@@ -50,7 +58,7 @@ def finish_turn(sid, caller, turn, conv, reply, engine, caller_turn=None, answer
     now = svc.store.now()
     state = conv.to_dict()
     state.pop("boost", None)  # lives in the record, set once when the call opens
-    fields = {"state": state, "step": conv.step or "", "misses": conv.misses, "updated_at": now}
+    fields = {"state": state, "step": conv.step or "", "misses": conv.misses, "updated_at": now, **(extra or {})}
     decision = reply.decision
     if reply.answered:
         fields["answered"] = 1
@@ -97,9 +105,14 @@ def incoming():
     svc = services()
     sid, caller = _required("CallSid"), request.form.get("From", "")
     flow = svc.pick_flow(request.args.get("flow"), request.form.get("To"))
+    if request.args.get("lang") not in flow.languages and not request.args.get("flow"):
+        # ?lang=ko on the webhook URL (or the simulator's --lang) picks a flow that speaks it.
+        flow = svc.flow_for_lang(request.args.get("lang") or "") or flow
     lang = request.args.get("lang") if request.args.get("lang") in flow.languages else flow.languages[0]
+    streaming = media.speech_for(flow, lang, sid)
     created, boost, earlier = svc.store.open_call(sid, caller, {
-        "from": caller, "to": request.form.get("To", ""), "flow": flow.id, "lang": lang, "asr": "dtmf"})
+        "from": caller, "to": request.form.get("To", ""), "flow": flow.id, "lang": lang,
+        "asr": "vosk" if streaming else "dtmf"})
     if earlier:
         return twiml(earlier)
     if created:
@@ -108,6 +121,10 @@ def incoming():
     engine = svc.engines[flow.id]
     conv = Conversation(flow.id, lang, boost=boost)
     reply = engine.start(conv)
+    if streaming and reply.expect is not None:
+        # The caller talks to the bot over a media stream (ivr.web.media), which speaks this greeting.
+        return twiml(finish_turn(sid, caller, 0, conv, reply, engine, render=lambda r: media.connect_twiml(flow, lang),
+                                 extra={"turn": 0, "say": reply.prompts}))
     return twiml(finish_turn(sid, caller, 0, conv, reply, engine))
 
 
@@ -123,6 +140,10 @@ def gather():
         return twiml(earlier)
     if not record or "state" not in record:
         raise LookupError(f"no record for call {sid}")
+    if record.get("status") == "ended":
+        # A replayed request for a finished call: answer harmlessly, change nothing.
+        log.warning("call %s: request for turn %s after the call ended; ignored", sid, turn)
+        return twiml(svc.twiml.say_then_hangup([], "en-US"))
     conv = Conversation.from_dict(json.loads(record["state"]))
     conv.boost = record.get("boost") or None
     engine = svc.engines[conv.flow]
@@ -143,13 +164,30 @@ def gather():
 
 @bp.post("/dial")
 @twilio_signed
-@fail_safe
 def dial_result():
-    """<Dial> to the human line ended: record the result and the caller's wait."""
+    """<Dial> to the human line ended: record the result and the caller's wait.
+
+    Not wrapped in fail_safe: a failure here must not ring the human line again
+    after an agent already talked to the caller. It degrades by the dial status.
+    """
     svc = services()
     sid = _required("CallSid")
-    marker = f"dial:{request.args.get('turn', '')[:8]}"
     status = request.form.get("DialCallStatus", "failed")[:20]
+    turn = request.args.get("turn", "")[:12]
+    try:
+        return twiml(_dial_result(svc, sid, status, turn))
+    except Exception:  # noqa: BLE001 - recorded later or not at all; the caller still gets the right next step
+        log.exception("call %s: could not record the dial result (%s)", sid, status)
+        _, flow, lang = default_flow()
+        if status in ("completed", "answered"):
+            return twiml(svc.twiml.say_then_hangup([], flow.say_locale(lang)))
+        # Nobody answered the line and our state is unavailable: Twilio's queue needs no Redis.
+        return twiml(svc.twiml.say_then_enqueue([flow.message("handoff", lang)], sid=sid, turn=turn, queue="normal",
+                                                locale=flow.say_locale(lang)))
+
+
+def _dial_result(svc, sid, status, turn):
+    marker = f"dial:{turn}"
     record, _ = svc.store.load(sid)
     now = svc.store.now()
     handoff_at = _float(record.get("handoff_at")) or now
@@ -174,20 +212,20 @@ def dial_result():
         # A second transfer: from the direct line into the queue. Counted once, however often Twilio retries.
         fields.update(status="queued", enqueued_at=now, overflowed_from="dial")
         ops += [["ZADD", keys.queue(queue), now, sid], ["EXPIRE", keys.queue(queue), svc.config.retention_seconds]]
-    svc.store.record_once(sid, marker, fields, "dial_result", transfer=overflow, ops=ops)
+    # A dial from the failure path was not counted when it was made (that is what failed): count it now.
+    emergency = turn == "emergency"
+    svc.store.record_once(sid, marker, fields, "dial_result", transfer=overflow or emergency, ops=ops)
     flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
     lang = record.get("lang") or flow.languages[0]
     locale = flow.say_locale(lang)
     if picked_up:
-        return twiml(after_agent(sid, flow, lang))
+        return after_agent(sid, flow, lang)
     if overflow:
         log.info("call %s: human line %s after %.1fs; overflow to the %s queue", sid, status, wait, queue)
-        return twiml(svc.twiml.say_then_enqueue([flow.message("handoff_urgent" if queue == "urgent" else "handoff",
-                                                              lang)],
-                                                sid=sid, turn=request.args.get("turn", "0")[:8], queue=queue,
-                                                locale=locale))
+        return svc.twiml.say_then_enqueue([flow.message("handoff_urgent" if queue == "urgent" else "handoff", lang)],
+                                          sid=sid, turn=turn, queue=queue, locale=locale)
     log.info("call %s: human line %s after %.1fs; offering voicemail", sid, status, wait)
-    return twiml(svc.twiml.voicemail([flow.message("agents_busy", lang)], sid=sid, locale=locale))
+    return svc.twiml.voicemail([flow.message("agents_busy", lang)], sid=sid, locale=locale)
 
 
 def after_agent(sid, flow, lang) -> str:
@@ -218,7 +256,7 @@ def whisper():
 
 @bp.post("/voicemail")
 @twilio_signed
-@fail_safe
+@fail_safe_goodbye
 def voicemail():
     svc = services()
     sid = _required("CallSid")
@@ -237,14 +275,22 @@ def status():
     """Twilio's status callback: the call is over, close its record (once)."""
     svc = services()
     sid = _required("CallSid")
-    result = svc.store.record_once(sid, "closed", {
+    try:
+        result = _close(svc, sid)
+    except Exception:  # noqa: BLE001 - nothing to tell the caller; the record expires with its TTL
+        log.exception("call %s: could not close the record", sid)
+        return ("", 503)
+    if result == -1:
+        log.warning("status callback for unknown call %s", sid)
+    return ("", 204)
+
+
+def _close(svc, sid):
+    return svc.store.record_once(sid, "closed", {
         "status": "ended", "call_status": request.form.get("CallStatus", "")[:20],
         "duration": request.form.get("CallDuration", "")[:8]}, "call_ended", close=True,
         # Whatever else happened, a finished call no longer waits in any queue.
         ops=[["ZREM", keys.queue(q), sid] for q in keys.QUEUES])
-    if result == -1:
-        log.warning("status callback for unknown call %s", sid)
-    return ("", 204)
 
 
 @bp.post("/fallback")

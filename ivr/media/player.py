@@ -1,0 +1,129 @@
+"""Paced playback of prompts to Twilio: 20 ms frames in real time, then a mark.
+
+Pacing (instead of pushing a whole prompt at once) keeps Twilio's buffer
+short, so a `clear` on barge-in silences the bot at once and the mark Twilio
+echoes back means "the caller has heard it all". One thread per call: a
+stalled socket or a slow dynamic render delays only that call.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+
+from . import protocol
+from .audio import FRAME_BYTES, FRAME_MS, frames
+
+log = logging.getLogger("ivr.media")
+
+LEAD_FRAMES = 3          # keep 60 ms queued at Twilio ahead of real time
+BATCH_FRAMES = 4         # wake once per 80 ms and send the frames now due: 30 calls x 50 wake-ups/s
+                         # of GIL hand-offs cost more than the sends themselves
+
+
+class Player:
+    def __init__(self, send, stream_sid: str, clock=time.monotonic, sleep=time.sleep):
+        self.send = send                  # thread-safe callable(str)
+        self.stream_sid = stream_sid
+        self.clock, self.sleep = clock, sleep
+        self.q = queue.Queue()
+        self.generation = 0               # bumped by clear(): stale items stop
+        self.lock = threading.Lock()
+        self.pending_marks = set()        # sent, not yet echoed by Twilio
+        self.busy = threading.Event()     # a prompt is being sent right now
+        self.frames_sent = 0
+        self.late_frames = 0              # frames sent more than one frame behind schedule
+        self.first_frame_at = None        # monotonic time of the first frame of the current item
+        self._names = itertools.count(1)
+        self._closed = False
+        self.thread = threading.Thread(target=self._run, name=f"ivr-player-{stream_sid[-6:]}", daemon=True)
+        self.thread.start()
+
+    def play(self, parts, on_first_frame=None) -> str:
+        """Queue audio (an iterable of bytes or zero-arg callables returning bytes); returns the mark name."""
+        name = f"p{next(self._names)}"
+        with self.lock:
+            self.pending_marks.add(name)
+            self.q.put((self.generation, parts, name, on_first_frame))
+        return name
+
+    @property
+    def playing(self) -> bool:
+        """True while Twilio may still be playing something of ours."""
+        return bool(self.pending_marks) or self.busy.is_set()
+
+    def clear(self) -> bool:
+        """Barge-in: drop queued audio, tell Twilio to flush its buffer. True if anything was playing."""
+        with self.lock:
+            was = self.playing
+            self.generation += 1
+            while True:
+                try:
+                    self.q.get_nowait()
+                except queue.Empty:
+                    break
+        if was:
+            self.send(protocol.clear(self.stream_sid))
+        return was
+
+    def marked(self, name: str) -> bool:
+        """Twilio echoed a mark: that audio has been heard (or cleared)."""
+        with self.lock:
+            known = name in self.pending_marks
+            self.pending_marks.discard(name)
+        return known
+
+    def close(self):
+        self._closed = True
+        self.q.put(None)
+
+    def _run(self):
+        while not self._closed:
+            item = self.q.get()
+            if item is None:
+                return
+            gen, parts, name, on_first = item
+            self.busy.set()
+            try:
+                if self._send_parts(gen, parts, on_first):
+                    self.send(protocol.mark(self.stream_sid, name))
+                else:
+                    with self.lock:
+                        self.pending_marks.discard(name)
+            except Exception as exc:  # noqa: BLE001 - a broken socket ends playback, the session notices
+                if self._closed or isinstance(exc, OSError) or type(exc).__name__ == "ConnectionClosed":
+                    log.info("stream %s: playback stopped, the stream is closed", self.stream_sid)
+                else:
+                    log.warning("stream %s: playback stopped", self.stream_sid, exc_info=True)
+                with self.lock:
+                    self.pending_marks.discard(name)
+            finally:
+                self.busy.clear()
+
+    def _send_parts(self, gen, parts, on_first) -> bool:
+        start, n = None, 0
+        step = FRAME_MS / 1000.0
+        for part in parts:
+            if gen != self.generation or self._closed:
+                return False
+            audio = part() if callable(part) else part
+            for frame in frames(audio or b"", FRAME_BYTES):
+                if gen != self.generation or self._closed:
+                    return False
+                now = self.clock()
+                if start is None:
+                    start = now
+                    self.first_frame_at = now
+                due = start + (n - LEAD_FRAMES) * step
+                if due > now:
+                    self.sleep(due - now + (BATCH_FRAMES - 1) * step)
+                elif now - due > (LEAD_FRAMES + 1) * step:
+                    self.late_frames += 1
+                self.send(protocol.media(self.stream_sid, frame))
+                if n == 0 and on_first:
+                    on_first()
+                n += 1
+                self.frames_sent += 1
+        return gen == self.generation

@@ -1,0 +1,53 @@
+"""Build Vosk grammars from what a flow step expects.
+
+A directed step ("say refund, opening hours or agent") decodes against a
+handful of option words: small grammars are what a small model gets right
+(a dozen short phrases, not the sixty examples and keywords the intent
+matcher knows). Only phrases whose every word is in the model's vocabulary
+go in: Vosk would drop unknown words with a warning and then match nonsense.
+"""
+from __future__ import annotations
+
+import json
+
+from ..flows.digits import _WORDS as DIGIT_WORDS
+from ..flows.intents import normalize
+
+# Directed steps listen for option words, not whole sentences: examples of at
+# most this many words. Sentence examples still serve the intent matcher.
+DIRECTED_MAX_WORDS = 2
+AGENT_INTENT = "agent_request"
+
+
+def for_step(flow, expect, lang: str) -> tuple:
+    """(candidate phrases, open) for the recognizer at this step; vocabulary is checked later."""
+    if expect is None:
+        return [], True
+    if expect.digits:
+        # Number entry: the spoken digits of the language, one word at a time.
+        return list(DIGIT_WORDS.get(lang, {})), False
+    if expect.open:
+        return list(expect.phrases), True
+    step = flow.steps.get(expect.step)
+    wanted = {o.intent for o in step.options} if step else set()
+    wanted |= {n for n, i in flow.intents.items() if i.handoff is not None} | {AGENT_INTENT}
+    short = []
+    for name, intent in flow.intents.items():
+        if name in wanted:
+            short += [p for p in intent.examples.get(lang, []) if len(normalize(p).split()) <= DIRECTED_MAX_WORDS]
+    return (short or list(expect.phrases)), False
+
+
+def in_vocabulary(phrases, in_vocab) -> list:
+    """Normalized, de-duplicated phrases whose every word the model knows."""
+    out = []
+    for phrase in phrases:
+        norm = normalize(phrase)
+        words = norm.split()
+        if words and norm not in out and all(in_vocab(w) for w in words):
+            out.append(norm)
+    return out
+
+
+def to_json(phrases) -> str:
+    return json.dumps(list(phrases), ensure_ascii=False)
