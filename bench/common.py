@@ -1,0 +1,83 @@
+"""Shared helpers for benchmarks: the machine, a server under test, percentiles."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+
+
+def cpu_seconds(pid=None) -> float:
+    """User+system CPU seconds of a process (this one by default), from /proc."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    if kids:   # gunicorn: the worker does the work, the master only watches it
+        return sum(cpu_seconds(int(k)) for k in kids)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values, p):
+    if not values:
+        return None
+    values = sorted(values)
+    k = (len(values) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+class GunicornServer:
+    """`ivr serve` (gunicorn, gthread) in a subprocess, as in production."""
+
+    def __init__(self, port, token, redis_url, threads=96, workers=1, extra_env=None):
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        env = dict(os.environ, TWILIO_AUTH_TOKEN=token, PUBLIC_URL=self.url, IVR_FEEDBACK="off",
+                   IVR_HANDOFF_MODE="dial", **(extra_env or {}))
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        self.log_path = Path(tempfile.gettempdir()) / f"ivr-bench-server-{port}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port",
+                                      str(port), "--threads", str(threads), "--workers", str(workers)], env=env, cwd=ROOT,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("server did not start")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
