@@ -144,6 +144,11 @@ class Config:
             timezone=env.get("IVR_TIMEZONE") or "",
             trusted_proxies=_int(env, "IVR_TRUSTED_PROXIES", cls.trusted_proxies),
             metrics_token=env.get("IVR_METRICS_TOKEN") or None,
+            models_dir=Path(env.get("IVR_MODELS_DIR") or cls.models_dir),
+            speech=_bool(env, "IVR_SPEECH", cls.speech),
+            record_calls=_bool(env, "IVR_RECORD_CALLS", cls.record_calls),
+            recording_retention_seconds=_int(env, "IVR_RECORDING_RETENTION_DAYS", 30) * 86400,
+            endpoint_silence_ms=_int(env, "IVR_ENDPOINT_SILENCE_MS", cls.endpoint_silence_ms),
         )
         return replace(cfg, **overrides) if overrides else cfg
 
