@@ -1,0 +1,52 @@
+"""Every documented environment variable reaches the configuration."""
+from pathlib import Path
+
+import pytest
+
+from ivr.config import Config
+
+CASES = [
+    ("TWILIO_AUTH_TOKEN", "abc123", "twilio_auth_token", "abc123"),
+    ("PUBLIC_URL", "https://h.example/", "public_url", "https://h.example"),
+    ("HUMAN_LINE", "+15551230000", "human_line", "+15551230000"),
+    ("REDIS_URL", "redis://r:6379/2", "redis_url", "redis://r:6379/2"),
+    ("IVR_DATA_DIR", "/tmp/d", "data_dir", Path("/tmp/d")),
+    ("IVR_FLOWS_DIR", "/tmp/f", "flows_dir", Path("/tmp/f")),
+    ("IVR_AUDIO_DIR", "/tmp/a", "audio_dir", Path("/tmp/a")),
+    ("IVR_DEFAULT_FLOW", "hotline_ko", "default_flow", "hotline_ko"),
+    ("IVR_RETENTION_DAYS", "3", "retention_seconds", 3 * 86400),
+    ("IVR_GATHER_TIMEOUT", "9", "gather_timeout", 9),
+    ("IVR_DIAL_TIMEOUT", "11", "dial_timeout", 11),
+    ("IVR_FEEDBACK", "off", "feedback", False),
+    ("IVR_FEEDBACK_AFTER_AGENT", "off", "feedback_after_agent", False),
+    ("IVR_HANDOFF_MODE", "dial", "handoff_mode", "dial"),
+    ("IVR_CALLBACK_AFTER", "90", "callback_after", 90),
+    ("IVR_ANNOUNCE_EVERY", "30", "announce_every", 30),
+    ("IVR_QUEUE_PREFIX", "acme-", "queue_prefix", "acme-"),
+    ("IVR_DIAL_OVERFLOW", "callback", "dial_overflow", "callback"),
+    ("IVR_SECRET_KEY", "s3", "secret_key", "s3"),
+    ("IVR_SERVICE_LEVEL_SECONDS", "30", "service_level_seconds", 30),
+    ("IVR_MODELS_DIR", "/tmp/m", "models_dir", Path("/tmp/m")),
+    ("IVR_SPEECH", "off", "speech", False),
+    ("IVR_RECORD_CALLS", "on", "record_calls", True),
+    ("IVR_RECORDING_RETENTION_DAYS", "2", "recording_retention_seconds", 2 * 86400),
+    ("IVR_ENDPOINT_SILENCE_MS", "300", "endpoint_silence_ms", 300),
+]
+
+
+@pytest.mark.parametrize("var,raw,field,expected", CASES)
+def test_environment_variable_is_read(var, raw, field, expected):
+    assert getattr(Config.from_env({var: raw}), field) == expected
+    assert getattr(Config.from_env({}), field) != expected
+
+
+def test_missing_token_is_generated_never_off():
+    cfg = Config.from_env({})
+    assert cfg.token_generated and len(cfg.twilio_auth_token) >= 32
+
+
+@pytest.mark.parametrize("var,raw", [("IVR_HANDOFF_MODE", "carrier-pigeon"), ("IVR_DIAL_TIMEOUT", "soon"),
+                                     ("IVR_SPEECH", "maybe")])
+def test_bad_values_are_refused_by_name(var, raw):
+    with pytest.raises(ValueError, match=var):
+        Config.from_env({var: raw})
