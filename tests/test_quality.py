@@ -60,3 +60,15 @@ def _env(redis):
     url = (f"unix://{kw['path']}?db={kw.get('db', 0)}" if "path" in kw
            else f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}")
     return dict(os.environ, REDIS_URL=url)
+
+
+def test_spoken_call_that_was_answered_is_asked_for_a_rating(twilio, redis):
+    call = {"CallSid": "CA" + "6" * 32, "From": "+15005550166"}
+    status, body = twilio.post("/voice?lang=ko", call)
+    assert status == 200 and "<Stream" in body
+    # What the media session writes when the bot answered and said goodbye over the stream.
+    redis.hset(keys.call(call["CallSid"]), mapping={"stream": "goodbye", "answered": "1"})
+    status, body = twilio.post("/voice/stream-ended", call)
+    assert status == 200 and "/voice/rating" in body and "1번부터 5번" in body
+    status, _ = twilio.post("/voice/rating?after=bot", dict(call, Digits="4"))
+    assert redis.hget(keys.call(call["CallSid"]), "rating") == "4"

@@ -116,7 +116,8 @@ def stream(ws):
     cfg = svc.config
     session = StreamSession(
         ws.send, FlowDialogue(svc), models=sp.models, prompts=sp.prompts, gather_timeout=cfg.gather_timeout,
-        recordings_dir=recordings_dir(cfg), endpoint=EndpointConfig(end_silence_ms=cfg.endpoint_silence_ms))
+        recordings_dir=recordings_dir(cfg), endpoint=EndpointConfig(end_silence_ms=cfg.endpoint_silence_ms),
+        free_only=cfg.bench_asr == "free", vosk_endpoint=cfg.bench_endpoint == "vosk")
     error = None
     try:
         while not session.done:
@@ -220,6 +221,10 @@ def stream_ended():
         resp = svc.twiml.handoff(VoiceResponse(), sid=sid, turn=turn + 1, queue=record["queue"])
         return twiml(str(resp))
     if outcome == "goodbye":
+        if svc.config.feedback and record.get("answered") == "1":
+            # The bot served this caller by voice; the rating is asked by key, like on the keypad path.
+            return twiml(svc.twiml.ask_rating([], flow.message("rating", lang), "", sid=sid, after="bot",
+                                              locale=locale))
         resp = VoiceResponse()
         resp.hangup()
         return twiml(str(resp))
