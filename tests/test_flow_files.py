@@ -1,7 +1,6 @@
 """Flow files: every problem reported with file and line; the server refuses to start."""
 import subprocess
 import sys
-import textwrap
 
 import pytest
 

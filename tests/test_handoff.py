@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from conftest import Clock, press, say
+from conftest import Clock, press
 
 from ivr import keys, stats
 from ivr.simulate.call import CallSimulator

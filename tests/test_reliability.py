@@ -7,7 +7,6 @@ from procs import RedisProcess, ServeProcess
 
 from ivr import create_app, keys
 from ivr.server import LoopbackServer
-from ivr.simulate.call import CallSimulator
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 
 CALL = {"CallSid": "CA" + "5" * 32, "From": "+15005550155", "To": "+15005550100"}

@@ -1,13 +1,10 @@
 """Webhook security and idempotency over a real socket and a real Redis."""
 import json
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from ivr import keys
-from ivr.config import ROOT
 
 CALL = {"CallSid": "CA" + "1" * 32, "From": "+15005550111", "To": "+15005550100"}
 

@@ -7,9 +7,9 @@ deployed yet) yields None or an empty list, never an error. Nothing here writes.
 """
 from __future__ import annotations
 
-import json
 
 from .. import keys
+from ..calls import parse_turn, read_report
 from ..redact import mask_digits, mask_phone
 
 # Fields the dashboard reads from a call record; `state` (engine JSON) is never needed.
@@ -135,7 +135,7 @@ class Queries:
         for row, raw_turns in zip(rows, pipe.execute()):
             row["last_said"], row["confidence"] = None, None
             for raw in reversed(raw_turns):
-                turn = _json(raw)
+                turn = parse_turn(raw)
                 if turn.get("who") == "caller" and turn.get("text"):
                     row["last_said"] = mask_digits(turn["text"])
                     row["confidence"] = turn.get("confidence")
@@ -144,15 +144,7 @@ class Queries:
     # -- one call ------------------------------------------------------------------------------
     def call(self, sid: str) -> dict | None:
         """Record (without engine state) and transcript of one call, unmasked: callers mask."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(keys.call(sid))
-        pipe.lrange(keys.turns(sid), 0, -1)
-        record, turns = pipe.execute()
-        if not record:
-            return None
-        record.pop("state", None)
-        record.setdefault("sid", sid)
-        return {"record": record, "turns": [_json(t) for t in turns]}
+        return read_report(self.r, sid)
 
     def last_event_id(self) -> str:
         """Where a new live stream starts reading, taken before its first snapshot so no event
@@ -171,9 +163,3 @@ class Queries:
         return dict(zip(keys.QUEUES, pipe.execute()))
 
 
-def _json(raw):
-    try:
-        value = json.loads(raw)
-        return value if isinstance(value, dict) else {}
-    except (TypeError, ValueError):
-        return {}

@@ -14,12 +14,6 @@ log = logging.getLogger("ivr.feedback")
 bp = Blueprint("feedback", __name__, url_prefix="/voice")
 
 
-def _flow_lang(record):
-    svc = services()
-    flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
-    return flow, record.get("lang") or flow.languages[0]
-
-
 @bp.post("/rating")
 @twilio_signed
 @fail_safe_goodbye
@@ -28,7 +22,7 @@ def rating():
     sid = request.form.get("CallSid", "")[:64]
     after = "agent" if request.args.get("after") == "agent" else "bot"
     report = svc.store.report(sid) or {"record": {}, "turns": []}
-    flow, lang = _flow_lang(report["record"])
+    flow, lang = svc.flow_for_record(report["record"])
     locale = flow.say_locale(lang)
     raw = request.form.get("Digits") or spoken_digits(request.form.get("SpeechResult", ""), lang)
     if not (len(raw) == 1 and raw in "12345"):
@@ -50,7 +44,7 @@ def comment():
     sid = request.form.get("CallSid", "")[:64]
     url = request.form.get("RecordingUrl", "")[:300]
     record, _ = svc.store.load(sid)
-    flow, lang = _flow_lang(record)
+    flow, lang = svc.flow_for_record(record)
     if url:
         svc.store.record_once(sid, "comment", {"comment_url": url,
                                                "comment_seconds": request.form.get("RecordingDuration", "")[:6]},

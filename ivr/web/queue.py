@@ -32,12 +32,6 @@ _OFFER = ("If you'd rather not wait, press 1 and we will call you back, keeping 
           "Press 2 to leave a voicemail. Or stay on the line.")
 
 
-def _flow_and_lang(record):
-    svc = services()
-    flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
-    return flow, record.get("lang") or flow.languages[0]
-
-
 def _minutes(seconds):
     minutes = max(1, round(seconds / 60))
     return "one minute" if minutes == 1 else f"{minutes} minutes"
@@ -77,7 +71,7 @@ def wait():
         record, rounds, urgent_waiting, ours = {}, 1, 0, {"answered": 0, "avg_wait": None}
     if queue == "normal":
         position += urgent_waiting  # urgent callers are always served first
-    flow, lang = _flow_and_lang(record)
+    flow, lang = svc.flow_for_record(record)
     template = _ANNOUNCEMENTS[(int(rounds) - 1) % len(_ANNOUNCEMENTS)]
     ahead = position - 1
     text = template.format(position=position, ahead="nobody" if ahead == 0 else ahead,
@@ -99,8 +93,8 @@ def option():
     sid = request.args.get("sid", "")[:64]
     digit = request.form.get("Digits", "")[:1]
     if digit not in ("1", "2"):
-        record, _ = svc.store.load(sid)
-        return twiml(svc.twiml.hold([], locale=_flow_and_lang(record)[1], music_url=svc.twiml.url(
+        # Any other key: back to the music (nothing is said, so no locale is needed).
+        return twiml(svc.twiml.hold([], locale="", music_url=svc.twiml.url(
             f"/audio/hold-{svc.config.announce_every}s.wav")))
     choice = "callback" if digit == "1" else "voicemail"
     svc.store.record_once(sid, "queue_choice", {"queue_choice": choice}, "queue_choice")
@@ -122,7 +116,7 @@ def result():
     ttl = svc.config.retention_seconds
     fields = {"queue_result": outcome, "queue_time": queue_time}
     ops = [["ZREM", keys.queue(queue), sid]]
-    flow, lang = _flow_and_lang(record)
+    flow, lang = svc.flow_for_record(record)
     locale = flow.say_locale(lang)
     choice = record.get("queue_choice")
     wait = total_wait(record, queue_time)
@@ -171,7 +165,7 @@ def connect():
     svc.store.record_once(sid, "agent_answered", {
         "answered_at": now, "wait_seconds": wait, "queue_time": queue_time, "status": "with_agent",
         "agent_call": request.form.get("DequeingCallSid", "")[:64]}, "agent_answered", ops=ops)
-    flow, lang = _flow_and_lang(record)
+    flow, lang = svc.flow_for_record(record)
     return twiml(svc.twiml.say(["You're through to a person now."], flow.say_locale(lang)))
 
 
