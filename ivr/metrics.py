@@ -21,7 +21,7 @@ import hmac
 import logging
 
 from flask import Blueprint, Response, current_app, request
-from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -42,6 +42,13 @@ RECOGNITION_LATENCY = Histogram(
     ["engine"], buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5), registry=PROCESS)
 ACTIVE_STREAMS = Gauge("ivr_media_streams_active", "Twilio media streams open in this process",
                        registry=PROCESS)
+FAILURES = Counter("ivr_failures", "Failures that sent a caller to the fallback (a person), by where they "
+                   "happened: a webhook path, or stream:<recognizer|recognizer_slow|tts|step|dropped|server>",
+                   ["where"], registry=PROCESS)
+
+
+def count_failure(where: str) -> None:
+    FAILURES.labels(where=where).inc()
 
 
 class RedisCollector:

@@ -1,9 +1,30 @@
 """Run the app: gunicorn for real service, a threaded loopback server for tools and tests."""
 from __future__ import annotations
 
+import signal
 import threading
 
 from werkzeug.serving import make_server
+
+# Set in a gunicorn worker when it is told to stop (SIGTERM): no new media streams, and the streams in
+# progress hand their calls off at the next pause (StreamSession.drain, docs/reliability.md).
+STOPPING = threading.Event()
+GRACEFUL_TIMEOUT = 30  # seconds gunicorn waits for the calls in progress before it kills the worker
+
+
+def _stop_streams_on_sigterm(worker):
+    """gunicorn post_worker_init: chain SIGTERM so the worker's sessions learn the server is stopping.
+
+    gunicorn's own handler (worker.handle_exit) stops accepting connections and waits up to
+    graceful_timeout for the requests in progress; media streams are requests that last a whole
+    call, so they must be told to end."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        STOPPING.set()
+        if callable(previous):
+            previous(signum, frame)
+    signal.signal(signal.SIGTERM, on_term)
 
 
 class LoopbackServer:
@@ -43,7 +64,8 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 0)  # media streams last as long as the call
-            self.cfg.set("graceful_timeout", 30)
+            self.cfg.set("graceful_timeout", GRACEFUL_TIMEOUT)
+            self.cfg.set("post_worker_init", _stop_streams_on_sigterm)
             self.cfg.set("accesslog", None)
 
         def load(self):

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from rapidfuzz import fuzz
 
+from .. import faults
 from .digits import speakable, spoken_digits
 from .intents import IntentMatcher, normalize
 from .model import INPUT_STEPS, Flow
@@ -105,6 +106,7 @@ class Engine:
         return self._enter(conv, self.flow.start, [])
 
     def handle(self, conv: Conversation, inp: Input) -> Reply:
+        faults.inject("step_error")
         if conv.step is None or conv.step not in self.flow.steps:
             # The bot part is over (or the flow changed under a live call): a person takes it.
             return self._handoff(conv, "normal", "flow_ended", [], Decision(None, 0.0, "handoff", "no active step"))

@@ -24,8 +24,9 @@ BATCH_FRAMES = 4         # wake once per 80 ms and send the frames now due: 30 c
 
 
 class Player:
-    def __init__(self, send, stream_sid: str, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, send, stream_sid: str, clock=time.monotonic, sleep=time.sleep, on_error=None):
         self.send = send                  # thread-safe callable(str)
+        self.on_error = on_error          # callable(exc): a prompt failed to render or send (not a closed socket)
         self.stream_sid = stream_sid
         self.clock, self.sleep = clock, sleep
         self.q = queue.Queue()
@@ -97,6 +98,8 @@ class Player:
                     log.info("stream %s: playback stopped, the stream is closed", self.stream_sid)
                 else:
                     log.warning("stream %s: playback stopped", self.stream_sid, exc_info=True)
+                    if self.on_error is not None:
+                        self.on_error(exc)
                 with self.lock:
                     self.pending_marks.discard(name)
             finally:

@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from .. import faults
 from ..media.audio import to_pcm16
 from . import grammar
 
@@ -82,6 +83,23 @@ class Recognizer:
         self.decode_seconds += time.thread_time() - t
         self.audio_seconds += len(ulaw) / self.rate
 
+    def accept_endpoint(self, ulaw: bytes) -> Heard | None:
+        """Benchmark baseline: feed one frame and let Vosk's own endpoint rule end the utterance
+        (AcceptWaveform returns True), as Vosk's Twilio example does. The result, or None."""
+        rec = self.free_rec or self.grammar_rec
+        if rec is None:
+            return None
+        pcm = to_pcm16(ulaw)
+        t = time.thread_time()
+        ended = rec.AcceptWaveform(pcm)
+        result = json.loads(rec.Result()) if ended else None
+        self.decode_seconds += time.thread_time() - t
+        self.audio_seconds += len(ulaw) / self.rate
+        if result is None:
+            return None
+        text = result.get("text", "").strip()
+        return Heard(text, _mean_conf(result), "free" if rec is self.free_rec else "grammar")
+
     def partial(self) -> str:
         """Words so far; the grammar recognizer's when it has one (cheap), else free-form."""
         rec = self.grammar_rec or self.free_rec
@@ -96,6 +114,8 @@ class Recognizer:
 
     def final(self) -> Heard:
         """End of utterance: the best text, then ready for the next one."""
+        faults.inject("recognizer_error")
+        faults.delay("recognizer_slow")
         t = time.thread_time()
         g = json.loads(self.grammar_rec.FinalResult()) if self.grammar_rec is not None else {}
         f = json.loads(self.free_rec.FinalResult()) if self.free_rec is not None else {}

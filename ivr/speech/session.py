@@ -8,6 +8,7 @@ audio, timing and the stream protocol.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,6 +24,18 @@ from .recognizer import Recognizer
 log = logging.getLogger("ivr.stream")
 
 FINAL_MARK_GRACE = 3.0     # seconds past the last prompt's length to wait for its mark
+DECODE_BUDGET = 3.0        # seconds a final recognition may take before the caller goes to a person
+DRAIN_WAIT = 5.0           # server stopping: seconds to let a caller finish speaking before the hand-off
+
+
+class StreamFailure(RuntimeError):
+    """Our side broke mid-call (recognizer, prompt audio, a flow step): the caller goes to a person.
+
+    `where` is the failure's label in logs, the call record and ivr_failures_total."""
+
+    def __init__(self, where: str, detail=""):
+        super().__init__(f"{where}: {detail}" if detail else where)
+        self.where = where
 
 
 @dataclass
@@ -39,7 +52,7 @@ class Turn:
 
 class StreamSession:
     def __init__(self, send, dialogue, *, models, prompts, gather_timeout=6, recordings_dir=None,
-                 endpoint: EndpointConfig | None = None):
+                 endpoint: EndpointConfig | None = None, free_only=False, vosk_endpoint=False):
         self._send_raw = send
         self._send_lock = threading.Lock()
         self.dialogue = dialogue
@@ -66,6 +79,17 @@ class StreamSession:
         self.bytes_in = 0
         self.bad_messages = 0
         self.events = []             # (monotonic time, what) for tests and benchmarks
+        self.failure = None          # (where, detail) reported by the player thread
+        self.drain_deadline = None   # set when the server is stopping (drain())
+        # Benchmark knobs (Config.bench_asr / bench_endpoint): the simpler designs the bench compares.
+        self.free_only = free_only           # no per-step grammar: free-form decoding only
+        self.vosk_endpoint = vosk_endpoint   # naive: Vosk's own end-of-utterance rule, frame by frame
+        self.since_voiced = 0                # frames since the last voiced one (naive path)
+        self.t_voiced = 0.0                  # when the last voiced frame was handled
+        # Per speech turn, where the time between the caller's last word and our first reply
+        # frame went (ms): endpoint (trailing audio waited for), recognize (final result),
+        # decide (flow + call record), prompt (queue -> first frame sent). See BENCHMARKS.md.
+        self.timings = []
 
     # -- transport ---------------------------------------------------------------
     def send(self, text: str) -> None:
@@ -88,8 +112,13 @@ class StreamSession:
             if event.track not in ("inbound", "inbound_track"):
                 return
             self.bytes_in += len(event.payload)
-            for frame in self.reframer.push(event.payload):
-                self._frame(frame)
+            try:
+                for frame in self.reframer.push(event.payload):
+                    self._frame(frame)
+            except StreamFailure:
+                raise
+            except Exception as exc:  # noqa: BLE001 - decoding broke: the view sends the caller to a person
+                raise StreamFailure("recognizer", repr(exc)) from exc
         elif isinstance(event, protocol.Start):
             self._on_start(event)
         elif isinstance(event, protocol.Dtmf):
@@ -105,6 +134,8 @@ class StreamSession:
 
     def tick(self) -> None:
         """Called when no message came for a while: enforce the end-of-call timeout."""
+        if self.failure is not None and not self.done:
+            raise StreamFailure(self.failure[0], self.failure[1])
         if self.final_deadline is not None and time.monotonic() > self.final_deadline and not self.done:
             log.info("stream %s: no mark for the last prompt; ending the stream", self._sid())
             self._finish(self.ending)
@@ -121,9 +152,12 @@ class StreamSession:
             self.recorder.close()
         if self.start is None:
             return
-        outcome = self.outcome or ("error" if error else "dropped")
+        outcome = self.outcome or ("error" if error and error != "dropped" else "dropped")
+        stats = self.stats()
+        if error:
+            stats["failure"] = error
         try:
-            self.dialogue.close(outcome, self.stats())
+            self.dialogue.close(outcome, stats)
         except Exception:  # noqa: BLE001 - the action webhook still sends the caller to a person
             log.exception("stream %s: could not record the stream outcome", self._sid())
 
@@ -134,6 +168,8 @@ class StreamSession:
                        asr_decode_seconds=round(self.rec.decode_seconds, 3))
         if self.player is not None:
             out.update(audio_out_frames=self.player.frames_sent, late_out_frames=self.player.late_frames)
+        if self.timings:
+            out["turn_timings"] = json.dumps(self.timings[-50:])
         return out
 
     # -- events ------------------------------------------------------------------
@@ -147,7 +183,7 @@ class StreamSession:
         turn = self.dialogue.begin(start.call_sid, start.custom)
         self.lang = turn.lang
         self.rec = Recognizer(self.models.get(self.lang), self.lang)
-        self.player = Player(self.send, start.stream_sid)
+        self.player = Player(self.send, start.stream_sid, on_error=self._playback_failed)
         if self.recordings_dir is not None:
             self.recorder = WavRecorder(self.recordings_dir / f"{start.call_sid}.wav")
         log.info("stream %s: call %s started (lang=%s)", start.stream_sid, start.call_sid, self.lang)
@@ -192,6 +228,11 @@ class StreamSession:
         if self.ending or self.rec is None:
             return
         voiced = is_voiced(frame)
+        if voiced:
+            self.t_voiced = time.perf_counter()
+        if self.vosk_endpoint:
+            self._naive_frame(frame, voiced)
+            return
         if self.ep.state == Endpointer.IDLE:
             onset = self.ep.idle_frame(frame, voiced)
             if onset is not None:
@@ -219,25 +260,67 @@ class StreamSession:
                 self._event("barge_in")
                 log.info("stream %s: barge-in, prompt cleared", self._sid())
         if self.ep.speech_frame(voiced, partial) == "end":
+            waited = self.ep.silent * FRAME_MS
+            t0 = time.perf_counter()
             heard = self.rec.final()
             self.ep.reset()
             if not heard.text:
                 self._event("noise")      # a cough, a door: no words, no turn
                 return
             self._event(f"speech_end {heard.text!r}")
-            self._turn(Input("speech", heard.text, heard.confidence), {"input": "speech", "asr": heard.source})
+            self._timed_turn(heard, waited, t0)
+
+    def _naive_frame(self, frame, voiced):
+        """Benchmark baseline (IVR_BENCH_ENDPOINT=vosk): Vosk's Twilio example, on the socket's thread."""
+        self.since_voiced = 0 if voiced else self.since_voiced + 1
+        t0 = time.perf_counter()
+        heard = self.rec.accept_endpoint(frame)
+        if heard is None:
+            if not self.barged and self.player.playing and voiced and self.rec.partial():
+                self.barged = True
+                if self.player.clear():
+                    self._event("barge_in")
+            return
+        self.barged = False
+        if heard.text:
+            self._event(f"speech_end {heard.text!r}")
+            self._timed_turn(heard, self.since_voiced * FRAME_MS, t0)
+
+    def _timed_turn(self, heard, waited_ms, t0):
+        timing = {"endpoint_ms": waited_ms, "recognize_ms": round((time.perf_counter() - t0) * 1000, 2)}
+        if timing["recognize_ms"] > DECODE_BUDGET * 1000:
+            # The caller has waited in silence already; a person answers rather than a late bot.
+            raise StreamFailure("recognizer_slow", f"final result took {timing['recognize_ms'] / 1000:.1f}s")
+        self._turn(Input("speech", heard.text, heard.confidence), {"input": "speech", "asr": heard.source},
+                   timing=timing)
 
     # -- turns ---------------------------------------------------------------------
-    def _turn(self, inp, info):
+    def _turn(self, inp, info, timing=None):
         if self.player.playing:
             self.player.clear()
-        turn = self.dialogue.respond(inp, info)
-        self._speak(turn)
+        t0 = time.perf_counter()
+        try:
+            turn = self.dialogue.respond(inp, info)
+        except Exception as exc:  # noqa: BLE001 - a flow step (or its record) broke: a person takes over
+            raise StreamFailure("step", repr(exc)) from exc
+        if timing is not None:
+            timing["decide_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        self._speak(turn, timing)
 
-    def _speak(self, turn: Turn):
+    def _speak(self, turn: Turn, timing=None):
         lang = self.lang
         parts = [(lambda text=text: self.prompts.get(text, lang)) for text in turn.prompts]
-        mark = self.player.play(parts, on_first_frame=lambda: self._event("bot_audio"))
+        queued, voiced_at = time.perf_counter(), self.t_voiced
+
+        def first_frame():
+            self._event("bot_audio")
+            if timing is not None:
+                now = time.perf_counter()
+                timing["prompt_ms"] = round((now - queued) * 1000, 2)
+                timing["server_ms"] = round((now - voiced_at) * 1000, 2)   # last voiced frame in -> reply out
+        if timing is not None:
+            self.timings.append(timing)
+        mark = self.player.play(parts, on_first_frame=first_frame)
         self.quiet = 0
         self.digits = ""
         if turn.end:
@@ -248,11 +331,38 @@ class StreamSession:
             return
         self.expect = turn.expect
         self.ep.set_open(turn.open)
-        self.rec.listen(turn.grammar, turn.open)
+        self.rec.listen([] if self.free_only else turn.grammar, turn.open or self.free_only)
 
     def _finish(self, outcome):
         self.outcome = outcome
         self.done = True
+
+    def _playback_failed(self, exc):
+        """Player thread: a prompt could not be rendered or sent. The socket's thread ends the stream."""
+        if self.failure is None:
+            self.failure = ("tts", repr(exc))
+
+    def drain(self) -> None:
+        """The server is stopping: end the stream at the next pause with the outcome "shutdown",
+        so /voice/stream-ended (served by another process) reconnects the call to the bot.
+
+        A bot part that is already ending (handoff, goodbye) finishes as usual; a caller in the
+        middle of an utterance gets DRAIN_WAIT seconds to finish it (their turn is kept)."""
+        if self.done:
+            return
+        if self.start is None:
+            self.done = True          # nothing started: the call record does not know this stream
+            return
+        if self.ending:
+            return
+        now = time.monotonic()
+        if self.drain_deadline is None:
+            self.drain_deadline = now + DRAIN_WAIT
+            log.info("stream %s: server stopping; handing the call off at the next pause", self._sid())
+        if self.ep.state == Endpointer.IDLE or now > self.drain_deadline:
+            if self.player is not None and self.player.playing:
+                self.player.clear()
+            self._finish("shutdown")
 
     # -- helpers -------------------------------------------------------------------
     def _sid(self):

@@ -28,6 +28,8 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
+from .. import faults
+
 log = logging.getLogger("ivr.tts")
 
 PIPELINE = "espeak-ng/sox-D-vol0.8/ulaw8k/v1"   # part of the cache key: change it to re-render
@@ -165,6 +167,7 @@ class PromptAudio:
 
     def get(self, text: str, lang: str) -> bytes:
         """Audio for a prompt; renders (serialized) on a cache miss."""
+        faults.inject("tts_error")
         k = self.key(text, lang)
         data = self._mem.get(k)
         if data is not None:

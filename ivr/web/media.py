@@ -25,18 +25,22 @@ from ..speech import grammar
 from ..speech.endpoint import EndpointConfig
 from ..speech.models import Models
 from ..speech.recording import recordings_dir
-from ..speech.session import StreamSession, Turn
+from ..server import STOPPING
+from ..speech.session import StreamFailure, StreamSession, Turn
 from ..speech.tts import PromptAudio
-from .common import fail_safe, services, twiml
+from .common import _count_failure, fail_safe, services, twiml
 
 log = logging.getLogger("ivr.stream")
 bp = Blueprint("media", __name__)
 sock = Sock()
 
 # A Twilio media message is well under 1 KB; the protocol layer logs and skips
-# anything over 64 KB, the socket itself refuses messages past this.
-MAX_SOCKET_MESSAGE = 1024 * 1024
+# anything over 64 KB, the socket itself refuses messages past this (close 1009, the caller goes to a
+# person): a stream buffers at most this much of one message.
+MAX_SOCKET_MESSAGE = 256 * 1024
 RECEIVE_TICK = 0.25
+# A call the server hands off on shutdown reconnects to the bot at most this many times, then a person.
+MAX_RESUMES = 3
 
 
 class Speech:
@@ -59,9 +63,19 @@ class Speech:
         return first
 
 
+class _ReaderThread(threading.Thread):
+    """simple-websocket's socket reader, as a daemon: a client that never closes its TCP connection
+    must not keep a stopping gunicorn worker alive until the graceful timeout."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("daemon", True)
+        super().__init__(*args, **kwargs)
+
+
 def init_app(app):
     app.extensions["ivr.speech"] = Speech(app.extensions["ivr"].config)
-    app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_SOCKET_MESSAGE})
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_SOCKET_MESSAGE,
+                                                  "thread_class": _ReaderThread})
     app.register_blueprint(bp)
 
 
@@ -122,18 +136,32 @@ def stream(ws):
     try:
         while not session.done:
             message = ws.receive(timeout=RECEIVE_TICK)
-            if message is None:
-                session.tick()
-                continue
-            session.handle(message)
+            if message is not None:
+                session.handle(message)
             session.tick()
+            if STOPPING.is_set():
+                session.drain()
     except ConnectionClosed:
         if not session.done:
-            error = "socket closed"
+            error = "dropped"
+            reason = getattr(ws, "close_reason", None)
+            if getattr(ws, "incoming_message_len", 0) > MAX_SOCKET_MESSAGE:  # simple_websocket sent 1009
+                log.warning("stream %s: closed, a message was over %d bytes; the caller goes to a person",
+                            session._sid(), MAX_SOCKET_MESSAGE)
+                error = "oversized"
+            else:
+                log.warning("stream %s: the socket dropped mid-call (close code %s); the caller goes to a person",
+                            session._sid(), reason)
+    except StreamFailure as exc:
+        log.error("stream %s: %s failed (%s); the caller goes to a person", session._sid(), exc.where, exc,
+                  exc_info=exc.__cause__ is not None)
+        error = exc.where
     except Exception:  # noqa: BLE001 - the action webhook sends the caller to a person
         log.exception("stream %s: failed; the caller goes to a person", session._sid())
-        error = "server error"
+        error = "server"
     finally:
+        if error and session.start is not None:
+            _count_failure(f"stream:{error}")
         session.close(error)
 
 
@@ -146,6 +174,10 @@ class FlowDialogue:
         self.stream_sid = None
         self.caller = ""
         self.turn = 0
+        self.leg = 0          # streams of this call before this one that a stopping server handed off
+
+    def _marker(self, name):
+        return name if not self.leg else f"{name}:{self.leg}"
 
     def _load(self):
         record, _ = self.svc.store.load(self.sid)
@@ -160,7 +192,10 @@ class FlowDialogue:
         record, conv, engine = self._load()
         self.caller = record.get("from", "")
         self.turn = int(record.get("turn") or 0)
-        self.svc.store.record_once(self.sid, "stream_started", {"stream": "live"}, "stream_started")
+        resume = str(custom.get("resume", "0"))
+        self.leg = int(resume) if resume.isdigit() and int(resume) <= MAX_RESUMES else 0
+        self.svc.store.record_once(self.sid, self._marker("stream_started"), {"stream": "live", "stream_leg": self.leg},
+                                   "stream_started")
         prompts = json.loads(record.get("say") or "[]")
         expect = engine.expect(conv.step, conv.lang) if conv.step else None
         return self._turn(prompts, expect, None if expect else "handoff", conv, engine)
@@ -187,7 +222,7 @@ class FlowDialogue:
 
     def close(self, outcome, stats) -> None:
         fields = dict(stats, stream=outcome)
-        self.svc.store.record_once(self.sid, "stream_ended", fields, "stream_ended")
+        self.svc.store.record_once(self.sid, self._marker("stream_ended"), fields, "stream_ended")
 
 
 def _stored_reply(reply) -> str:
@@ -211,8 +246,7 @@ def stream_ended():
     record, _ = svc.store.load(sid)
     if not record or "state" not in record:
         raise LookupError(f"no record for call {sid}")
-    flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
-    lang = record.get("lang") or flow.languages[0]
+    flow, lang = svc.flow_for_record(record)
     locale = flow.say_locale(lang)
     turn = int(record.get("turn") or 0)
     outcome = record.get("stream", "")
@@ -228,6 +262,14 @@ def stream_ended():
         resp = VoiceResponse()
         resp.hangup()
         return twiml(str(resp))
+    if outcome == "shutdown":
+        # The server holding the stream was stopping (deploy, scale-in) and ended it at a pause: this
+        # process reconnects the caller to the bot, which repeats its last prompt and goes on.
+        leg = int(record.get("stream_leg") or 0) + 1
+        step = Conversation.from_dict(json.loads(record["state"])).step
+        if step and leg <= MAX_RESUMES and speech_for(flow, lang, sid):
+            log.info("call %s: its stream's server stopped; reconnecting to the bot (stream %d)", sid, leg + 1)
+            return twiml(svc.twiml.stream(params={"flow": flow.id, "lang": lang, "resume": str(leg)}))
     # Mid-conversation, dropped, server error, no stop event: never drop the caller.
     log.warning("call %s: media stream ended unexpectedly (stream=%s); connecting a person", sid, outcome or "none")
     conv = Conversation.from_dict(json.loads(record["state"]))

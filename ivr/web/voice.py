@@ -215,8 +215,7 @@ def _dial_result(svc, sid, status, turn):
     # A dial from the failure path was not counted when it was made (that is what failed): count it now.
     emergency = turn == "emergency"
     svc.store.record_once(sid, marker, fields, "dial_result", transfer=overflow or emergency, ops=ops)
-    flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
-    lang = record.get("lang") or flow.languages[0]
+    flow, lang = svc.flow_for_record(record)
     locale = flow.say_locale(lang)
     if picked_up:
         return after_agent(sid, flow, lang)
@@ -264,8 +263,7 @@ def voicemail():
         "voicemail_url": request.form.get("RecordingUrl", "")[:300],
         "voicemail_seconds": request.form.get("RecordingDuration", "")[:8], "status": "voicemail"}, "voicemail")
     record, _ = svc.store.load(sid)
-    flow = svc.flows.get(record.get("flow")) or svc.pick_flow(None, None)
-    lang = record.get("lang") or flow.languages[0]
+    flow, lang = svc.flow_for_record(record)
     return twiml(svc.twiml.say_then_hangup([flow.message("goodbye", lang)], flow.say_locale(lang)))
 
 

@@ -1,0 +1,56 @@
+"""The reliability table of docs/reliability.md, from the counts of the last test run.
+
+The fault, fuzz and shutdown tests (tests/test_stream_faults.py, tests/test_ws_fuzz.py,
+tests/test_shutdown.py) each add a row to var/reliability.json; this prints the Markdown:
+
+    .venv/bin/python -m pytest -q tests/test_stream_faults.py tests/test_ws_fuzz.py tests/test_shutdown.py
+    .venv/bin/python bench/fault_table.py            # paste into docs/reliability.md
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "var" / "reliability.json"
+_lock = threading.Lock()
+
+
+def record(key: str, *, what: str, tried: str, outcome: str, **counts) -> None:
+    """Add or replace one row (tests call this after their assertions passed)."""
+    with _lock:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        data[key] = {"what": what, "tried": tried, "outcome": outcome, "counts": counts,
+                     "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True))
+        os.replace(tmp, RESULTS)
+
+
+def table(data: dict) -> str:
+    lines = ["| Fault or bad input | Tried | What happened | Counts (last run) |", "|---|---|---|---|"]
+    for key in sorted(data):
+        row = data[key]
+        counts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(row["counts"].items()))
+        lines.append(f"| {row['what']} | {row['tried']} | {row['outcome']} | {counts} |")
+    last = max((r["at"] for r in data.values()), default="never")
+    lines.append("")
+    lines.append(f"Last run: {last}. Regenerate: see \"Regenerating the table\" below.")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if not RESULTS.is_file():
+        print(f"{RESULTS} not found: run the reliability tests first (see this file's docstring)", file=sys.stderr)
+        return 1
+    print(table(json.loads(RESULTS.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
