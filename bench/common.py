@@ -38,6 +38,22 @@ def cpu_seconds(pid=None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def redis_url() -> str:
+    """REDIS_URL, else the local Redis on 6379 (db 12) if one answers, else an embedded redis-server."""
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return "redis://127.0.0.1:6379/12"
+    except OSError:
+        pass
+    from ivr.redis_conn import start_embedded
+    return start_embedded(ROOT / "var" / "bench-redis")
+
+
 def percentile(values, p):
     if not values:
         return None

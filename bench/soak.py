@@ -28,6 +28,8 @@ from ivr import keys  # noqa: E402
 from ivr.simulate.call import CallSimulator  # noqa: E402
 from ivr.simulate.twilio_client import TwilioClient  # noqa: E402
 
+# BENCH_RESULTS_DIR: where the JSON goes (tests use a temporary folder)
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 SCRIPTS = [  # (inputs, expected outcome)
     ([("press", "3"), ("press", "2"), ("press", "5")], "answered"),
     ([("press", "1"), ("press", "100234#"), ("press", "2")], "answered"),
@@ -127,8 +129,8 @@ def main():
     print(f"{result['calls']} calls in {seconds:.0f} s ({result['calls_per_second']}/s), "
           f"{result['error_count']} errors, {len(result['incomplete'])} incomplete records")
     print(f"worker after warm-up: {result['warm']}  at the end: {result['end']}")
-    Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path("bench/results/soak.json").write_text(json.dumps(result, indent=1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "soak.json").write_text(json.dumps(result, indent=1))
     ok = not result["error_count"] and not result["incomplete"] and not result["wrong_outcome"]
     sys.exit(0 if ok else 1)
 
