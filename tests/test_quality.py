@@ -72,3 +72,19 @@ def test_spoken_call_that_was_answered_is_asked_for_a_rating(twilio, redis):
     assert status == 200 and "/voice/rating" in body and "1번부터 5번" in body
     status, _ = twilio.post("/voice/rating?after=bot", dict(call, Digits="4"))
     assert redis.hget(keys.call(call["CallSid"]), "rating") == "4"
+
+
+def test_dashboard_shows_unanswered_questions_and_ratings(app, simulate, redis):
+    from test_dashboard_support import add_operator, login
+
+    simulate(say("can you help with my garden hose"), press("3"), press("2"))
+    simulate(press("4"), press("2"), press("5"))
+    add_operator(redis)
+    client = app.test_client()
+    assert client.get("/dashboard").status_code == 302          # nothing without login
+    login(client)
+    page = client.get("/dashboard").get_data(as_text=True)
+    section = page[page.index('id="unanswered"'):page.index('id="ratings"')]
+    assert "can you help with my garden hose" in section
+    ratings = page[page.index('id="ratings"'):]
+    assert "warranty repair" in ratings and "5.0" in ratings

@@ -14,6 +14,7 @@ from flask import (Blueprint, Response, abort, current_app, g, jsonify, redirect
                    session, url_for)
 from flask_wtf.csrf import CSRFError
 
+from .. import quality
 from ..redact import mask_digits
 from . import export, kpi, security, sse, timeline
 from .auth import Lockout, Operators, Sessions
@@ -144,8 +145,30 @@ def logout():
 @bp.get("")
 @login_required()
 def index():
-    cfg = _svc().config
-    return render_template("dashboard.html", operator=g.operator, sl=cfg.service_level_seconds)
+    svc = _svc()
+    return render_template("dashboard.html", operator=g.operator, sl=svc.config.service_level_seconds,
+                           **knowledge_base(svc))
+
+
+def knowledge_base(svc, top=10, days=7):
+    """What the support manager improves next: the questions the bot did not understand most
+    often, per flow and language, and how callers rated each topic over the last week."""
+    unanswered = []
+    for flow in svc.flows.values():
+        for lang in flow.languages:
+            for row in quality.top_unanswered(svc.redis, flow.id, lang, top):
+                unanswered.append({"flow": flow.id, "lang": lang, "text": mask_digits(row["text"]),
+                                   "count": row["count"]})
+    unanswered.sort(key=lambda r: -r["count"])
+    totals = {}
+    for per_day in quality.ratings_by_day(svc.redis, days, now=svc.clock()).values():
+        for intent, figures in per_day.items():
+            t = totals.setdefault(intent, [0, 0.0])
+            t[0] += figures["count"]
+            t[1] += (figures["average"] or 0) * figures["count"]
+    ratings = sorted(({"intent": k, "count": n, "average": round(total / n, 2)} for k, (n, total) in totals.items()
+                      if n), key=lambda r: (r["intent"] != "all", -r["count"]))
+    return {"unanswered": unanswered[:top], "ratings": ratings}
 
 
 @bp.get("/calls/<sid>")
