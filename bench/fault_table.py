@@ -1,9 +1,11 @@
 """The reliability table of docs/reliability.md, from the counts of the last test run.
 
 The fault, fuzz and shutdown tests (tests/test_stream_faults.py, tests/test_ws_fuzz.py,
-tests/test_shutdown.py) each add a row to var/reliability.json; this prints the Markdown:
+tests/test_shutdown.py, tests/test_reliability.py, tests/test_fuzz.py) each add a row to
+var/reliability.json; this prints the Markdown:
 
-    .venv/bin/python -m pytest -q tests/test_stream_faults.py tests/test_ws_fuzz.py tests/test_shutdown.py
+    .venv/bin/python -m pytest -q tests/test_stream_faults.py tests/test_ws_fuzz.py tests/test_shutdown.py \
+        tests/test_reliability.py tests/test_fuzz.py
     .venv/bin/python bench/fault_table.py            # paste into docs/reliability.md
 """
 from __future__ import annotations

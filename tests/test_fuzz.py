@@ -3,7 +3,16 @@ and flow files either load or fail with file and line."""
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sys
+from collections import Counter
+from pathlib import Path
+
 from ivr import keys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.fault_table import record  # noqa: E402
+
+SEEN = Counter()
 from ivr.config import ROOT
 from ivr.flows.loader import FlowError, load_flow
 
@@ -28,6 +37,8 @@ def test_webhooks_never_crash(twilio, path, form, signed):
         assert status == 403
     else:
         assert status in (200, 204, 400, 404, 413, 503), (status, body[:300])
+    SEEN["requests"] += 1
+    SEEN[f"status {status}"] += 1
 
 
 def test_server_still_serves_after_fuzzing(twilio, redis):
@@ -36,6 +47,11 @@ def test_server_still_serves_after_fuzzing(twilio, redis):
     status, body = twilio.post("/voice", call)
     assert status == 200 and "<Gather" in body
     assert redis.hget(keys.call(call["CallSid"]), "step") == "welcome"
+    if SEEN["requests"]:
+        record("webhook_fuzz", what="Generated webhooks (hypothesis): missing, odd, oversized, duplicated params, "
+               "bad turn numbers, signed and unsigned", tried=f"{SEEN['requests']} requests on 18 endpoints",
+               outcome="unsigned: 403; signed: a clear status, never a 500; the server then served a normal call",
+               crashes=0, **{k.replace(" ", "_"): v for k, v in SEEN.items() if k.startswith("status")})
 
 
 ORIGINAL = (ROOT / "flows" / "hotline.yaml").read_text().splitlines()
@@ -70,7 +86,17 @@ def test_mutated_flow_loads_or_reports_file_and_line(tmp_path_factory, changes):
     path.write_text("\n".join(lines))
     try:
         load_flow(path)
+        SEEN["flows loaded"] += 1
     except FlowError as exc:
         assert exc.problems
         for p in exc.problems:
             assert p.file == str(path) and 1 <= p.line <= len(lines) + 1 and p.message
+        SEEN["flows rejected"] += 1
+
+
+def test_record_flow_fuzz_counts():
+    if SEEN["flows loaded"] + SEEN["flows rejected"]:
+        record("flow_fuzz", what="Mutated flow files (lines deleted, duplicated, indented, garbled, swapped)",
+               tried=f"{SEEN['flows loaded'] + SEEN['flows rejected']} files",
+               outcome="loaded, or rejected with file, line and problem; no other exception",
+               rejected=SEEN["flows rejected"], loaded=SEEN["flows loaded"], crashes=0)

@@ -1,11 +1,16 @@
 """Faults injected on purpose: the caller is never dropped, and no count is corrupted."""
 import logging
+import sys
+from pathlib import Path
 
 import redis as redis_lib
 from conftest import press, say
 from procs import RedisProcess, ServeProcess
 
 from ivr import create_app, keys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.fault_table import record  # noqa: E402
 from ivr.server import LoopbackServer
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 
@@ -30,8 +35,10 @@ def test_redis_down_from_the_start_caller_goes_to_human(make_config, tmp_path):
         assert "went wrong" in body
         status, body = client.post("/voice/gather?turn=1", dict(CALL, Digits="3"))
         assert status == 200 and dials_human(body)
-        status, _ = client.post("/healthz".replace("/healthz", "/voice/status"), dict(CALL, CallStatus="completed"))
+        status, _ = client.post("/voice/status", dict(CALL, CallStatus="completed"))
         assert status in (204, 503)
+    record("webhook_redis_down", what="Redis unreachable from the first webhook", tried="3 webhooks",
+           outcome="apology + <Dial> HUMAN_LINE from configuration alone; status callback 503", dropped_calls=0)
 
 
 def test_redis_outage_mid_call_then_records_resume_with_exact_counts(make_config, tmp_path):
@@ -57,6 +64,9 @@ def test_redis_outage_mid_call_then_records_resume_with_exact_counts(make_config
             assert rec["transfers"] == "1"              # the emergency transfer, counted once
             assert rec["answered"] == "1" and rec["status"] == "ended" and rec["outcome"] == "handoff"
             assert check.llen(keys.turns(CALL["CallSid"])) == 3   # greeting, caller turn 1, bot reply
+        record("webhook_redis_outage", what="Redis stopped mid-call, restarted (AOF)", tried="1 call, 2 dial retries",
+               outcome="caller sent to HUMAN_LINE; when Redis was back the emergency transfer was counted once, "
+                       "the call closed as handoff", dropped_calls=0, transfers=1)
     finally:
         rp.stop()
 
@@ -73,6 +83,8 @@ def test_replayed_request_for_ended_call_changes_nothing(twilio, redis):
     after = (redis.hgetall(keys.call(CALL["CallSid"])), redis.llen(keys.turns(CALL["CallSid"])),
              redis.xlen(keys.EVENTS))
     assert after == before
+    record("webhook_replay_after_end", what="Signed request replayed after the call ended", tried="2 requests",
+           outcome="harmless hang-up TwiML; record, transcript and events unchanged", writes=0)
 
 
 def test_logs_hold_no_phone_numbers_or_secrets(simulate, caplog, config):
@@ -85,6 +97,9 @@ def test_logs_hold_no_phone_numbers_or_secrets(simulate, caplog, config):
     assert number not in text and "5559876" not in text             # ... without the caller's number
     assert config.twilio_auth_token not in text
     assert "4111 1111" not in text
+    record("logs_secrets", what="Logs during calls with a card number spoken", tried="2 calls",
+           outcome="no phone number, auth token or card number in any log line",
+           log_lines=len(caplog.records), leaks=0)
 
 
 def test_process_killed_mid_call_next_webhook_served_by_another(redis_url, tmp_path):
@@ -105,6 +120,9 @@ def test_process_killed_mid_call_next_webhook_served_by_another(redis_url, tmp_p
         assert rec["transfers"] == "1" and rec["answered"] == "1" and rec["status"] == "queued"
         intents = [t for t in r.lrange(keys.turns(call["CallSid"]), 0, -1) if '"who": "caller"' in t]
         assert len(intents) == 2
+        record("process_killed", what="`ivr serve` killed (SIGKILL) mid-call", tried="1 call, 2 real servers",
+               outcome="the next webhook, on the other server, continued from Redis to the queue",
+               lost_records=0, transfers=1)
     finally:
         a.kill()
         b.kill()
