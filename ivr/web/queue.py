@@ -80,8 +80,7 @@ def wait():
     offer = None
     if queue_time >= svc.config.callback_after and record:
         offer = (_OFFER, svc.twiml.url("/voice/queue/option", sid=sid))
-    music = svc.twiml.url(f"/audio/hold-{svc.config.announce_every}s.wav")
-    return twiml(svc.twiml.hold([text], locale=flow.say_locale(lang), music_url=music, offer=offer))
+    return twiml(svc.twiml.hold([text], locale=flow.say_locale(lang), music_url=_hold_music_url(svc), offer=offer))
 
 
 @bp.post("/voice/queue/option")
@@ -94,8 +93,7 @@ def option():
     digit = request.form.get("Digits", "")[:1]
     if digit not in ("1", "2"):
         # Any other key: back to the music (nothing is said, so no locale is needed).
-        return twiml(svc.twiml.hold([], locale="", music_url=svc.twiml.url(
-            f"/audio/hold-{svc.config.announce_every}s.wav")))
+        return twiml(svc.twiml.hold([], locale="", music_url=_hold_music_url(svc)))
     choice = "callback" if digit == "1" else "voicemail"
     svc.store.record_once(sid, "queue_choice", {"queue_choice": choice}, "queue_choice")
     return twiml(svc.twiml.leave())
@@ -227,6 +225,11 @@ def hold_music(seconds):
     if seconds != cfg.announce_every:
         abort(404)
     return send_file(ensure_hold_music(cfg.audio_dir, seconds), mimetype="audio/wav", max_age=86400)
+
+
+def _hold_music_url(svc):
+    # Its length is the announcement period, so the file name carries it (see hold_music).
+    return svc.twiml.url(f"/audio/hold-{svc.config.announce_every}s.wav")
 
 
 def total_wait(record, queue_time):
