@@ -81,7 +81,8 @@ async def _drive(port, kind, rate, seconds):
 
     async def one(i, due):
         for attempt in (1, 2):
-            reused = bool(idle)
+            # The retry always takes a fresh connection: another idle one may be just as stale.
+            reused = bool(idle) and attempt == 1
             conn = idle.pop() if reused else await asyncio.open_connection("127.0.0.1", port)
             try:
                 status = await asyncio.wait_for(_exchange(conn, reqs[i]), 15)

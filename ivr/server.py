@@ -1,6 +1,7 @@
 """Run the app: gunicorn for real service, a threaded loopback server for tools and tests."""
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 
@@ -71,4 +72,8 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
         def load(self):
             return app
 
+    # Everything loaded so far (flows, schemas, libraries) lives as long as the process: move it
+    # out of the collector's sight, so full collections stay short and forked workers share it.
+    gc.collect()
+    gc.freeze()
     _App().run()
