@@ -103,7 +103,11 @@ def test_eval_fails_on_a_broken_flow_that_check_flows_accepts(tmp_path, cache, k
     m = json.loads((out / "results.json").read_text())["metrics"]
     assert m["intent_accuracy"] <= 0.7
     pairs = {(c["expected"], c["got"]) for c in m["confusions"]}
-    assert ("return_refund", "opening_hours") in pairs and ("opening_hours", "return_refund") in pairs
+    # The report names the damage: at least three of the four swapped pairs show up as confusions
+    # (one option word may be misheard on a given run: Vosk is not repeatable bit for bit).
+    swapped = {("return_refund", "opening_hours"), ("opening_hours", "return_refund"),
+               ("warranty_repair", "shipping"), ("shipping", "warranty_repair")}
+    assert len(pairs & swapped) >= 3, pairs
     assert "FAIL" in (out / "report.md").read_text()
 
 
