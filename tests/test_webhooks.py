@@ -102,3 +102,10 @@ def test_oversized_webhook_rejected(twilio, redis):
     status, _ = twilio.post("/voice", dict(CALL, Junk="x" * 100_000))
     assert status == 413
     assert not redis.exists(keys.call(CALL["CallSid"]))
+
+
+def test_healthz_reports_each_language_model(server):
+    with urllib.request.urlopen(server.url + "/healthz") as resp:
+        models = json.loads(resp.read())["models"]
+    assert models["vosk-en"].startswith("missing: keypad only")       # no English model here
+    assert models["vosk-ko"] in ("loaded", "available: loads on the first call")

@@ -140,6 +140,10 @@ def _vosk():
     return vosk
 
 
+def is_loaded(path: Path) -> bool:
+    return str(Path(path).resolve()) in _loaded
+
+
 def load(path: Path):
     """The process-wide vosk.Model for a directory; loaded once, whichever thread asks first."""
     key = str(Path(path).resolve())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from functools import partial
 
 from flask import Blueprint, abort, current_app, request
 from flask_sock import Sock
@@ -21,7 +22,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from ..flows.engine import Conversation, Decision, Reply, Route
 from ..redact import redact
 from ..security import is_valid, twilio_signed
-from ..speech import grammar
+from ..speech import grammar, models
 from ..speech.endpoint import EndpointConfig
 from ..speech.models import Models
 from ..speech.recording import recordings_dir
@@ -29,6 +30,7 @@ from ..server import STOPPING
 from ..speech.session import StreamFailure, StreamSession, Turn
 from ..speech.tts import PromptAudio
 from .common import _count_failure, fail_safe, services, twiml
+from .health import register_model_check
 
 log = logging.getLogger("ivr.stream")
 bp = Blueprint("media", __name__)
@@ -73,10 +75,22 @@ class _ReaderThread(threading.Thread):
 
 
 def init_app(app):
-    app.extensions["ivr.speech"] = Speech(app.extensions["ivr"].config)
+    sp = app.extensions["ivr.speech"] = Speech(app.extensions["ivr"].config)
+    for lang in sorted({lang for f in app.extensions["ivr"].flows.values() for lang in f.languages}):
+        register_model_check(f"vosk-{lang}", partial(_model_status, sp, lang))
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_SOCKET_MESSAGE,
                                                   "thread_class": _ReaderThread})
     app.register_blueprint(bp)
+
+
+def _model_status(sp, lang) -> str:
+    """For /healthz: an operator sees at a glance which languages are spoken and which use keys."""
+    if not sp.config.speech:
+        return "off (IVR_SPEECH=off): keypad"
+    path = sp.models.path(lang)
+    if path is None:
+        return "missing: keypad only (see `ivr models list`)"
+    return "loaded" if models.is_loaded(path) else "available: loads on the first call"
 
 
 def speech() -> Speech:
