@@ -171,9 +171,6 @@ class CallStore:
                   "1" if transfer else "0", _ops(ops)] + _flat(fields),
         )
 
-    def turns(self, sid) -> list:
-        return [json.loads(t) for t in self.r.lrange(keys.turns(sid), 0, -1)]
-
     def report(self, sid) -> dict | None:
         return read_report(self.r, sid)
 

@@ -152,12 +152,7 @@ class TwimlRenderer:
         resp.redirect(self.url("/voice/agent", idle=idle), method="POST")
         return str(resp)
 
-    def whisper(self, text, locale) -> str:
-        resp = VoiceResponse()
-        resp.say(text, language=locale)
-        return str(resp)
-
-    def emergency(self, text, locale, sid=None) -> str:
+    def emergency(self, text, locale) -> str:
         """Apology and straight to the human line; needs nothing but configuration."""
         resp = VoiceResponse()
         resp.say(text, language=locale)

@@ -16,6 +16,7 @@ from flask_wtf.csrf import CSRFError
 
 from .. import quality
 from ..redact import mask_digits
+from ..summary import agent_summary  # the words the agent heard, from the function that spoke them
 from . import export, kpi, security, sse, timeline
 from .auth import Lockout, Operators, Sessions
 from .queries import Queries, num
@@ -27,15 +28,6 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="
 
 RECENT_LIMIT = 100
 MAX_EXPORT_DAYS = 31
-
-
-def agent_summary(report) -> str:
-    """The words the agent heard before the bridge, from the same function that spoke them."""
-    try:
-        from ..summary import agent_summary as spoken
-    except ImportError:  # older layout: the summary lived in the voice webhooks
-        from ..web.voice import summary as spoken
-    return spoken(report)
 
 
 def _svc():

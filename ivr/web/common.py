@@ -23,7 +23,7 @@ def default_flow():
     return svc, flow, flow.languages[0]
 
 
-def _count_failure(where):
+def count_failure(where):
     counter = services().extras.get("failure_counter")
     if counter is not None:
         counter(where)
@@ -41,7 +41,7 @@ def fail_safe(view):
         except Exception:  # noqa: BLE001 - any failure must end at a human, not a dropped call
             log.exception("call %s: %s failed; sending the caller to the human line",
                           request.form.get("CallSid", "?"), request.path)
-            _count_failure(request.path)
+            count_failure(request.path)
             svc, flow, lang = default_flow()
             return twiml(svc.twiml.emergency(flow.message("error", lang), flow.say_locale(lang)))
     return wrapper
@@ -56,7 +56,7 @@ def fail_safe_goodbye(view):
             return view(*args, **kwargs)
         except Exception:  # noqa: BLE001 - the caller still hears a proper goodbye
             log.exception("call %s: %s failed; ending politely", request.form.get("CallSid", "?"), request.path)
-            _count_failure(request.path)
+            count_failure(request.path)
             svc, flow, lang = default_flow()
             return twiml(svc.twiml.say_then_hangup([flow.message("goodbye", lang)], flow.say_locale(lang)))
     return wrapper

@@ -29,7 +29,7 @@ from ..speech.recording import recordings_dir
 from ..server import STOPPING
 from ..speech.session import StreamFailure, StreamSession, Turn
 from ..speech.tts import PromptAudio
-from .common import _count_failure, fail_safe, services, twiml
+from .common import count_failure, fail_safe, services, twiml
 from .health import register_model_check
 
 log = logging.getLogger("ivr.stream")
@@ -175,7 +175,7 @@ def stream(ws):
         error = "server"
     finally:
         if error and session.start is not None:
-            _count_failure(f"stream:{error}")
+            count_failure(f"stream:{error}")
         session.close(error)
 
 

@@ -250,7 +250,7 @@ def whisper():
                           ops=stats.answered_ops(sid, wait, record.get("queue") or "normal", now,
                                                  svc.config.retention_seconds))
     report = svc.store.report(sid) or {"record": {}, "turns": []}
-    return twiml(svc.twiml.whisper(agent_summary(report), "en-US"))
+    return twiml(svc.twiml.say([agent_summary(report)], "en-US"))
 
 
 @bp.post("/voicemail")
