@@ -33,6 +33,7 @@ class Utterance:
     def __init__(self, audio: bytes):
         frames = [audio[i:i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
         self.payloads = [base64.b64encode(f).decode() for f in frames]
+        self.sizes = [len(f) for f in frames]      # the last frame of a recording is usually short
         voiced = [i for i, f in enumerate(frames) if is_voiced(f)]
         self.last_voiced = voiced[-1] if voiced else len(frames) - 1
 
@@ -84,7 +85,7 @@ class Caller:
                 self.marks = [(t, n) for t, n in self.marks if t > now]
                 out += [self._event({"event": "mark", "mark": {"name": n}}) for n in due]
                 self.bytes_at_mark = self.sent_bytes
-        payload = SILENT
+        payload, size = SILENT, FRAME_BYTES
         self.count += 1
         if self.state == "prompt":
             if self.prompt_started:
@@ -97,7 +98,7 @@ class Caller:
             self.replied = False
             self.state = "speak"
         if self.state == "speak":
-            payload = self.utt.payloads[self.pos]
+            payload, size = self.utt.payloads[self.pos], self.utt.sizes[self.pos]
             if self.pos == self.utt.last_voiced:
                 self.t_last = now
             self.pos += 1
@@ -112,7 +113,7 @@ class Caller:
             out.append(self._event({"event": "stop", "stop": {"accountSid": "AC" + "0" * 32, "callSid": self.sid}}))
             self.state, self.stopped = "done", True
             return out
-        self.sent_bytes += FRAME_BYTES
+        self.sent_bytes += size
         out.append(self._msg(payload))
         return out
 
@@ -130,7 +131,11 @@ class Caller:
                     self.bot_frames += 1
                     self.play_until = max(self.play_until, now) + len(msg["media"]["payload"]) * 3 / 4 / SAMPLE_RATE
                     self.prompt_started = True
-                    if self.state == "reply" and self.t_last is not None and not self.need_clear and not self.replied:
+                    # The reply counts from its first frame after the last voiced one, even while this
+                    # caller still sends the utterance's trailing silence (~300 ms of espeak's output):
+                    # a caller hears the bot at once, and waiting for "reply" measured our own tail.
+                    if (self.state in ("speak", "reply") and self.t_last is not None and not self.need_clear
+                            and not self.replied):
                         self.latencies.append(now - self.t_last)
                         self.replied = True
                 elif event == "mark":

@@ -124,7 +124,12 @@ class Player:
                     self.sleep(due - now + (BATCH_FRAMES - 1) * step)
                 elif now - due > (LEAD_FRAMES + 1) * step:
                     self.late_frames += 1
-                self.send(protocol.media(self.stream_sid, frame))
+                with self.lock:
+                    # Checked and sent under the lock clear() takes: no frame of a cleared prompt
+                    # can follow the `clear` message on the wire.
+                    if gen != self.generation:
+                        return False
+                    self.send(protocol.media(self.stream_sid, frame))
                 if n == 0 and on_first:
                     on_first()
                 n += 1
