@@ -15,11 +15,10 @@ import threading
 from functools import partial
 
 from flask import Blueprint, abort, current_app, request
-from flask_sock import Sock
-from simple_websocket import ConnectionClosed
 from twilio.twiml.voice_response import VoiceResponse
 
 from ..flows.engine import Conversation, Decision, Reply, Route
+from ..media.websocket import ConnectionClosed, InlineServer, websocket_response
 from ..redact import redact
 from ..security import is_valid, twilio_signed
 from ..speech import grammar, models
@@ -34,7 +33,6 @@ from .health import register_model_check
 
 log = logging.getLogger("ivr.stream")
 bp = Blueprint("media", __name__)
-sock = Sock()
 
 # A Twilio media message is well under 1 KB; the protocol layer logs and skips
 # anything over 64 KB, the socket itself refuses messages past this (close 1009, the caller goes to a
@@ -65,21 +63,10 @@ class Speech:
         return first
 
 
-class _ReaderThread(threading.Thread):
-    """simple-websocket's socket reader, as a daemon: a client that never closes its TCP connection
-    must not keep a stopping gunicorn worker alive until the graceful timeout."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("daemon", True)
-        super().__init__(*args, **kwargs)
-
-
 def init_app(app):
     sp = app.extensions["ivr.speech"] = Speech(app.extensions["ivr"].config)
     for lang in sorted({lang for f in app.extensions["ivr"].flows.values() for lang in f.languages}):
         register_model_check(f"vosk-{lang}", partial(_model_status, sp, lang))
-    app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_SOCKET_MESSAGE,
-                                                  "thread_class": _ReaderThread})
     app.register_blueprint(bp)
 
 
@@ -138,7 +125,16 @@ def _signed_upgrade():
     return None
 
 
-@sock.route("/media", bp=bp, endpoint="stream")
+@bp.route("/media", endpoint="stream", websocket=True)
+def stream_route():
+    ws = InlineServer(request.environ, max_message_size=MAX_SOCKET_MESSAGE)
+    try:
+        stream(ws)
+    finally:
+        ws.finish()
+    return websocket_response(ws)
+
+
 def stream(ws):
     svc, sp = services(), speech()
     cfg = svc.config
