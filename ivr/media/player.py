@@ -18,9 +18,12 @@ from .audio import FRAME_BYTES, FRAME_MS, frames
 
 log = logging.getLogger("ivr.media")
 
-LEAD_FRAMES = 3          # keep 60 ms queued at Twilio ahead of real time
-BATCH_FRAMES = 4         # wake once per 80 ms and send the frames now due: 30 calls x 50 wake-ups/s
-                         # of GIL hand-offs cost more than the sends themselves
+LEAD_FRAMES = 10         # send each frame up to 200 ms before it plays...
+BATCH_FRAMES = 4         # ...waking once per 80 ms to send the frames then due (30 calls x 50 wake-ups/s
+                         # of GIL hand-offs cost more than the sends themselves). Twilio's buffer thus
+                         # holds 140-200 ms: a worker that stalls for less never leaves the caller a
+                         # gap (with 60 ms and these batches it held 0-60 ms, and a loaded server's
+                         # hiccups became audible), and `clear` still empties it at once on barge-in.
 
 
 class Player:
