@@ -63,6 +63,7 @@ class Caller:
         self.stopped = False         # stream on the final mark, so later frames are never read (not lost)
         self.error = None
         self.done = asyncio.Event()
+        self.t_start = self.t_end = None   # monotonic: webhook sent, stream over
 
     # -- what goes out -----------------------------------------------------------------
     def _msg(self, payload):
@@ -165,6 +166,13 @@ class CallerSwarm:
 
     async def _start(self, caller, delay):
         await asyncio.sleep(delay)
+        caller.t_start = time.monotonic()
+        try:
+            await self._call(caller)
+        finally:
+            caller.t_end = time.monotonic()
+
+    async def _call(self, caller):
         base = {"CallSid": caller.sid, "AccountSid": "AC" + "0" * 32, "From": f"+1500555{caller.i:04d}",
                 "To": "+15005550100", "Direction": "inbound", "CallStatus": "in-progress"}
         status, body = await asyncio.to_thread(self.client.post, f"/voice?lang={self.lang}", base)
@@ -227,11 +235,43 @@ class CallerSwarm:
         for c, r in zip(callers, results):
             if isinstance(r, Exception) and not c.error:
                 c.error = repr(r)
+        await self._finish(ticker, callers)
+
+    async def sustain(self, utterances, n, seconds, call_seconds):
+        """n lines kept busy for `seconds`: each line places its next call as soon as the last one
+        hangs up, and the lines start `call_seconds / n` apart, so callers speak at unrelated moments."""
+        self.running = True
+        ticker = asyncio.create_task(self._ticker())
+        callers = []
+        until = time.monotonic() + seconds
+
+        async def line(k):
+            await asyncio.sleep(call_seconds * k / n)
+            while time.monotonic() < until:
+                c = Caller(len(callers), utterances)
+                callers.append(c)
+                try:
+                    await self._start(c, 0)
+                except Exception as exc:  # noqa: BLE001 - reported per call
+                    c.error = c.error or repr(exc)
+                    await asyncio.sleep(TICK)
+        await asyncio.gather(*(line(k) for k in range(n)))
+        await self._finish(ticker, callers)
+        return callers
+
+    async def _finish(self, ticker, callers):
         self.running = False
         await ticker
         await asyncio.gather(*[asyncio.to_thread(self.client.post, "/voice/status",
                                                  dict(c.base, CallStatus="completed", CallDuration="10"))
                                for c in callers if hasattr(c, "base")], return_exceptions=True)
+
+
+def run_sustained(base_url, token, utterances, n, seconds, call_seconds, lang="ko"):
+    """n calls in progress at all times for `seconds` (see CallerSwarm.sustain); returns all calls."""
+    swarm = CallerSwarm(base_url, token, lang)
+    callers = asyncio.run(swarm.sustain(utterances, n, seconds, call_seconds))
+    return callers, swarm
 
 
 def run_calls(base_url, token, utterances, n, spread=2.0, lang="ko"):

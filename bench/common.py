@@ -66,7 +66,7 @@ def percentile(values, p):
 class GunicornServer:
     """`ivr serve` (gunicorn, gthread) in a subprocess, as in production."""
 
-    def __init__(self, port, token, redis_url, threads=96, workers=1, extra_env=None):
+    def __init__(self, port, token, redis_url, threads=96, workers=1, extra_env=None, nice=0):
         self.port, self.url = port, f"http://127.0.0.1:{port}"
         env = dict(os.environ, TWILIO_AUTH_TOKEN=token, PUBLIC_URL=self.url, IVR_FEEDBACK="off",
                    IVR_HANDOFF_MODE="dial", **(extra_env or {}))
@@ -74,9 +74,11 @@ class GunicornServer:
             env["REDIS_URL"] = redis_url
         self.log_path = Path(tempfile.gettempdir()) / f"ivr-bench-server-{port}.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port",
-                                      str(port), "--threads", str(threads), "--workers", str(workers)], env=env, cwd=ROOT,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--threads", str(threads), "--workers", str(workers)]
+        if nice:   # the load generator shares the cores: see turn_latency.SERVER_NICE
+            cmd = ["nice", "-n", str(nice)] + cmd
+        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self):
         deadline = time.monotonic() + 120

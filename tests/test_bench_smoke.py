@@ -38,11 +38,14 @@ def test_webhooks_json(quick_run):
 def test_turn_latency_json(quick_run):
     data = json.loads((RESULTS / "turn_latency-quick.json").read_text())
     design = [r for r in data["results"] if r["variant"] == "design"]
-    assert [r["calls"] for r in design] == [1, 3]
+    assert [(r["mode"], r["calls"]) for r in design] == [("burst", 1), ("burst", 3), ("sustained", 2)]
+    sustained = design[-1]
+    # Two lines for 20 s of ~7 s calls: each line placed its next call as the last hung up.
+    assert sustained["calls_placed"] >= 4 and sustained["failed"] == 0
     for r in data["results"]:
         # A shared CI machine may starve a call; the bench must still run and time turns.
         # (the alternatives may mishear the script and so time fewer turns: that is what they show)
-        assert 0 < r["turns_timed"] <= 2 * r["calls"]
+        assert 0 < r["turns_timed"] <= 2 * r.get("calls_placed", r["calls"])
         assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["max_ms"]
     assert all(r["failed"] < r["calls"] for r in design)
     for r in design:   # the server's split of each turn was recorded and read back
