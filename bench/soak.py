@@ -47,15 +47,25 @@ def _children(pid):
         return []
 
 
-def process_usage(master_pid) -> dict:
-    """RSS (MiB), open fds and threads of the gunicorn worker(s)."""
-    rss = fds = threads = 0
+def process_usage(master_pid, pss=False) -> dict:
+    """RSS (MiB), open fds and threads of the gunicorn worker(s); with pss=True also PSS.
+
+    Workers fork after the speech model is loaded and share its pages: RSS counts them once per
+    worker, PSS (proportional set size) once in all, which is what the server really uses. Reading
+    PSS makes the kernel walk each worker's page tables (~14 ms a worker): not for sampling."""
+    rss = pss_kib = fds = threads = 0
     for pid in _children(master_pid) or [master_pid]:
         status = Path(f"/proc/{pid}/status").read_text()
         rss += int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
         threads += int(next(line for line in status.splitlines() if line.startswith("Threads")).split()[1])
         fds += len(os.listdir(f"/proc/{pid}/fd"))
-    return {"rss_mib": round(rss / 1024, 1), "fds": fds, "threads": threads}
+        if pss:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            pss_kib += int(next(line for line in rollup.splitlines() if line.startswith("Pss:")).split()[1])
+    out = {"rss_mib": round(rss / 1024, 1), "fds": fds, "threads": threads}
+    if pss:
+        out["pss_mib"] = round(pss_kib / 1024, 1)
+    return out
 
 
 def run(client, redis, master_pid, seconds, concurrency=8, max_calls=100_000):

@@ -100,7 +100,7 @@ def run_level(url, token, utterances, n, server_pid, sustain=None):
     time.sleep(1.0)   # let the server record each stream's statistics
     client = TwilioClient(url, token)
     lat, parts = [], {p: [] for p in PARTS}
-    ok = failed = recv = late_out = 0
+    ok = failed = recv = late_out = out_frames = 0
     decode = audio_s = 0.0
     timed = set(map(id, measured))
     for c in callers:
@@ -118,6 +118,7 @@ def run_level(url, token, utterances, n, server_pid, sustain=None):
         decode += float(rec.get("asr_decode_seconds") or 0)
         audio_s += float(rec.get("asr_audio_seconds") or 0)
         late_out += int(rec.get("late_out_frames") or 0)
+        out_frames += int(rec.get("audio_out_frames") or 0)
         for t in json.loads(rec.get("turn_timings") or "[]"):
             for p in PARTS:
                 if p in t:
@@ -132,7 +133,7 @@ def run_level(url, token, utterances, n, server_pid, sustain=None):
         "split_p95_ms": {p: _r(percentile(v, 95)) for p, v in parts.items()},
         "rtf": round(decode / audio_s, 4) if audio_s else None, "decoded_audio_s": round(audio_s, 1),
         "frames_dropped": max(0, -(-(sent - recv) // 160)), "caller_late_frames": sum(c.late for c in callers),
-        "bot_late_frames": late_out, "wall_s": round(wall, 1),
+        "bot_late_frames": late_out, "bot_frames": out_frames, "wall_s": round(wall, 1),
         "server_cpu_cores": round(cpu[1] / wall, 2), "callers_cpu_cores": round(cpu[0] / wall, 2),
         "server_rss_peak_mib": max(samples) if samples else None,
     }
@@ -197,16 +198,24 @@ def main():
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
     print(f"server: ivr serve --workers {args.workers} --threads {THREADS} (gunicorn gthread), Redis; "
           "callers: espeak-ng Korean, 20 ms frames, one asyncio loop in this process", flush=True)
-    rows, comparison = [], {}
+    rows, comparison, server_pss = [], {}, None
     for variant, env in VARIANTS.items():
         want = levels if variant == "design" else compare
         if not want:
             continue
         with serve(token, args.workers, env) as server:
-            idle = process_usage(server.proc.pid)["rss_mib"]
             # Warm-up (first-use costs are not what a caller sees); its length spaces the sustained lines.
             (warm,), _ = run_calls(server.url, token, utterances, 1)
             call_seconds = warm.t_end - warm.t_start
+            # Every worker is up by now. Per-call memory is the growth of RSS (what calls allocate is
+            # private to a worker); the server's own size is PSS, read once: the workers share the
+            # model's pages, which RSS would count once per worker (reading PSS costs ~14 ms a worker,
+            # too much to sample during a level).
+            time.sleep(1.0)
+            usage = process_usage(server.proc.pid, pss=True)
+            idle = usage["rss_mib"]
+            if variant == "design":
+                server_pss = usage["pss_mib"]
             for n in want:
                 runs = []
                 for k in range(repeat if variant == "design" else 1):
@@ -234,8 +243,8 @@ def main():
         cores = statistics.mean(r["server_cpu_cores"] for r in runs)
         rss = [r["server_rss_peak_mib"] - r["server_idle_rss_mib"] for r in runs if r["server_rss_peak_mib"]]
         summary.append({"mode": mode, "calls": n, "runs": len(runs),
-                        "p50_ms": statistics.median(r["p50_ms"] or 0 for r in runs),
-                        "p95_ms_median": statistics.median(p95) if p95 else None,
+                        "p50_ms": round(statistics.median(r["p50_ms"] or 0 for r in runs), 1),
+                        "p95_ms_median": round(statistics.median(p95), 1) if p95 else None,
                         "p95_ms_min": min(p95, default=None), "p95_ms_max": max(p95, default=None),
                         "p99_ms_max": max((r["p99_ms"] or 0) for r in runs),
                         "held": all(held(r) for r in runs),
@@ -262,7 +271,9 @@ def main():
     out_dir = RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / ("turn_latency-quick.json" if args.quick else "turn_latency.json")
+    print(f"server size after warm-up (PSS, all workers): {server_pss} MiB")
     out.write_text(json.dumps({"machine": info, "server": f"ivr serve --workers {args.workers} --threads {THREADS}",
+                               "server_pss_after_warmup_mib": server_pss,
                                "script": SCRIPT, "quick": args.quick, "results": rows, "summary": summary,
                                "comparison_p95_ms": comparison, "ratios": ratios, "verdict": verdict},
                               ensure_ascii=False, indent=1))
