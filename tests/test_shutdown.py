@@ -15,8 +15,8 @@ import websocket
 from procs import ServeProcess
 
 from ivr import keys
-from ivr.media import protocol
 from ivr.server import GRACEFUL_TIMEOUT
+from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,12 +32,8 @@ class Line:
     def __init__(self, server_url, stream_url, sid, custom):
         local = server_url.replace("http://", "ws://") + "/media"
         sig = TwilioClient(server_url, TOKEN, public_url=PUBLIC).validator.compute_signature(stream_url, {})
-        self.ws = websocket.create_connection(local, header=[f"X-Twilio-Signature: {sig}"], timeout=5,
-                                              enable_multithread=True)
-        self.tw = protocol.TwilioStream("MZ" + secrets.token_hex(16), sid)
+        self.ws, self.tw = open_stream(local, sig, sid, custom, timeout=5, enable_multithread=True)
         self.events, self.close_code, self.closed = [], None, threading.Event()
-        self.ws.send(self.tw.connected())
-        self.ws.send(self.tw.start(custom))
         self.rx = threading.Thread(target=self._receive, daemon=True)
         self.rx.start()
 

@@ -11,7 +11,7 @@ from ivr import keys
 from ivr.flows.engine import Conversation, Input
 from ivr.media.audio import read_ulaw_wav
 from ivr.simulate.call import CallSimulator
-from ivr.simulate.stream_client import StreamCaller
+from ivr.simulate.stream_client import StreamCaller, open_stream
 from ivr.simulate.twilio_client import parse_twiml
 
 
@@ -160,15 +160,15 @@ def test_bad_handshake_signature_is_refused_and_nothing_recorded(twilio, config,
     assert not (config.data_dir / "recordings" / f"CA{'7' * 32}.wav").exists()
 
 
+def _raw_stream(twilio, config, sid, custom=None):
+    url = config.public_url.replace("http://", "ws://") + "/media"
+    return open_stream(url, twilio.validator.compute_signature(url, {}), sid, custom)
+
+
 def test_stream_that_dies_mid_call_continues_to_a_human(twilio, config, redis):
     sid = "CA" + secrets.token_hex(16)
     twilio.post("/voice?lang=ko", {"CallSid": sid, "From": "+15005550123"})
-    url = config.public_url.replace("http://", "ws://") + "/media"
-    from ivr.media import protocol
-    tw = protocol.TwilioStream("MZ" + secrets.token_hex(16), sid)
-    ws = websocket.create_connection(url, header=[f"X-Twilio-Signature: {twilio.validator.compute_signature(url, {})}"])
-    ws.send(tw.connected())
-    ws.send(tw.start({"lang": "ko"}))
+    ws, tw = _raw_stream(twilio, config, sid, {"lang": "ko"})
     ws.send(tw.media(b"\xff" * 1600))
     ws.sock.close()          # the connection drops: no stop event, no close frame
     status, body = twilio.post("/voice/stream-ended", {"CallSid": sid, "From": "+15005550123"})

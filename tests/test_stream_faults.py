@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
-import websocket
 
 from ivr import create_app, faults, keys
-from ivr.media import protocol
 from ivr.metrics import PROCESS
 from ivr.server import LoopbackServer
-from ivr.simulate.stream_client import StreamCaller
+from ivr.simulate.stream_client import StreamCaller, open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -123,10 +121,7 @@ def test_socket_dropping_mid_call_is_logged_counted_and_goes_to_a_person(faulty,
     client, app = faulty()
     sid, url, custom = start_call(client)
     before = failures("stream:dropped")
-    tw = protocol.TwilioStream("MZ" + secrets.token_hex(16), sid)
-    ws = websocket.create_connection(url, header=[f"X-Twilio-Signature: {client.validator.compute_signature(url, {})}"])
-    ws.send(tw.connected())
-    ws.send(tw.start(custom))
+    ws, tw = open_stream(url, client.validator.compute_signature(url, {}), sid, custom)
     ws.recv()                                                      # the greeting has started
     ws.send(tw.media(b"\xff" * 1600))
     ws.sock.close()                                                # no stop, no close frame

@@ -24,6 +24,7 @@ from ivr import keys
 from ivr.media import protocol
 from ivr.metrics import PROCESS
 from ivr.simulate.call import CallSimulator
+from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import parse_twiml
 from ivr.web.media import MAX_SOCKET_MESSAGE
 
@@ -49,12 +50,8 @@ class Stream:
             body = twilio.post("/voice?lang=ko", {"CallSid": self.sid, "From": "+15005550145"})[1]
             custom = {p.get("name"): p.get("value") for p in parse_twiml(body).find("Connect").find("Stream")}
         url = config.public_url.replace("http://", "ws://") + "/media"
-        self.ws = websocket.create_connection(
-            url, header=[f"X-Twilio-Signature: {twilio.validator.compute_signature(url, {})}"], timeout=10)
-        self.tw = protocol.TwilioStream("MZ" + secrets.token_hex(16), self.sid)
-        self.ws.send(self.tw.connected())
-        if started:
-            self.ws.send(self.tw.start(custom))
+        self.ws, self.tw = open_stream(url, twilio.validator.compute_signature(url, {}), self.sid,
+                                       custom if started else None, timeout=10)
         SENT["streams"] += 1
 
     def send(self, msg):

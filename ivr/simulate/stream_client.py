@@ -24,6 +24,18 @@ from .speaker import load_audio, synthesize
 PAUSE_BEFORE_SPEAKING = 0.3
 
 
+def open_stream(url: str, signature: str, call_sid: str, custom: dict | None = None, **options):
+    """A media-stream socket opened as Twilio opens one: the signed handshake, `connected`, then
+    `start` with `custom` as its parameters (not sent when custom is None). Returns the socket and
+    the TwilioStream that builds the stream's further messages; `options` go to websocket-client."""
+    ws = websocket.create_connection(url, header=[f"X-Twilio-Signature: {signature}"], **options)
+    tw = protocol.TwilioStream("MZ" + secrets.token_hex(16), call_sid)
+    ws.send(tw.connected())
+    if custom is not None:
+        ws.send(tw.start(custom))
+    return ws, tw
+
+
 @dataclass
 class StreamResult:
     labels: list = field(default_factory=list)       # what the caller did, in order
@@ -63,11 +75,8 @@ class StreamCaller:
     def run(self, url: str, custom: dict, call_sid: str, inputs, audio: dict | None = None) -> StreamResult:
         """inputs: ("say", text) | ("audio", path) | ("press", digits); audio: pre-rendered {input: bytes}."""
         sig = self.signature if self.signature is not None else self.validator.compute_signature(url, {})
-        ws = websocket.create_connection(url, header=[f"X-Twilio-Signature: {sig}"], timeout=10,
-                                         enable_multithread=True)
+        self.ws, self.tw = open_stream(url, sig, call_sid, custom, timeout=10, enable_multithread=True)
         self.res = res = StreamResult()
-        self.tw = protocol.TwilioStream("MZ" + secrets.token_hex(16), call_sid)
-        self.ws = ws
         self.lock = threading.Lock()
         self.play_until = 0.0          # when the bot audio received so far will have played
         self.pending_marks = []        # (due time, name)
@@ -83,8 +92,6 @@ class StreamCaller:
         rx = threading.Thread(target=self._receive, name="sim-stream-rx", daemon=True)
         rx.start()
         try:
-            self._send(self.tw.connected())
-            self._send(self.tw.start(custom))
             for kind, value in inputs:
                 if not self._wait_turn():
                     break
@@ -116,7 +123,7 @@ class StreamCaller:
         finally:
             self.closed.set()
             try:
-                ws.close()
+                self.ws.close()
             except Exception:  # noqa: BLE001
                 pass
             rx.join(timeout=2)
