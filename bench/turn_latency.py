@@ -99,15 +99,13 @@ def run_level(url, token, utterances, n, server_pid, sustain=None):
     stop.set()
     time.sleep(1.0)   # let the server record each stream's statistics
     client = TwilioClient(url, token)
-    lat, parts = [], {p: [] for p in PARTS}
+    lat = [x for c in measured for x in c.latencies]
+    parts = {p: [] for p in PARTS}
     ok = failed = recv = late_out = out_frames = 0
     decode = audio_s = 0.0
-    timed = set(map(id, measured))
     for c in callers:
         if c.error or len(c.latencies) < len(SCRIPT):
             failed += 1
-        if id(c) in timed:
-            lat += c.latencies
         status, data = client.get_json(f"/api/calls/{c.sid}")
         if status != 200:
             continue
