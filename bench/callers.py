@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from websockets.asyncio.client import connect
 
 from ivr.media.audio import FRAME_BYTES, SAMPLE_RATE, is_voiced, silence
+from ivr.media.audio import frames as split_frames
 from ivr.simulate.twilio_client import TwilioClient
 
 TICK = FRAME_BYTES / SAMPLE_RATE            # 20 ms
@@ -31,7 +32,7 @@ class Utterance:
     """Pre-encoded frames of one thing the caller says, and which frame is the last voiced one."""
 
     def __init__(self, audio: bytes):
-        frames = [audio[i:i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
+        frames = list(split_frames(audio))
         self.payloads = [base64.b64encode(f).decode() for f in frames]
         self.sizes = [len(f) for f in frames]      # the last frame of a recording is usually short
         voiced = [i for i, f in enumerate(frames) if is_voiced(f)]
