@@ -17,11 +17,11 @@ Definitions (docs/dashboard.md repeats them for operators):
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..stats import percentile
 from .queries import WAITING, num
 
 OVERFLOW_STATUSES = ("voicemail", "callback", "agents_busy")
@@ -91,14 +91,6 @@ def _how_the_wait_ended(rec, unanswered, listed_abandoned, callback, ended):
     return ended, False
 
 
-def p90(values):
-    """Nearest-rank percentile: the smallest value with at least 90% of values at or below it."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-
-
 def _share(part, whole):
     return round(part / whole, 4) if whole else None
 
@@ -124,7 +116,7 @@ def summarize(items, service_level_seconds: float) -> dict:
         "handoffs_by_reason": dict(Counter(f.reason or "unknown" for f in handoffs).most_common()),
         "reached_person": len(reached),
         "avg_wait": round(sum(waits) / len(waits), 1) if waits else None,
-        "p90_wait": round(p90(waits), 1) if waits else None,
+        "p90_wait": round(percentile(waits, 90), 1) if waits else None,
         "abandoned": abandoned,
         "abandonment": _share(abandoned, offered),
         "overflowed": overflowed,
