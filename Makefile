@@ -26,10 +26,10 @@ check-flows: setup
 	$(VENV)/bin/ivr check-flows
 
 bench: setup                   ## full benchmarks (several minutes); figures go to BENCHMARKS.md
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 bench-quick: setup             ## smoke version of every benchmark, as CI runs it
-	$(PY) bench/run_all.py --quick
+	$(PY) -m bench.run_all --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

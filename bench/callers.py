@@ -70,9 +70,10 @@ class Caller:
     def _msg(self, payload):
         self.seq += 1
         self.chunk += 1
-        return ('{"event": "media", "sequenceNumber": "%d", "streamSid": "%s", "media": {"track": "inbound", '
-                '"chunk": "%d", "timestamp": "%d", "payload": "%s"}}'
-                % (self.seq, self.stream_sid, self.chunk, (self.chunk - 1) * 20, payload))
+        # Formatted by hand, not json.dumps: 50 messages a second per simulated caller.
+        return (f'{{"event": "media", "sequenceNumber": "{self.seq}", "streamSid": "{self.stream_sid}", '
+                f'"media": {{"track": "inbound", "chunk": "{self.chunk}", "timestamp": "{(self.chunk - 1) * 20}", '
+                f'"payload": "{payload}"}}}}')
 
     def _event(self, obj):
         self.seq += 1

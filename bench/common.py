@@ -1,8 +1,7 @@
-"""Shared helpers for benchmarks: the machine, a server under test, percentiles."""
+"""Shared helpers for benchmarks: a server under test, CPU time, percentiles (the machine: bench/machine.py)."""
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -11,18 +10,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
 
 
 def cpu_seconds(pid=None) -> float:
@@ -66,7 +53,7 @@ def percentile(values, p):
 class GunicornServer:
     """`ivr serve` (gunicorn, gthread) in a subprocess, as in production."""
 
-    def __init__(self, port, token, redis_url, threads=96, workers=1, extra_env=None, nice=0):
+    def __init__(self, port, token, redis_url, threads=96, workers=1, extra_env=None, nice=0, design="design"):
         self.port, self.url = port, f"http://127.0.0.1:{port}"
         env = dict(os.environ, TWILIO_AUTH_TOKEN=token, PUBLIC_URL=self.url, IVR_FEEDBACK="off",
                    IVR_HANDOFF_MODE="dial", **(extra_env or {}))
@@ -74,7 +61,9 @@ class GunicornServer:
             env["REDIS_URL"] = redis_url
         self.log_path = Path(tempfile.gettempdir()) / f"ivr-bench-server-{port}.log"
         self.log = open(self.log_path, "w")
-        cmd = [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        # The production command for ivr's own design; bench/designs.py for the ones it is compared with.
+        serve = ["ivr.cli", "serve"] if design == "design" else ["bench.designs", "--design", design]
+        cmd = [sys.executable, "-m", *serve, "--host", "127.0.0.1", "--port", str(port),
                "--threads", str(threads), "--workers", str(workers)]
         if nice:   # the load generator shares the cores: see turn_latency.SERVER_NICE
             cmd = ["nice", "-n", str(nice)] + cmd

@@ -1,7 +1,7 @@
 """Run every benchmark, one after the other (they would compete for the cores otherwise).
 
-    .venv/bin/python bench/run_all.py           # full: figures for BENCHMARKS.md (under 10 minutes)
-    .venv/bin/python bench/run_all.py --quick   # smoke, as CI runs it (tests/test_bench_smoke.py)
+    .venv/bin/python -m bench.run_all           # full: figures for BENCHMARKS.md (under 10 minutes)
+    .venv/bin/python -m bench.run_all --quick   # smoke, as CI runs it (tests/test_bench_smoke.py)
 
 Each benchmark starts `ivr serve` (gunicorn gthread) against a real Redis, prints
 its table and writes JSON under bench/results/. Exit status: non-zero if any
@@ -17,9 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = {
-    "webhooks": ["bench/webhooks.py"],
-    "turn_latency": ["bench/turn_latency.py"],
-    "soak": ["bench/soak.py", "--seconds", "60"],
+    "webhooks": ["bench.webhooks"],
+    "turn_latency": ["bench.turn_latency"],
+    "soak": ["bench.soak", "--seconds", "60"],
 }
 QUICK = {"webhooks": ["--quick"], "turn_latency": ["--quick"], "soak": ["--seconds", "8"]}
 
@@ -33,8 +33,8 @@ def main():
     status = {}
     t_all = time.monotonic()
     for name in names:
-        cmd = [sys.executable] + (BENCHES[name][:1] + QUICK[name] if args.quick else BENCHES[name])
-        print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
+        cmd = [sys.executable, "-m"] + (BENCHES[name][:1] + QUICK[name] if args.quick else BENCHES[name])
+        print(f"\n=== {name}: {' '.join(cmd[2:])}", flush=True)
         t0 = time.monotonic()
         rc = subprocess.call(cmd, cwd=ROOT, timeout=900)
         status[name] = (rc, round(time.monotonic() - t0, 1))

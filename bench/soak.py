@@ -4,8 +4,8 @@ Checks what only time shows: memory that creeps, sockets or threads that
 leak, records left incomplete. Loopback only; the loop is bounded in calls
 and in time and stops by itself.
 
-    python bench/soak.py --minutes 10          # the long run
-    python bench/soak.py --seconds 30          # the short run CI does (tests/test_soak.py)
+    .venv/bin/python -m bench.soak --minutes 10   # the long run
+    .venv/bin/python -m bench.soak --seconds 30   # the short run CI does (tests/test_soak.py)
 """
 from __future__ import annotations
 
@@ -18,15 +18,13 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import redis as redis_lib
 
-import redis as redis_lib  # noqa: E402
-
-from bench.machine import banner  # noqa: E402
-from ivr import keys  # noqa: E402
-from ivr.simulate.call import CallSimulator  # noqa: E402
-from ivr.simulate.twilio_client import TwilioClient  # noqa: E402
+from bench.machine import banner
+from ivr import keys
+from ivr.simulate.call import CallSimulator
+from ivr.simulate.twilio_client import TwilioClient
+from tests.support.procs import ServeProcess
 
 # BENCH_RESULTS_DIR: where the JSON goes (tests use a temporary folder)
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
@@ -113,8 +111,6 @@ def run(client, redis, master_pid, seconds, concurrency=8, max_calls=100_000):
 
 
 def main():
-    from procs import ServeProcess
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=0)
     ap.add_argument("--seconds", type=float, default=30)

@@ -18,13 +18,12 @@ busy. A level is held with p95 under 800 ms, no frame late either way, no
 frame lost and no call failed.
 
 Same run, same machine: the design against the simpler alternatives a user could
-pick (bench-only knobs, ivr/config.py): free-form recognition without per-step
-grammars (IVR_BENCH_ASR=free), and the naive loop of Vosk's Twilio example, every
-frame fed on the socket's thread with Vosk's own end-of-utterance rule
-(IVR_BENCH_ASR=free IVR_BENCH_ENDPOINT=vosk).
+pick (bench/designs.py, plugged into the same server): free-form recognition
+without per-step grammars, and the naive loop of Vosk's Twilio example, every
+frame fed on the socket's thread with Vosk's own end-of-utterance rule.
 
-    .venv/bin/python bench/turn_latency.py            # bursts of 1, 10, 30, 60 x2, sustained 60/80/100, comparison
-    .venv/bin/python bench/turn_latency.py --quick    # bursts of 1 and 3, 2 lines for 20 s, comparison at 1 (CI smoke)
+    .venv/bin/python -m bench.turn_latency            # bursts of 1, 10, 30, 60 x2, sustained 60/80/100, comparison
+    .venv/bin/python -m bench.turn_latency --quick    # bursts of 1 and 3, 2 lines for 20 s, comparison at 1 (CI smoke)
 """
 from __future__ import annotations
 
@@ -38,16 +37,13 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from callers import Utterance, run_calls, run_sustained  # noqa: E402
-from common import GunicornServer, cpu_seconds, machine, percentile, redis_url  # noqa: E402
-from soak import process_usage  # noqa: E402
-
-from ivr.server import free_port  # noqa: E402
-from ivr.simulate.speaker import synthesize  # noqa: E402
-from ivr.simulate.twilio_client import TwilioClient  # noqa: E402
+from bench.callers import Utterance, run_calls, run_sustained
+from bench.common import GunicornServer, cpu_seconds, percentile, redis_url
+from bench.machine import describe as machine
+from bench.soak import process_usage
+from ivr.server import free_port
+from ivr.simulate.speaker import synthesize
+from ivr.simulate.twilio_client import TwilioClient
 
 # BENCH_RESULTS_DIR: where the JSON goes (tests use a temporary folder)
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
@@ -61,11 +57,7 @@ THREADS = 128
 # simulator itself fell behind. Without it, 60 sustained calls gave 4,429 late caller frames, with
 # it 293 (same server figures otherwise). The server is never favoured by this.
 SERVER_NICE = 10
-VARIANTS = {
-    "design": {},
-    "free-form": {"IVR_BENCH_ASR": "free"},
-    "naive": {"IVR_BENCH_ASR": "free", "IVR_BENCH_ENDPOINT": "vosk"},
-}
+VARIANTS = ("design", "free-form", "naive")      # bench/designs.py
 PARTS = ("endpoint_ms", "recognize_ms", "decide_ms", "prompt_ms", "server_ms")
 
 
@@ -156,9 +148,9 @@ def held(r):
             and r["caller_late_frames"] == 0 and r["bot_late_frames"] == 0 and r["failed"] == 0)
 
 
-def serve(token, workers, env):
-    return GunicornServer(free_port(), token, redis_url(),
-                          threads=THREADS, workers=workers, extra_env=env, nice=SERVER_NICE)
+def serve(token, workers, design):
+    return GunicornServer(free_port(), token, redis_url(), threads=THREADS, workers=workers, design=design,
+                          nice=SERVER_NICE)
 
 
 def line(tag, r):
@@ -166,7 +158,8 @@ def line(tag, r):
     placed = f" ({r['calls_placed']} placed, {r['turns_timed']} turns timed)" if r["mode"] == "sustained" else ""
     return (f"  {tag:<10}{r['calls']:>4} calls{placed}: p50 {r['p50_ms']}  p95 {r['p95_ms']}  p99 {r['p99_ms']} ms | "
             f"split p50: endpoint {s['endpoint_ms']} recog {s['recognize_ms']} decide {s['decide_ms']} "
-            f"prompt {s['prompt_ms']} (server total {s['server_ms']}) | late caller/bot {r['caller_late_frames']}/{r['bot_late_frames']} "
+            f"prompt {s['prompt_ms']} (server total {s['server_ms']}) | "
+            f"late caller/bot {r['caller_late_frames']}/{r['bot_late_frames']} "
             f"dropped {r['frames_dropped']} failed {r['failed']} ok {r['recognized_as_expected']} | "
             f"cpu server {r['server_cpu_cores']} callers {r['callers_cpu_cores']} rss {r['server_rss_peak_mib']}")
 
@@ -179,7 +172,8 @@ def main():
                     help="sustained levels (lines kept busy), tried in order while calls are held")
     ap.add_argument("--sustain", type=float, default=30.0, help="seconds each sustained level runs")
     ap.add_argument("--compare-at", default="1,30", help="levels at which the alternatives run")
-    ap.add_argument("--quick", action="store_true", help="smoke test: bursts of 1 and 3 calls, 2 sustained lines, alternatives at 1 call")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: bursts of 1 and 3 calls, 2 sustained lines, alternatives at 1 call")
     ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1),
                     help="gunicorn worker processes (default: two per core, as README recommends for speech)")
     args = ap.parse_args()
@@ -197,11 +191,11 @@ def main():
     print(f"server: ivr serve --workers {args.workers} --threads {THREADS} (gunicorn gthread), Redis; "
           "callers: espeak-ng Korean, 20 ms frames, one asyncio loop in this process", flush=True)
     rows, comparison, server_pss = [], {}, None
-    for variant, env in VARIANTS.items():
+    for variant in VARIANTS:
         want = levels if variant == "design" else compare
         if not want:
             continue
-        with serve(token, args.workers, env) as server:
+        with serve(token, args.workers, variant) as server:
             # Warm-up (first-use costs are not what a caller sees); its length spaces the sustained lines.
             (warm,), _ = run_calls(server.url, token, utterances, 1)
             call_seconds = warm.t_end - warm.t_start

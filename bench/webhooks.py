@@ -4,8 +4,8 @@ Starts `ivr serve` (gunicorn, gthread: the production configuration) against a
 real Redis, and drives it open-loop at a fixed rate over loopback, signed as
 Twilio signs. Also counts Redis round trips per webhook in-process.
 
-    python bench/webhooks.py               # 200 req/s for 15 s per endpoint, 3 runs each
-    python bench/webhooks.py --quick       # smoke: 50 req/s for 3 s
+    .venv/bin/python -m bench.webhooks             # 200 req/s for 15 s per endpoint, 3 runs each
+    .venv/bin/python -m bench.webhooks --quick     # smoke: 50 req/s for 3 s
 """
 from __future__ import annotations
 
@@ -14,20 +14,19 @@ import asyncio
 import json
 import os
 import secrets
+import subprocess
 import sys
 import time
 import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
+from twilio.request_validator import RequestValidator
 
-from twilio.request_validator import RequestValidator  # noqa: E402
-
-from bench.machine import banner, describe  # noqa: E402
-from ivr.stats import percentile  # noqa: E402
+from bench.common import redis_url as bench_redis
+from bench.machine import banner, describe
+from ivr.stats import percentile
+from tests.support.procs import ServeProcess, wait_for
+from tests.support.redis_count import CountingRedis
 
 # BENCH_RESULTS_DIR: where the JSON goes (tests use a temporary folder)
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
@@ -90,7 +89,7 @@ async def _drive(port, kind, rate, seconds):
                 if status != 200:
                     errors.append(status)
                 break
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 conn[1].close()
                 # The server closes idle keep-alive connections (gunicorn keepalive): like any HTTP
                 # client, send again on a new connection; the time lost still counts in the latency.
@@ -127,13 +126,9 @@ def drive(port, kind, rate, seconds):
 
 def round_trips():
     """Redis round trips per webhook, counted by an instrumented client in this process."""
-    import redis as redis_lib  # noqa: F401
-
     from ivr import create_app
     from ivr.config import Config
-    from ivr.redis_count import CountingRedis
 
-    from common import redis_url as bench_redis
     url = bench_redis()
     cfg = Config.from_env({}, public_url=PUBLIC, twilio_auth_token=TOKEN, redis_url=url)
     conn = CountingRedis.from_url(url, decode_responses=True)
@@ -146,7 +141,7 @@ def round_trips():
         return conn.round_trips.take()
 
     out = {}
-    for i in range(2):  # the first pass loads the Lua scripts
+    for _ in range(2):  # the first pass loads the Lua scripts
         call = {"CallSid": "CA" + secrets.token_hex(16), "From": "+15005550100"}
         out = {"POST /voice": post("/voice", call),
                "POST /voice/gather": post("/voice/gather?turn=1", dict(call, Digits="0")),
@@ -157,10 +152,6 @@ def round_trips():
 
 
 def main():
-    from procs import ServeProcess, wait_for
-
-    from common import redis_url as bench_redis
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rate", type=float, default=200)
@@ -173,7 +164,6 @@ def main():
     redis_url = bench_redis()
     env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url, "IVR_DATA_DIR": "var/bench"}
     srv = ServeProcess(env, threads=args.threads)
-    import subprocess
     srv.proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port",
                                  str(srv.port), "--threads", str(args.threads), "--workers", str(args.workers)],
                                 env=srv.env, stdout=srv.log, stderr=subprocess.STDOUT, text=True)

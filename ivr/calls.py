@@ -175,6 +175,14 @@ class CallStore:
         return read_report(self.r, sid)
 
 
+def num(raw) -> float | None:
+    """A number field of a record (Redis returns strings), or None when absent or not a number."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
 def read_report(r, sid) -> dict | None:
     """Everything known about a call (record without engine state, transcript), in one
     round trip, for the simulator, evaluation, agents and operators."""

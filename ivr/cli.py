@@ -82,8 +82,8 @@ def serve(host, port, threads, workers):
     if cfg.token_generated:
         # Printed (not logged) so the demo and the simulator can sign requests.
         click.echo(f"TWILIO_AUTH_TOKEN was not set; this run uses the generated token {cfg.twilio_auth_token}")
-    from .web.media import warm_up
-    warm_up(app, log_to=logging.getLogger("ivr"))  # load speech models, render static prompts before calls
+    svc = app.extensions["ivr"]
+    svc.speech.warm_up(svc.flows.values(), log_to=logging.getLogger("ivr"))  # models and prompts before calls
     run_gunicorn(app, host, port, workers=workers, threads=threads)
 
 

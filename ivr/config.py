@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,18 +110,11 @@ class Config:
     recording_retention_seconds: int = 30 * 86400
     # Trailing silence (ms) after which a caller's utterance is taken as finished.
     endpoint_silence_ms: int = 220
-    # Benchmark knobs (bench/turn_latency.py compares the design against simpler choices; keep the
-    # defaults in production). IVR_BENCH_ASR=free: free-form decoding only, no per-step grammar.
-    # IVR_BENCH_ENDPOINT=vosk: the naive loop of Vosk's own Twilio example: every 20 ms frame is fed
-    # synchronously on the socket's thread and the utterance ends when Vosk's endpoint rule fires.
-    bench_asr: str = "grammar"
-    bench_endpoint: str = "own"
     # Faults injected on purpose for reliability tests (IVR_FAULTS, ivr/faults.py); empty in production.
     faults: frozenset = frozenset()
-    extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env=None, port: int = 5000, **overrides) -> "Config":
+    def from_env(cls, env=None, port: int = 5000, **overrides) -> Config:
         env = os.environ if env is None else env
         token = env.get("TWILIO_AUTH_TOKEN") or ""
         generated = False
@@ -165,8 +158,6 @@ class Config:
             record_calls=_bool(env, "IVR_RECORD_CALLS", cls.record_calls),
             recording_retention_seconds=_int(env, "IVR_RECORDING_RETENTION_DAYS", 30) * 86400,
             endpoint_silence_ms=_int(env, "IVR_ENDPOINT_SILENCE_MS", cls.endpoint_silence_ms),
-            bench_asr=_choice(env, "IVR_BENCH_ASR", ("grammar", "free"), cls.bench_asr),
-            bench_endpoint=_choice(env, "IVR_BENCH_ENDPOINT", ("own", "vosk"), cls.bench_endpoint),
             faults=_faults(env.get("IVR_FAULTS") or ""),
         )
         return replace(cfg, **overrides) if overrides else cfg

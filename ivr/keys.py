@@ -66,8 +66,12 @@ def queue(name: str) -> str:
     return f"{PREFIX}:queue:{name}"
 
 
+# The call record's key is this prefix plus the CallSid; Lua that walks sids takes it as an argument.
+CALL_PREFIX = f"{PREFIX}:call:"
+
+
 def call(sid: str) -> str:
-    return f"{PREFIX}:call:{sid}"
+    return CALL_PREFIX + sid
 
 
 def turns(sid: str) -> str:

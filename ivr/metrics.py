@@ -17,13 +17,10 @@ histograms), to be read as "in the last 24 hours".
 """
 from __future__ import annotations
 
-import hmac
 import logging
 
-from flask import Blueprint, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = logging.getLogger("ivr.metrics")
 
@@ -138,23 +135,8 @@ def _gauge_histogram(name, doc, values, buckets):
     return fam
 
 
-bp = Blueprint("metrics", __name__)
-
-
-@bp.get("/metrics")
-def metrics():
-    svc = current_app.extensions["ivr"]
-    token = svc.config.metrics_token
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return Response("unauthorized\n", status=401, mimetype="text/plain",
-                            headers={"WWW-Authenticate": 'Bearer realm="ivr metrics"'})
-    registry = current_app.extensions.get("ivr_metrics")
-    if registry is None:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(RedisCollector(svc.redis, svc.clock))
-        current_app.extensions["ivr_metrics"] = registry
-    body = generate_latest(PROCESS) + generate_latest(registry)
-    return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+def exposition(redis, clock) -> bytes:
+    """The text a scrape gets: this process's metrics, then the shared ones read from Redis."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(redis, clock))
+    return generate_latest(PROCESS) + generate_latest(registry)

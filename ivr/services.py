@@ -1,12 +1,22 @@
-"""The long-lived objects one server process shares between requests."""
+"""The long-lived objects one server process shares between requests, and the one way to reach them.
+
+`create_app` builds a Services and keeps it in `app.extensions["ivr"]`; code that
+runs in a request asks `services()`. Everything is built here, in one place and
+order, so no module depends on another having registered something first.
+"""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+from flask import current_app
+
 from .calls import CallStore
 from .config import Config
 from .flows.engine import Engine
+from .queues import Queues
+from .speech.services import SpeechServices
+from .speech.transcribe import CommentTranscriber
 from .twiml import TwimlRenderer
 
 
@@ -17,15 +27,26 @@ class Services:
     flows: dict
     clock: object = time.time
     store: CallStore = field(init=False)
+    queues: Queues = field(init=False)
     engines: dict = field(init=False)
     twiml: TwimlRenderer = field(init=False)
-    # Optional workers other modules plug in (e.g. the comment transcriber once speech is loaded).
-    extras: dict = field(default_factory=dict)
+    speech: SpeechServices = field(init=False)
+    transcriber: CommentTranscriber = field(init=False)   # spoken comments -> text, one background thread
 
     def __post_init__(self):
         self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock)
+        self.queues = Queues(self.redis, self.config.retention_seconds)
         self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}
         self.twiml = TwimlRenderer(self.config)
+        self.speech = SpeechServices(self.config)
+        self.transcriber = CommentTranscriber(self.store, self.speech.models, self.config.twilio_account_sid,
+                                              self.config.twilio_auth_token)
+
+    @property
+    def default(self):
+        """The default flow and its first language: for answers given before a call is known."""
+        flow = self.flows.get(self.config.default_flow) or next(iter(self.flows.values()))
+        return flow, flow.languages[0]
 
     def pick_flow(self, requested: str | None, to_number: str | None):
         """Flow for a new call: ?flow= on the webhook URL, else the dialled number, else the default."""
@@ -34,11 +55,11 @@ class Services:
         for flow in self.flows.values():
             if to_number and to_number in flow.numbers:
                 return flow
-        return self.flows.get(self.config.default_flow) or next(iter(self.flows.values()))
+        return self.default[0]
 
     def flow_for_record(self, record: dict) -> tuple:
         """(flow, language) of a call from its record; the default flow if the record is gone."""
-        flow = self.flows.get(record.get("flow")) or self.pick_flow(None, None)
+        flow = self.flows.get(record.get("flow")) or self.default[0]
         lang = record.get("lang")
         return flow, lang if lang in flow.languages else flow.languages[0]
 
@@ -48,3 +69,8 @@ class Services:
         if default and lang in default.languages:
             return default
         return next((f for f in self.flows.values() if lang in f.languages), None)
+
+
+def services() -> Services:
+    """The Services of the app handling the current request."""
+    return current_app.extensions["ivr"]

@@ -1,17 +1,19 @@
 """What an agent hears before the bridge, so the caller need not repeat themselves."""
 from __future__ import annotations
 
+from .quality import call_topic
+
 
 def agent_summary(report) -> str:
     rec = report["record"]
     callers = [t for t in report["turns"] if t.get("who") == "caller"]
     said = [t["text"] for t in callers if t.get("input") == "speech" and t.get("text")]
     # The topic is what the caller came about, not the request for a person or a yes/no.
-    intents = [t["intent"] for t in callers if t.get("intent") not in (None, "agent_request", "yes", "goodbye")]
+    topic = call_topic(report["turns"])
     parts = [f"Caller from the {rec.get('flow', 'hotline')} line, reason "
              f"{(rec.get('reason') or 'unknown').replace('_', ' ')}."]
-    if intents:
-        parts.append(f"Topic: {intents[-1].replace('_', ' ')}.")
+    if topic:
+        parts.append(f"Topic: {topic.replace('_', ' ')}.")
     if said:
         parts.append(f"They said: {said[-1]}.")
     transfers = int(rec.get("transfers") or 0)

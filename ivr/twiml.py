@@ -46,6 +46,10 @@ class TwimlRenderer:
             return self.enqueue(resp, sid=sid, turn=turn, queue=queue)
         return self.dial_human(resp, sid=sid, turn=turn)
 
+    def connect_person(self, *, sid, turn, queue) -> str:
+        """Only the handoff (the words were said already)."""
+        return str(self.handoff(VoiceResponse(), sid=sid, turn=turn, queue=queue))
+
     def enqueue(self, resp, *, sid, turn, queue):
         resp.enqueue(self.cfg.queue_prefix + queue, action=self.url("/voice/queue/result", turn=turn), method="POST",
                      wait_url=self.url("/voice/queue/wait", sid=sid, queue=queue), wait_url_method="POST")

@@ -15,6 +15,7 @@ from ivr.config import ROOT, Config
 from ivr.server import LoopbackServer, free_port
 from ivr.simulate.call import CallSimulator
 from ivr.simulate.twilio_client import TwilioClient
+from tests.support import port_of
 
 TEST_DB = 15
 
@@ -56,9 +57,7 @@ def make_config(tmp_path, redis_url):
                     redis_url=redis_url, data_dir=tmp_path / "var", flows_dir=ROOT / "flows",
                     audio_dir=ROOT / "audio", human_line="+15005550006")
         base.update(overrides)
-        cfg = Config(**base)
-        cfg.extra["port"] = port
-        return cfg
+        return Config(**base)
     return make
 
 
@@ -74,7 +73,7 @@ def app(config, redis):
 
 @pytest.fixture
 def server(app, config):
-    with LoopbackServer(app, port=config.extra["port"]) as srv:
+    with LoopbackServer(app, port=port_of(config)) as srv:
         yield srv
 
 
@@ -92,7 +91,7 @@ def serve(make_config, redis):
         cfg = make_config(**overrides)
         app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True),
                          **({"clock": clock} if clock else {}))
-        srv = LoopbackServer(app, port=cfg.extra["port"]).__enter__()
+        srv = LoopbackServer(app, port=port_of(cfg)).__enter__()
         servers.append(srv)
         return TwilioClient(srv.url, cfg.twilio_auth_token)
     yield start
@@ -105,24 +104,3 @@ def simulate(twilio):
     def run(*inputs, lang=None, **kwargs):
         return CallSimulator(twilio, **kwargs).run(list(inputs), lang)
     return run
-
-
-class Clock:
-    """A clock the test moves by hand, so timelines (waits) are exact."""
-
-    def __init__(self, t=1_800_000_000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-    def advance(self, seconds):
-        self.t += seconds
-
-
-def press(d):
-    return ("press", d)
-
-
-def say(t):
-    return ("say", t)

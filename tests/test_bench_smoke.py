@@ -16,7 +16,7 @@ def quick_run(tmp_path_factory):
     global RESULTS
     RESULTS = tmp_path_factory.mktemp("bench-results")
     env = dict(os.environ, BENCH_RESULTS_DIR=str(RESULTS))
-    return subprocess.run([sys.executable, "bench/run_all.py", "--quick"], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bench.run_all", "--quick"], cwd=ROOT, capture_output=True,
                           text=True, timeout=400, env=env)
 
 

@@ -83,7 +83,7 @@ def recordings(comment_wav, config):
 
 
 def _transcriber(app):
-    t = app.extensions["ivr"].extras["comment_transcriber"]
+    t = app.extensions["ivr"].transcriber
     t.retry_wait = 0.1
     return t
 

@@ -2,11 +2,11 @@
 import pytest
 import redis as redis_lib
 from click.testing import CliRunner
-from test_dashboard_support import PASSWORD, add_operator, csrf_from, login
 
 from ivr import create_app, keys
 from ivr.cli import main as cli
 from ivr.dashboard.auth import Operators
+from tests.support.dashboard import PASSWORD, add_operator, csrf_from, login
 
 DATA_URLS = ["/dashboard/api/live", "/dashboard/api/kpis", "/dashboard/api/calls", "/dashboard/api/calls/CA1",
              "/dashboard/events", "/dashboard/export.csv"]

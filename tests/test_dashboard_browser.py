@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_dashboard_support import PASSWORD, HeldCall, add_operator, write_call
 
 from ivr.config import ROOT
+from tests.support.dashboard import PASSWORD, HeldCall, add_operator, write_call
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 pytestmark = pytest.mark.skipif(

@@ -4,11 +4,11 @@ import time
 import urllib.request
 
 import pytest
-from test_dashboard_support import HeldCall, add_operator, login, write_call
 
 from ivr import keys
 from ivr.dashboard import sse
 from ivr.dashboard.queries import Queries
+from tests.support.dashboard import HeldCall, add_operator, login, write_call
 
 
 @pytest.fixture

@@ -1,9 +1,8 @@
 """Every caller turn in the stored transcript says what the engine decided, and why."""
 import json
 
-from conftest import press, say
-
 from ivr import keys
+from tests.support import press, say
 
 
 def caller_turns(redis, sid):

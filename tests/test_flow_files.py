@@ -45,7 +45,7 @@ def test_duplicate_intent_reported_with_line(tmp_path):
     with pytest.raises(FlowError) as exc:
         load_flow(path)
     msgs = [str(p) for p in exc.value.problems]
-    dup_line = [i for i, l in enumerate(bad.splitlines(), 1) if l == "  opening_hours:"][1]
+    dup_line = [i for i, line in enumerate(bad.splitlines(), 1) if line == "  opening_hours:"][1]
     assert f"{path}:{dup_line}: duplicate intent 'opening_hours'" in msgs
 
 

@@ -1,20 +1,16 @@
 """Bad input, generated: every webhook answers with a clear status, never a crash,
 and flow files either load or fail with file and line."""
+from collections import Counter
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sys
-from collections import Counter
-from pathlib import Path
-
 from ivr import keys
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.fault_table import record  # noqa: E402
-
-SEEN = Counter()
 from ivr.config import ROOT
 from ivr.flows.loader import FlowError, load_flow
+from tests.support.fault_table import record
+
+SEEN = Counter()
 
 PATHS = ["/voice", "/voice/gather?turn=1", "/voice/gather?turn=abc", "/voice/gather", "/voice/dial?turn=2",
          "/voice/dial?turn=emergency", "/voice/whisper?sid=CAx", "/voice/status", "/voice/queue/wait?queue=normal",

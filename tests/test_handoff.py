@@ -3,11 +3,10 @@ import json
 import subprocess
 import sys
 
-from conftest import Clock, press
-
 from ivr import keys, stats
 from ivr.simulate.call import CallSimulator
 from ivr.simulate.twilio_client import parse_twiml
+from tests.support import Clock, press
 
 AGENT = {"From": "+15005550777", "To": "+15005550001"}
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import say
 
 from ivr.config import ROOT
 from ivr.flows.engine import Conversation, Engine, Input
 from ivr.flows.intents import normalize
 from ivr.flows.loader import load_flow
+from tests.support import say
 
 LABELLED = yaml.safe_load((Path(__file__).parent / "data" / "hotline_en_labelled.yaml").read_text())["sentences"]
 FLOW = load_flow(ROOT / "flows" / "hotline.yaml")

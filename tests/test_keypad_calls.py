@@ -1,10 +1,9 @@
 """Whole calls over HTTP, signed like Twilio's, against a real Redis."""
 import json
 
-from conftest import press, say
-
 from ivr import keys
 from ivr.simulate.call import CallSimulator
+from tests.support import press, say
 
 
 def test_keypad_call_is_answered(simulate, redis):

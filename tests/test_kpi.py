@@ -1,16 +1,16 @@
 """KPI figures against calls with known outcomes and waits (exact timestamps, exact numbers)."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import redis as redis_lib
-from test_dashboard_support import add_operator, login, write_call
 
 from ivr import create_app, keys
 from ivr.dashboard import kpi
 from ivr.stats import percentile
+from tests.support.dashboard import add_operator, login, write_call
 
-NOW = datetime(2026, 3, 11, 15, 0, 0, tzinfo=timezone.utc).timestamp()
-TODAY = datetime(2026, 3, 11, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 3, 11, 15, 0, 0, tzinfo=UTC).timestamp()
+TODAY = datetime(2026, 3, 11, tzinfo=UTC).timestamp()
 DAY = 86400
 
 

@@ -3,11 +3,10 @@ import time
 
 import redis as redis_lib
 from prometheus_client.parser import text_string_to_metric_families
-from test_dashboard_support import write_call
 
 from ivr import create_app
 from ivr.metrics import ACTIVE_STREAMS, RECOGNITION_LATENCY
-from ivr.web import health
+from tests.support.dashboard import write_call
 
 
 def scrape(client, **headers):
@@ -84,17 +83,10 @@ def test_metrics_and_health_when_redis_is_down(make_config, redis):
     assert resp.status_code == 503 and resp.get_json()["redis"].startswith("down")
 
 
-def test_healthz_reports_models(app):
-    body = app.test_client().get("/healthz").get_json()
-    assert body["redis"] == "ok" and "models" in body
-    saved = dict(health._MODEL_CHECKS)
-    try:
-        health._MODEL_CHECKS.clear()
-        assert app.test_client().get("/healthz").get_json()["models"] == {"speech": "unknown"}
-        health.register_model_check("test-model", lambda: "ok")
-        health.register_model_check("broken", lambda: 1 / 0)
-        models = app.test_client().get("/healthz").get_json()["models"]
-        assert models == {"test-model": "ok", "broken": "error: ZeroDivisionError"}
-    finally:
-        health._MODEL_CHECKS.clear()
-        health._MODEL_CHECKS.update(saved)
+def test_healthz_reports_each_language(make_config, redis):
+    """English has no model here (keypad only), Korean's ships with the package; speech off says so."""
+    models = create_app(make_config(), redis=redis).test_client().get("/healthz").get_json()["models"]
+    assert models["vosk-en"].startswith("missing: keypad only")
+    assert models["vosk-ko"] in ("loaded", "available: loads on the first call")
+    off = create_app(make_config(speech=False), redis=redis).test_client().get("/healthz").get_json()["models"]
+    assert set(off.values()) == {"off (IVR_SPEECH=off): keypad"}

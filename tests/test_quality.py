@@ -2,10 +2,9 @@
 import subprocess
 import sys
 
-from conftest import press, say
-
 from ivr import keys, quality
 from ivr.flows.intents import normalize
+from tests.support import press, say
 
 
 def test_rating_pressed_after_an_answer_is_stored_and_aggregated(simulate, redis):
@@ -75,7 +74,7 @@ def test_spoken_call_that_was_answered_is_asked_for_a_rating(twilio, redis):
 
 
 def test_dashboard_shows_unanswered_questions_and_ratings(app, simulate, redis):
-    from test_dashboard_support import add_operator, login
+    from tests.support.dashboard import add_operator, login
 
     simulate(say("can you help with my garden hose"), press("3"), press("2"))
     simulate(press("4"), press("2"), press("5"))

@@ -1,18 +1,14 @@
 """Faults injected on purpose: the caller is never dropped, and no count is corrupted."""
 import logging
-import sys
-from pathlib import Path
 
 import redis as redis_lib
-from conftest import press, say
-from procs import RedisProcess, ServeProcess
 
 from ivr import create_app, keys
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.fault_table import record  # noqa: E402
 from ivr.server import LoopbackServer
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
+from tests.support import port_of, press, say
+from tests.support.fault_table import record
+from tests.support.procs import RedisProcess, ServeProcess
 
 CALL = {"CallSid": "CA" + "5" * 32, "From": "+15005550155", "To": "+15005550100"}
 HUMAN = "+15005550006"
@@ -28,7 +24,7 @@ def test_redis_down_from_the_start_caller_goes_to_human(make_config, tmp_path):
     cfg = make_config(redis_url=dead.url)
     app = create_app(cfg, redis=redis_lib.Redis.from_url(dead.url, socket_timeout=1, socket_connect_timeout=1,
                                                           decode_responses=True))
-    with LoopbackServer(app, port=cfg.extra["port"]) as srv:
+    with LoopbackServer(app, port=port_of(cfg)) as srv:
         client = TwilioClient(srv.url, cfg.twilio_auth_token)
         status, body = client.post("/voice", CALL)
         assert status == 200 and dials_human(body)
@@ -47,7 +43,7 @@ def test_redis_outage_mid_call_then_records_resume_with_exact_counts(make_config
         cfg = make_config(redis_url=rp.url)
         conn = redis_lib.Redis.from_url(rp.url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
         app = create_app(cfg, redis=conn)
-        with LoopbackServer(app, port=cfg.extra["port"]) as srv:
+        with LoopbackServer(app, port=port_of(cfg)) as srv:
             client = TwilioClient(srv.url, cfg.twilio_auth_token)
             client.post("/voice", CALL)
             client.post("/voice/gather?turn=1", dict(CALL, Digits="3"))         # answered by the bot

@@ -2,9 +2,10 @@
 import pytest
 
 from ivr import create_app
-from ivr.redis_count import CountingRedis
 from ivr.server import LoopbackServer
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
+from tests.support import port_of
+from tests.support.redis_count import CountingRedis
 
 CALL = {"CallSid": "CA" + "3" * 32, "From": "+15005550133", "To": "+15005550100"}
 
@@ -13,7 +14,7 @@ CALL = {"CallSid": "CA" + "3" * 32, "From": "+15005550133", "To": "+15005550100"
 def counted(config, redis):
     conn = CountingRedis.from_url(config.redis_url, decode_responses=True)
     app = create_app(config, redis=conn)
-    with LoopbackServer(app, port=config.extra["port"]) as srv:
+    with LoopbackServer(app, port=port_of(config)) as srv:
         conn.round_trips.take()
         yield TwilioClient(srv.url, config.twilio_auth_token), conn.round_trips
 

@@ -5,22 +5,18 @@ goes on. The stopping server exits well within its graceful timeout."""
 import json
 import secrets
 import signal
-import sys
 import threading
 import time
-from pathlib import Path
 
 import redis as redis_lib
 import websocket
-from procs import ServeProcess
 
 from ivr import keys
 from ivr.server import GRACEFUL_TIMEOUT
 from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.fault_table import record as record_row  # noqa: E402
+from tests.support.fault_table import record as record_row
+from tests.support.procs import ServeProcess
 
 TOKEN = "s" * 32
 PUBLIC = "https://hotline.example"

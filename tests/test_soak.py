@@ -1,15 +1,11 @@
 """The short soak: half a minute of concurrent calls against `ivr serve` and a real Redis.
-The long one is `python bench/soak.py --minutes 10`."""
-import sys
-from pathlib import Path
+The long one is `.venv/bin/python -m bench.soak --minutes 10`."""
 
 import redis as redis_lib
-from procs import ServeProcess
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.soak import run  # noqa: E402
-
-from ivr.simulate.twilio_client import TwilioClient  # noqa: E402
+from bench.soak import run
+from ivr.simulate.twilio_client import TwilioClient
+from tests.support.procs import ServeProcess
 
 
 def test_soak_memory_flat_no_leaks_records_complete(redis_url, redis, tmp_path):

@@ -4,9 +4,7 @@ dropping. Every time the stream ends, /voice/stream-ended apologizes and connect
 the call record says why (transfers exactly 1), and the failure is logged and counted."""
 import logging
 import secrets
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis as redis_lib
@@ -16,9 +14,8 @@ from ivr.metrics import PROCESS
 from ivr.server import LoopbackServer
 from ivr.simulate.stream_client import StreamCaller, open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.fault_table import record as record_row  # noqa: E402
+from tests.support import port_of
+from tests.support.fault_table import record as record_row
 
 HUMAN = "+15005550006"
 
@@ -31,7 +28,7 @@ def faulty(make_config, redis, ko_model):
     def start(*names):
         cfg = make_config(faults=frozenset(names))
         app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True))
-        srv = LoopbackServer(app, port=cfg.extra["port"]).__enter__()
+        srv = LoopbackServer(app, port=port_of(cfg)).__enter__()
         servers.append(srv)
         return TwilioClient(srv.url, cfg.twilio_auth_token), app
     yield start

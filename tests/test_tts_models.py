@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from ivr.cli import main
-from ivr.flows.loader import load_flows
 from ivr.config import ROOT
+from ivr.flows.loader import load_flows
 from ivr.speech import models
 from ivr.speech.grammar import for_step, in_vocabulary
 from ivr.speech.tts import PromptAudio, static_prompts

@@ -10,7 +10,8 @@ CALL = {"CallSid": "CA" + "1" * 32, "From": "+15005550111", "To": "+15005550100"
 
 
 def _snapshot(redis):
-    return {k: redis.dump(k) for k in redis.scan_iter("*") if not k.startswith(keys.EVENTS)} , redis.exists(keys.EVENTS) and redis.xlen(keys.EVENTS)
+    keys_now = {k: redis.dump(k) for k in redis.scan_iter("*") if not k.startswith(keys.EVENTS)}
+    return keys_now, redis.exists(keys.EVENTS) and redis.xlen(keys.EVENTS)
 
 
 def test_signed_webhook_accepted(twilio, redis):

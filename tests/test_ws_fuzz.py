@@ -7,13 +7,11 @@ import base64
 import json
 import random
 import secrets
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import websocket
@@ -26,10 +24,8 @@ from ivr.metrics import PROCESS
 from ivr.simulate.call import CallSimulator
 from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import parse_twiml
-from ivr.web.media import MAX_SOCKET_MESSAGE
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.fault_table import record as record_row  # noqa: E402
+from ivr.web.stream import MAX_SOCKET_MESSAGE
+from tests.support.fault_table import record as record_row
 
 SENT = {"messages": 0, "streams": 0}
 

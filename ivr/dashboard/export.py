@@ -5,8 +5,8 @@ import csv
 import io
 from datetime import datetime
 
+from ..calls import num
 from ..redact import mask_phone
-from .queries import num
 
 COLUMNS = ("sid", "started_at", "ended_at", "from", "flow", "lang", "status", "outcome", "queue", "reason",
            "boost", "transfers", "wait_seconds", "rating")

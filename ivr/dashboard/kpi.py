@@ -21,8 +21,9 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..calls import num
 from ..stats import percentile
-from .queries import WAITING, num
+from .queries import WAITING
 
 OVERFLOW_STATUSES = ("voicemail", "callback", "agents_busy")
 NOT_ANSWERED_DIAL = ("busy", "no-answer", "failed", "canceled")

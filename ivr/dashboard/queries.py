@@ -7,26 +7,20 @@ deployed yet) yields None or an empty list, never an error. Nothing here writes.
 """
 from __future__ import annotations
 
-
 from .. import keys
-from ..calls import parse_turn, read_report
+from ..calls import num, parse_turn, read_report
+from ..queues import NAMES as QUEUES
+from ..queues import Queues
 from ..redact import mask_digits, mask_phone
 
 # Fields the dashboard reads from a call record; `state` (engine JSON) is never needed.
 FIELDS = ("sid", "from", "to", "flow", "lang", "asr", "step", "status", "outcome", "queue", "reason", "boost",
           "boosted_by", "transfers", "started_at", "ended_at", "handoff_at", "enqueued_at", "answered_at",
-          "wait_seconds", "dial_status", "answered", "rating", "callback_requested_at", "callback_at", "voicemail_seconds",
-          "duration", "queue_result", "queue_choice")
+          "wait_seconds", "dial_status", "answered", "rating", "callback_requested_at", "callback_at",
+          "voicemail_seconds", "duration", "queue_result", "queue_choice")
 WAITING = ("handoff", "queued", "dialing")
 MAX_LIVE = 1000          # calls shown per panel; a hotline with more has other problems
 TURNS_PEEK = 8           # last turns read per call in the bot, to find what the caller said last
-
-
-def num(raw):
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        return None
 
 
 class Queries:
@@ -80,16 +74,15 @@ class Queries:
         """Calls in the bot, waiting per queue, with an agent, and callbacks waiting, masked."""
         pipe = self.r.pipeline(transaction=False)
         pipe.zrange(keys.ACTIVE, 0, MAX_LIVE - 1)
-        for q in keys.QUEUES:
-            pipe.zrange(keys.queue(q), 0, MAX_LIVE - 1)
+        Queues.read_members(pipe, MAX_LIVE)
         pipe.zrange(keys.CALLBACKS, 0, MAX_LIVE - 1, withscores=True)
         res = pipe.execute()
         active, queued, callbacks = res[0], res[1:-1], dict(res[-1])
-        in_queue = {sid: q for q, members in zip(keys.QUEUES, queued) for sid in members}
+        in_queue = {sid: q for q, members in zip(QUEUES, queued) for sid in members}
         sids = list(dict.fromkeys(active + list(in_queue) + list(callbacks)))
         recs = {r["sid"]: r for r in self.records(sids)}
 
-        in_bot, with_agent, waiting = [], [], {q: [] for q in keys.QUEUES}
+        in_bot, with_agent, waiting = [], [], {q: [] for q in QUEUES}
         for sid in active + [s for s in in_queue if s not in active]:
             rec = recs.get(sid)
             if rec is None:
@@ -158,8 +151,7 @@ class Queries:
 
     def queue_sizes(self) -> dict:
         pipe = self.r.pipeline(transaction=False)
-        for q in keys.QUEUES:
-            pipe.zcard(keys.queue(q))
-        return dict(zip(keys.QUEUES, pipe.execute()))
+        Queues.read_sizes(pipe)
+        return dict(zip(QUEUES, pipe.execute()))
 
 

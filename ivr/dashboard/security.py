@@ -1,6 +1,6 @@
 """Browser-side protection for the dashboard: session key, cookies, CSRF, headers.
 
-Twilio's webhooks are protected by their signatures (ivr/security.py) and never use a
+Twilio's webhooks are protected by their signatures (ivr/signature.py) and never use a
 session or a CSRF token; everything here is set up so it cannot get in their way.
 """
 from __future__ import annotations

@@ -6,8 +6,8 @@ shown is masked here, so a template cannot forget to.
 """
 from __future__ import annotations
 
+from ..calls import num
 from ..redact import mask_digits, mask_phone
-from .queries import num
 
 
 def _words(code) -> str:

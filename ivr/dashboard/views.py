@@ -10,16 +10,28 @@ from datetime import datetime
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, Response, abort, current_app, g, jsonify, redirect, render_template, request,
-                   session, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError
 
 from .. import quality
+from ..calls import num
 from ..redact import mask_digits
+from ..services import services
 from ..summary import agent_summary  # the words the agent heard, from the function that spoke them
 from . import export, kpi, security, sse, timeline
 from .auth import Lockout, Operators, Sessions
-from .queries import Queries, num
+from .queries import Queries
 
 log = logging.getLogger("ivr.dashboard")
 
@@ -30,20 +42,16 @@ RECENT_LIMIT = 100
 MAX_EXPORT_DAYS = 31
 
 
-def _svc():
-    return current_app.extensions["ivr"]
-
-
 def _queries():
-    return Queries(_svc().redis)
+    return Queries(services().redis)
 
 
 def _sessions():
-    return Sessions(_svc().redis, _svc().config.session_hours, clock=_svc().clock)
+    return Sessions(services().redis, services().config.session_hours, clock=services().clock)
 
 
 def _tz():
-    return kpi.tzinfo(_svc().config.timezone)
+    return kpi.tzinfo(services().config.timezone)
 
 
 def login_required(api=False):
@@ -99,7 +107,7 @@ def _safe_next(target: str) -> str:
 # -- login ---------------------------------------------------------------------------------------
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    svc = _svc()
+    svc = services()
     nxt = request.values.get("next", "")
     if request.method == "GET":
         return render_template("login.html", error=None, next=nxt)
@@ -137,7 +145,7 @@ def logout():
 @bp.get("")
 @login_required()
 def index():
-    svc = _svc()
+    svc = services()
     return render_template("dashboard.html", operator=g.operator, sl=svc.config.service_level_seconds,
                            **knowledge_base(svc))
 
@@ -171,21 +179,21 @@ def call_page(sid):
         abort(404, description="no such call (it may have expired)")
     return render_template("call.html", operator=g.operator, call=timeline.header(report["record"]),
                            timeline=timeline.build(report), summary=mask_digits(agent_summary(report)),
-                           sl=_svc().config.service_level_seconds)
+                           sl=services().config.service_level_seconds)
 
 
 # -- data ----------------------------------------------------------------------------------------
 @bp.get("/api/live")
 @login_required(api=True)
 def live():
-    svc = _svc()
+    svc = services()
     return jsonify(_queries().live(svc.clock(), svc.config.service_level_seconds))
 
 
 @bp.get("/api/kpis")
 @login_required(api=True)
 def kpis():
-    svc = _svc()
+    svc = services()
     now = svc.clock()
     tz = _tz()
     start = kpi.day_starts(now, 7, tz)[0]
@@ -196,7 +204,7 @@ def kpis():
 @bp.get("/api/calls")
 @login_required(api=True)
 def recent_calls():
-    svc = _svc()
+    svc = services()
     now = svc.clock()
     recs = _queries().started_between(now - 86400, now)
     recs.sort(key=lambda r: -(num(r.get("started_at")) or 0))
@@ -216,7 +224,7 @@ def call_data(sid):
 @bp.get("/events")
 @login_required(api=True)
 def events():
-    svc = _svc()
+    svc = services()
     queries, token = _queries(), session.get("token")
     sessions, sl = _sessions(), svc.config.service_level_seconds
     stream = sse.live_stream(queries, snapshot=lambda: queries.live(svc.clock(), sl),
@@ -228,7 +236,7 @@ def events():
 @bp.get("/export.csv")
 @login_required(api=True)
 def export_csv():
-    svc = _svc()
+    svc = services()
     days = request.args.get("days", "7")
     days = min(MAX_EXPORT_DAYS, int(days)) if days.isdigit() and int(days) > 0 else 7
     now, tz = svc.clock(), _tz()

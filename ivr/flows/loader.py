@@ -147,7 +147,7 @@ def _semantic_problems(doc, lines, file, base_dir):
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")
-    data_names = set((doc.get("data") or {}))
+    data_names = set(doc.get("data") or {})
     for name, rel in (doc.get("data") or {}).items():
         if not (base_dir / rel).is_file():
             problem(("data", name), f"data file '{rel}' not found next to the flow")
@@ -183,7 +183,7 @@ def _semantic_problems(doc, lines, file, base_dir):
             if slot.get("lookup") and slot["lookup"] not in data_names:
                 problem(path + ("slot", "lookup"), f"step '{name}': lookup '{slot['lookup']}' is not in data")
     # An answer chain must reach a step that waits for the caller or ends the bot part.
-    for name, step in steps.items():
+    for name in steps:
         seen, cur = [], name
         while cur in steps and steps[cur]["type"] == "answer":
             if cur in seen:

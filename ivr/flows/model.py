@@ -96,7 +96,8 @@ DEFAULT_MESSAGES = {
               "ko": "죄송합니다, 문제가 발생했습니다. 상담원에게 연결해 드리겠습니다."},
     "rating": {"en": "Before you go: how well did I help? Press 1 for poor up to 5 for excellent.",
                "ko": "통화를 마치기 전에, 도움이 얼마나 되었는지 1번부터 5번까지 눌러 주세요."},
-    "rating_after_agent": {"en": "Please stay on the line to rate the help you got, from 1 for poor to 5 for excellent.",
+    "rating_after_agent": {"en": "Please stay on the line to rate the help you got, "
+                                 "from 1 for poor to 5 for excellent.",
                            "ko": "상담 만족도를 1번부터 5번까지 눌러 평가해 주세요."},
     "rating_thanks": {"en": "Thank you. If you like, tell us after the tone in a few words what we could do better, "
                             "then hang up.",

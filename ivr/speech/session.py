@@ -3,8 +3,14 @@
 Everything for the call happens on the WebSocket's own thread except audio
 playback (the Player's thread): parsing, endpointing, decoding (Vosk
 releases the GIL) and the turn itself. What the bot says next comes from a
-`dialogue` object (flow engine + call record); this module only knows
-audio, timing and the stream protocol.
+`dialogue` object (ivr.speech.dialogue: flow engine + call record); when the
+caller has finished speaking is the `listener`'s business (ivr.speech.listener).
+This module only knows audio, timing and the stream protocol.
+
+A session goes through four phases:
+
+    WAITING --start--> TALKING --last prompt queued--> ENDING --its mark--> DONE
+                          `------------ stop / drain / failure ------------^
 """
 from __future__ import annotations
 
@@ -14,12 +20,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .. import metrics
 from ..flows.engine import Input
 from ..media import protocol
 from ..media.audio import FRAME_BYTES, FRAME_MS, Reframer, WavRecorder, is_voiced
 from ..media.player import Player
-from .endpoint import EndpointConfig, Endpointer
-from .recognizer import Recognizer
+from .listener import Listener, Noise, Onset, Utterance, Words
 
 log = logging.getLogger("ivr.stream")
 
@@ -47,49 +53,79 @@ class Turn:
     open: bool = False             # also decode free-form speech
     end: str | None = None         # None | "handoff" | "goodbye"
     lang: str = ""
-    info: dict = field(default_factory=dict)
+
+
+class Phase:
+    WAITING = "waiting"    # socket open, no `start` yet
+    TALKING = "talking"    # the bot part: prompts, caller turns
+    ENDING = "ending"      # the last prompt (handoff or goodbye) is playing; input is ignored
+    DONE = "done"          # close the socket
+
+
+@dataclass
+class Step:
+    """What the current step listens for, and the caller's progress at it."""
+    expect: object = None
+    digits: str = ""         # keys pressed towards a digit string ended by '#'
+    quiet: int = 0           # frames of no input since the prompt ended or the last key
+    barged: bool = False     # the caller's words already cleared the prompt
+
+
+@dataclass
+class Ending:
+    kind: str                # handoff | goodbye
+    mark: str                # the last prompt's mark: once Twilio echoes it, the caller heard it all
+    deadline: float          # monotonic: stop waiting for the mark after this
+
+
+@dataclass
+class Counters:
+    bytes_in: int = 0
+    bad_messages: int = 0
 
 
 class StreamSession:
-    def __init__(self, send, dialogue, *, models, prompts, gather_timeout=6, recordings_dir=None,
-                 endpoint: EndpointConfig | None = None, free_only=False, vosk_endpoint=False):
+    def __init__(self, send, dialogue, *, models, prompts, listener=Listener.for_model, endpoint=None,
+                 gather_timeout=6, recordings_dir=None):
         self._send_raw = send
         self._send_lock = threading.Lock()
         self.dialogue = dialogue
         self.models = models
         self.prompts = prompts
+        self.make_listener = listener          # (model, lang, endpoint config) -> Listener
+        self.endpoint = endpoint
         self.gather_frames = max(1, int(gather_timeout * 1000 // FRAME_MS))
         self.recordings_dir = recordings_dir
-        self.ep = Endpointer(endpoint)
-        self.reframer = Reframer(FRAME_BYTES)
-        self.start = None
+        self.phase = Phase.WAITING
+        self.start = None                      # the `start` event once it came
         self.lang = ""
         self.player = None
-        self.rec = None
+        self.listener = None
         self.recorder = None
-        self.expect = None
-        self.digits = ""
-        self.quiet = 0               # frames of no input since the prompt ended or the last digit
-        self.barged = False
-        self.ending = None           # "handoff" | "goodbye" once the bot part is over
-        self.final_mark = None
-        self.final_deadline = None
-        self.done = False            # set when the session should close the socket
-        self.outcome = None          # what the stream-ended webhook should do
-        self.bytes_in = 0
-        self.bad_messages = 0
-        self.events = []             # (monotonic time, what) for tests and benchmarks
-        self.failure = None          # (where, detail) reported by the player thread
-        self.drain_deadline = None   # set when the server is stopping (drain())
-        # Benchmark knobs (Config.bench_asr / bench_endpoint): the simpler designs the bench compares.
-        self.free_only = free_only           # no per-step grammar: free-form decoding only
-        self.vosk_endpoint = vosk_endpoint   # naive: Vosk's own end-of-utterance rule, frame by frame
-        self.since_voiced = 0                # frames since the last voiced one (naive path)
-        self.t_voiced = 0.0                  # when the last voiced frame was handled
+        self.reframer = Reframer(FRAME_BYTES)
+        self.step = Step()
+        self.ending = None                     # Ending, in phase ENDING
+        self.outcome = None                    # what the stream-ended webhook should do
+        self.failure = None                    # (where, detail) reported by the player thread
+        self.drain_deadline = None             # set when the server is stopping (drain())
+        self.counters = Counters()
+        self.t_voiced = 0.0                    # perf_counter() of the last voiced frame
         # Per speech turn, where the time between the caller's last word and our first reply
         # frame went (ms): endpoint (trailing audio waited for), recognize (final result),
         # decide (flow + call record), prompt (queue -> first frame sent). See BENCHMARKS.md.
         self.timings = []
+
+    @property
+    def done(self) -> bool:
+        return self.phase == Phase.DONE
+
+    @property
+    def started(self) -> bool:
+        return self.start is not None
+
+    @property
+    def sid(self) -> str:
+        return self.start.stream_sid if self.start else "(not started)"
 
     # -- transport ---------------------------------------------------------------
     def send(self, text: str) -> None:
@@ -101,56 +137,44 @@ class StreamSession:
         try:
             event = protocol.parse(message)
         except protocol.ProtocolError as exc:
-            self.bad_messages += 1
-            if self.bad_messages <= 5 or self.bad_messages % 100 == 0:
-                log.warning("stream %s: ignored message (%s)", self._sid(), exc)
+            self.counters.bad_messages += 1
+            n = self.counters.bad_messages
+            if n <= 5 or n % 100 == 0:
+                log.warning("stream %s: ignored message (%s)", self.sid, exc)
             return
-        if isinstance(event, protocol.Media):
-            if self.start is None:
-                self._once("media before start; ignored")
-                return
-            if event.track not in ("inbound", "inbound_track"):
-                return
-            self.bytes_in += len(event.payload)
-            try:
-                for frame in self.reframer.push(event.payload):
-                    self._frame(frame)
-            except StreamFailure:
-                raise
-            except Exception as exc:  # noqa: BLE001 - decoding broke: the view sends the caller to a person
-                raise StreamFailure("recognizer", repr(exc)) from exc
-        elif isinstance(event, protocol.Start):
+        if isinstance(event, protocol.Start):
             self._on_start(event)
+        elif isinstance(event, protocol.Stop):
+            self._on_stop()
+        elif not self.started and isinstance(event, (protocol.Media, protocol.Dtmf)):
+            self._bad(f"{type(event).__name__.lower()} before start; ignored")
+        elif isinstance(event, protocol.Media):
+            self._on_media(event)
         elif isinstance(event, protocol.Dtmf):
-            if self.start is None:
-                self._once("dtmf before start; ignored")
-                return
             self._on_dtmf(event.digit)
         elif isinstance(event, protocol.Mark):
             self._on_mark(event.name)
-        elif isinstance(event, protocol.Stop):
-            self._on_stop()
         # Connected carries nothing we need.
 
     def tick(self) -> None:
         """Called when no message came for a while: enforce the end-of-call timeout."""
         if self.failure is not None and not self.done:
-            raise StreamFailure(self.failure[0], self.failure[1])
-        if self.final_deadline is not None and time.monotonic() > self.final_deadline and not self.done:
-            log.info("stream %s: no mark for the last prompt; ending the stream", self._sid())
-            self._finish(self.ending)
+            raise StreamFailure(*self.failure)
+        if self.phase == Phase.ENDING and time.monotonic() > self.ending.deadline:
+            log.info("stream %s: no mark for the last prompt; ending the stream", self.sid)
+            self._finish(self.ending.kind)
 
     def close(self, error: str | None = None) -> None:
         """The socket is gone (or we are closing it): flush, record, tell the call record."""
-        if self.start is not None and self.rec is not None:
+        if self.started and self.recorder:
             rest = self.reframer.flush()
-            if rest and self.recorder:
+            if rest:
                 self.recorder.write(rest)
         if self.player:
             self.player.close()
         if self.recorder:
             self.recorder.close()
-        if self.start is None:
+        if not self.started:
             return
         outcome = self.outcome or ("error" if error and error != "dropped" else "dropped")
         stats = self.stats()
@@ -158,14 +182,15 @@ class StreamSession:
             stats["failure"] = error
         try:
             self.dialogue.close(outcome, stats)
-        except Exception:  # noqa: BLE001 - the action webhook still sends the caller to a person
-            log.exception("stream %s: could not record the stream outcome", self._sid())
+        except Exception:  # the action webhook still sends the caller to a person
+            log.exception("stream %s: could not record the stream outcome", self.sid)
 
     def stats(self) -> dict:
-        out = {"audio_in_bytes": self.bytes_in, "bad_messages": self.bad_messages}
-        if self.rec is not None:
-            out.update(asr_audio_seconds=round(self.rec.audio_seconds, 3),
-                       asr_decode_seconds=round(self.rec.decode_seconds, 3))
+        out = {"audio_in_bytes": self.counters.bytes_in, "bad_messages": self.counters.bad_messages}
+        if self.listener is not None:
+            recognizer = self.listener.recognizer
+            out.update(asr_audio_seconds=round(recognizer.audio_seconds, 3),
+                       asr_decode_seconds=round(recognizer.decode_seconds, 3))
         if self.player is not None:
             out.update(audio_out_frames=self.player.frames_sent, late_out_frames=self.player.late_frames)
         if self.timings:
@@ -174,134 +199,124 @@ class StreamSession:
 
     # -- events ------------------------------------------------------------------
     def _on_start(self, start):
-        if self.start is not None:
-            self._once("second start event; ignored")
+        if self.started:
+            self._bad("second start event; ignored")
             return
         if start.encoding != protocol.ENCODING or start.sample_rate != 8000 or start.channels != 1:
             raise ValueError(f"unsupported media format {start.encoding} {start.sample_rate} Hz x{start.channels}")
         self.start = start
         turn = self.dialogue.begin(start.call_sid, start.custom)
         self.lang = turn.lang
-        self.rec = Recognizer(self.models.get(self.lang), self.lang)
+        self.listener = self.make_listener(self.models.get(self.lang), self.lang, self.endpoint)
         self.player = Player(self.send, start.stream_sid, on_error=self._playback_failed)
         if self.recordings_dir is not None:
             self.recorder = WavRecorder(self.recordings_dir / f"{start.call_sid}.wav")
+        self.phase = Phase.TALKING
         log.info("stream %s: call %s started (lang=%s)", start.stream_sid, start.call_sid, self.lang)
         self._speak(turn)
+
+    def _on_media(self, event):
+        if event.track not in ("inbound", "inbound_track"):
+            return
+        self.counters.bytes_in += len(event.payload)
+        try:
+            for frame in self.reframer.push(event.payload):
+                self._frame(frame)
+        except StreamFailure:
+            raise
+        except Exception as exc:  # decoding broke: the view sends the caller to a person
+            raise StreamFailure("recognizer", repr(exc)) from exc
 
     def _on_mark(self, name):
         if self.player is None:
             return
         self.player.marked(name)
-        if self.ending and name == self.final_mark:
-            self._finish(self.ending)
+        if self.phase == Phase.ENDING and name == self.ending.mark:
+            self._finish(self.ending.kind)
         elif not self.player.playing:
-            self.quiet = 0
+            self.step.quiet = 0
 
     def _on_stop(self):
-        self.done = True
         if self.outcome is None:
             # The caller hung up (or Twilio ended the stream) before the bot part was over.
             self.outcome = "stopped"
+        self.phase = Phase.DONE
 
     def _on_dtmf(self, digit):
-        if self.ending:
+        if self.phase != Phase.TALKING:
             return
-        self._event(f"dtmf {digit}")
-        self.ep.reset()
-        self.rec.reset()
-        if self.expect is not None and self.expect.digits:
+        log.debug("stream %s: key %s", self.sid, digit)
+        self.listener.reset()
+        step = self.step
+        if step.expect is not None and step.expect.digits:
             if self.player.playing:
                 self.player.clear()
             if digit == "#":
-                value, self.digits = self.digits or "#", ""
-                self._turn(Input("dtmf", value), {"input": "dtmf"})
+                value, step.digits = step.digits or "#", ""
+                self._turn(Input("dtmf", value), "dtmf")
             else:
-                self.digits = (self.digits + digit)[-32:]
-                self.quiet = 0
+                step.digits = (step.digits + digit)[-32:]
+                step.quiet = 0
             return
-        self._turn(Input("dtmf", digit), {"input": "dtmf"})
+        self._turn(Input("dtmf", digit), "dtmf")
 
     def _frame(self, frame: bytes):
         if self.recorder:
             self.recorder.write(frame)
-        if self.ending or self.rec is None:
+        if self.phase != Phase.TALKING:
             return
         voiced = is_voiced(frame)
         if voiced:
             self.t_voiced = time.perf_counter()
-        if self.vosk_endpoint:
-            self._naive_frame(frame, voiced)
-            return
-        if self.ep.state == Endpointer.IDLE:
-            onset = self.ep.idle_frame(frame, voiced)
-            if onset is not None:
-                self._event("speech_start")
-                self.barged = False
-                for f in onset:
-                    self.rec.accept(f)
-                return
-            if self.player.playing:
-                return
-            self.quiet += 1
-            if self.quiet >= self.gather_frames:
-                self.quiet = 0
-                if self.digits:
-                    value, self.digits = self.digits, ""
-                    self._turn(Input("dtmf", value), {"input": "dtmf"})
-                else:
-                    self._turn(Input("silence"), {"input": "silence"})
-            return
-        self.rec.accept(frame)
-        partial = self.rec.partial()
-        if partial and not self.barged:
-            self.barged = True
-            if self.player.playing and self.player.clear():
-                self._event("barge_in")
-                log.info("stream %s: barge-in, prompt cleared", self._sid())
-        if self.ep.speech_frame(voiced, partial) == "end":
-            waited = self.ep.silent * FRAME_MS
-            t0 = time.perf_counter()
-            heard = self.rec.final()
-            self.ep.reset()
-            if not heard.text:
-                self._event("noise")      # a cough, a door: no words, no turn
-                return
-            self._event(f"speech_end {heard.text!r}")
-            self._timed_turn(heard, waited, t0)
+        was_idle = self.listener.idle
+        event = self.listener.feed(frame, voiced)
+        if isinstance(event, Onset):
+            log.debug("stream %s: speech starts", self.sid)
+            self.step.barged = False
+        elif isinstance(event, Words):
+            if not self.step.barged:
+                self.step.barged = True
+                if self.player.playing and self.player.clear():
+                    log.info("stream %s: barge-in, prompt cleared", self.sid)
+        elif isinstance(event, Utterance):
+            self.step.barged = False
+            self._utterance(event)
+        elif isinstance(event, Noise):
+            self.step.barged = False
+            log.debug("stream %s: noise, no words", self.sid)   # a cough, a door: no turn
+        elif was_idle and not self.player.playing:
+            self._count_quiet()
 
-    def _naive_frame(self, frame, voiced):
-        """Benchmark baseline (IVR_BENCH_ENDPOINT=vosk): Vosk's Twilio example, on the socket's thread."""
-        self.since_voiced = 0 if voiced else self.since_voiced + 1
-        t0 = time.perf_counter()
-        heard = self.rec.accept_endpoint(frame)
-        if heard is None:
-            if not self.barged and self.player.playing and voiced and self.rec.partial():
-                self.barged = True
-                if self.player.clear():
-                    self._event("barge_in")
+    def _count_quiet(self):
+        step = self.step
+        step.quiet += 1
+        if step.quiet < self.gather_frames:
             return
-        self.barged = False
-        if heard.text:
-            self._event(f"speech_end {heard.text!r}")
-            self._timed_turn(heard, self.since_voiced * FRAME_MS, t0)
+        step.quiet = 0
+        if step.digits:
+            value, step.digits = step.digits, ""
+            self._turn(Input("dtmf", value), "dtmf")
+        else:
+            self._turn(Input("silence"), "silence")
 
-    def _timed_turn(self, heard, waited_ms, t0):
-        timing = {"endpoint_ms": waited_ms, "recognize_ms": round((time.perf_counter() - t0) * 1000, 2)}
-        if timing["recognize_ms"] > DECODE_BUDGET * 1000:
+    def _utterance(self, u: Utterance):
+        recognize_ms = round((time.perf_counter() - u.started) * 1000, 2)
+        metrics.RECOGNITION_LATENCY.labels(engine="vosk").observe(recognize_ms / 1000)
+        if recognize_ms > DECODE_BUDGET * 1000:
             # The caller has waited in silence already; a person answers rather than a late bot.
-            raise StreamFailure("recognizer_slow", f"final result took {timing['recognize_ms'] / 1000:.1f}s")
-        self._turn(Input("speech", heard.text, heard.confidence), {"input": "speech", "asr": heard.source},
-                   timing=timing)
+            raise StreamFailure("recognizer_slow", f"final result took {recognize_ms / 1000:.1f}s")
+        log.debug("stream %s: heard %r", self.sid, u.heard.text)
+        self._turn(Input("speech", u.heard.text, u.heard.confidence), "speech", asr=u.heard.source,
+                   timing={"endpoint_ms": u.waited_ms, "recognize_ms": recognize_ms})
 
     # -- turns ---------------------------------------------------------------------
-    def _turn(self, inp, info, timing=None):
+    def _turn(self, inp, kind, asr=None, timing=None):
         if self.player.playing:
             self.player.clear()
         t0 = time.perf_counter()
         try:
-            turn = self.dialogue.respond(inp, info)
-        except Exception as exc:  # noqa: BLE001 - a flow step (or its record) broke: a person takes over
+            turn = self.dialogue.respond(inp, {"input": kind, "asr": asr})
+        except Exception as exc:  # a flow step (or its record) broke: a person takes over
             raise StreamFailure("step", repr(exc)) from exc
         if timing is not None:
             timing["decide_ms"] = round((time.perf_counter() - t0) * 1000, 2)
@@ -313,7 +328,6 @@ class StreamSession:
         queued, voiced_at = time.perf_counter(), self.t_voiced
 
         def first_frame():
-            self._event("bot_audio")
             if timing is not None:
                 now = time.perf_counter()
                 timing["prompt_ms"] = round((now - queued) * 1000, 2)
@@ -321,21 +335,17 @@ class StreamSession:
         if timing is not None:
             self.timings.append(timing)
         mark = self.player.play(parts, on_first_frame=first_frame)
-        self.quiet = 0
-        self.digits = ""
+        self.step = Step(expect=turn.expect)
         if turn.end:
-            self.ending = turn.end
-            self.final_mark = mark
             seconds = sum(len(t) for t in turn.prompts) * 0.15   # generous: ~7 chars per second
-            self.final_deadline = time.monotonic() + seconds + FINAL_MARK_GRACE
+            self.ending = Ending(turn.end, mark, time.monotonic() + seconds + FINAL_MARK_GRACE)
+            self.phase = Phase.ENDING
             return
-        self.expect = turn.expect
-        self.ep.set_open(turn.open)
-        self.rec.listen([] if self.free_only else turn.grammar, turn.open or self.free_only)
+        self.listener.listen(turn.grammar, turn.open)
 
     def _finish(self, outcome):
         self.outcome = outcome
-        self.done = True
+        self.phase = Phase.DONE
 
     def _playback_failed(self, exc):
         """Player thread: a prompt could not be rendered or sent. The socket's thread ends the stream."""
@@ -348,32 +358,22 @@ class StreamSession:
 
         A bot part that is already ending (handoff, goodbye) finishes as usual; a caller in the
         middle of an utterance gets DRAIN_WAIT seconds to finish it (their turn is kept)."""
-        if self.done:
+        if self.phase == Phase.WAITING:
+            self.phase = Phase.DONE          # nothing started: the call record does not know this stream
             return
-        if self.start is None:
-            self.done = True          # nothing started: the call record does not know this stream
-            return
-        if self.ending:
+        if self.phase != Phase.TALKING:
             return
         now = time.monotonic()
         if self.drain_deadline is None:
             self.drain_deadline = now + DRAIN_WAIT
-            log.info("stream %s: server stopping; handing the call off at the next pause", self._sid())
-        if self.ep.state == Endpointer.IDLE or now > self.drain_deadline:
+            log.info("stream %s: server stopping; handing the call off at the next pause", self.sid)
+        if self.listener.idle or now > self.drain_deadline:
             if self.player is not None and self.player.playing:
                 self.player.clear()
             self._finish("shutdown")
 
     # -- helpers -------------------------------------------------------------------
-    def _sid(self):
-        return self.start.stream_sid if self.start else "(not started)"
-
-    def _event(self, what):
-        self.events.append((time.monotonic(), what))
-        if len(self.events) > 500:
-            del self.events[:250]
-
-    def _once(self, what):
-        self.bad_messages += 1
-        if self.bad_messages <= 5:
-            log.warning("stream %s: %s", self._sid(), what)
+    def _bad(self, what):
+        self.counters.bad_messages += 1
+        if self.counters.bad_messages <= 5:
+            log.warning("stream %s: %s", self.sid, what)

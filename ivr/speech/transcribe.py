@@ -38,13 +38,14 @@ CHUNK = 8000                       # 1 s of 8 kHz mu-law per decoder call
 
 def transcribe_ulaw(model, lang: str, ulaw: bytes) -> str:
     """Free-form text of 8 kHz mu-law audio of any length (Vosk's own endpoints split it)."""
-    rec = Recognizer(model, lang)
-    rec.listen([], True)              # no grammar: free-form only
+    recognizer = Recognizer(model, lang)
+    recognizer.listen([], True)       # no grammar: free-form only
+    free = recognizer.free_rec
     parts = []
     for chunk in frames(ulaw, CHUNK):
-        if rec.free_rec.AcceptWaveform(to_pcm16(chunk)):
-            parts.append(json.loads(rec.free_rec.Result()).get("text", ""))
-    parts.append(rec.final().text)
+        if free.AcceptWaveform(to_pcm16(chunk)):
+            parts.append(json.loads(free.Result()).get("text", ""))
+    parts.append(recognizer.final().text)
     return " ".join(p.strip() for p in parts if p.strip())
 
 
@@ -109,7 +110,7 @@ class CommentTranscriber:
             try:
                 self.transcribe(*job)
                 self.done += 1
-            except Exception:  # noqa: BLE001 - one bad recording must not stop the worker
+            except Exception:  # one bad recording must not stop the worker
                 self.failed += 1
                 log.exception("comment of call %s: transcription failed", job[0])
             finally:

@@ -5,8 +5,8 @@ requests as Twilio may read what the calls did; nobody else can.
 """
 from flask import Blueprint, abort, jsonify
 
-from ..security import twilio_signed
-from .common import services
+from ..signature import twilio_signed
+from .common import is_call_sid, services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -14,7 +14,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 @bp.get("/calls/<sid>")
 @twilio_signed
 def call_report(sid):
-    report = services().store.report(sid[:64])
+    report = services().store.report(sid) if is_call_sid(sid) else None
     if report is None:
         abort(404, description="no such call")
     return jsonify(report)

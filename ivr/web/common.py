@@ -1,32 +1,43 @@
-"""Helpers shared by the Twilio-facing blueprints."""
+"""Helpers shared by the Twilio-facing blueprints: the CallSid, TwiML responses, the fail-safes."""
 from __future__ import annotations
 
 import logging
+import re
 from functools import wraps
 
-from flask import Response, current_app, request
+from flask import Response, abort, request
+from werkzeug.exceptions import HTTPException
+
+from ..metrics import count_failure
+from ..services import services
 
 log = logging.getLogger("ivr.web")
 
+# Twilio call SIDs: "CA" and 32 hex digits. Anything else is not a call of ours, and must never
+# become part of a Redis key (one call's keys written through another's name).
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
-def services():
-    return current_app.extensions["ivr"]
+
+def is_call_sid(value) -> bool:
+    return isinstance(value, str) and CALL_SID.fullmatch(value) is not None
+
+
+def call_sid(value: str | None = None, name: str = "CallSid") -> str:
+    """The request's CallSid (form field `name`, or the value given); 400 unless it is one."""
+    value = request.form.get(name, "") if value is None else value
+    if not is_call_sid(value):
+        abort(400, description=f"{name} is missing or invalid")
+    return value
 
 
 def twiml(xml: str) -> Response:
     return Response(xml, mimetype="text/xml")
 
 
-def default_flow():
-    svc = services()
-    flow = svc.flows.get(svc.config.default_flow) or next(iter(svc.flows.values()))
-    return svc, flow, flow.languages[0]
-
-
-def count_failure(where):
-    counter = services().extras.get("failure_counter")
-    if counter is not None:
-        counter(where)
+def _log_failure(what):
+    sid = request.form.get("CallSid", "?")
+    log.exception("call %s: %s failed; %s", sid if is_call_sid(sid) else "?", request.path, what)
+    count_failure(request.path)
 
 
 def fail_safe(view):
@@ -38,11 +49,12 @@ def fail_safe(view):
     def wrapper(*args, **kwargs):
         try:
             return view(*args, **kwargs)
+        except HTTPException:
+            raise        # a request Twilio would never send (400): a clear error, and Twilio's fallback URL
         except Exception:  # noqa: BLE001 - any failure must end at a human, not a dropped call
-            log.exception("call %s: %s failed; sending the caller to the human line",
-                          request.form.get("CallSid", "?"), request.path)
-            count_failure(request.path)
-            svc, flow, lang = default_flow()
+            _log_failure("sending the caller to the human line")
+            svc = services()
+            flow, lang = svc.default
             return twiml(svc.twiml.emergency(flow.message("error", lang), flow.say_locale(lang)))
     return wrapper
 
@@ -54,9 +66,11 @@ def fail_safe_goodbye(view):
     def wrapper(*args, **kwargs):
         try:
             return view(*args, **kwargs)
+        except HTTPException:
+            raise        # a request Twilio would never send (400): a clear error, and Twilio's fallback URL
         except Exception:  # noqa: BLE001 - the caller still hears a proper goodbye
-            log.exception("call %s: %s failed; ending politely", request.form.get("CallSid", "?"), request.path)
-            count_failure(request.path)
-            svc, flow, lang = default_flow()
+            _log_failure("ending politely")
+            svc = services()
+            flow, lang = svc.default
             return twiml(svc.twiml.say_then_hangup([flow.message("goodbye", lang)], flow.say_locale(lang)))
     return wrapper

@@ -7,8 +7,8 @@ from flask import Blueprint, request
 
 from .. import quality
 from ..flows.digits import spoken_digits
-from ..security import twilio_signed
-from .common import fail_safe_goodbye, services, twiml
+from ..signature import twilio_signed
+from .common import call_sid, fail_safe_goodbye, services, twiml
 
 log = logging.getLogger("ivr.feedback")
 bp = Blueprint("feedback", __name__, url_prefix="/voice")
@@ -19,7 +19,7 @@ bp = Blueprint("feedback", __name__, url_prefix="/voice")
 @fail_safe_goodbye
 def rating():
     svc = services()
-    sid = request.form.get("CallSid", "")[:64]
+    sid = call_sid()
     after = "agent" if request.args.get("after") == "agent" else "bot"
     report = svc.store.report(sid) or {"record": {}, "turns": []}
     flow, lang = svc.flow_for_record(report["record"])
@@ -41,7 +41,7 @@ def rating():
 def comment():
     """The caller's spoken comment: kept as a recording link, transcribed offline when a model exists."""
     svc = services()
-    sid = request.form.get("CallSid", "")[:64]
+    sid = call_sid()
     url = request.form.get("RecordingUrl", "")[:300]
     record, _ = svc.store.load(sid)
     flow, lang = svc.flow_for_record(record)
@@ -49,7 +49,5 @@ def comment():
         svc.store.record_once(sid, "comment", {"comment_url": url,
                                                "comment_seconds": request.form.get("RecordingDuration", "")[:6]},
                               "comment")
-        transcriber = svc.extras.get("comment_transcriber")
-        if transcriber is not None:
-            transcriber.submit(sid, url, lang)
+        svc.transcriber.submit(sid, url, lang)
     return twiml(svc.twiml.say_then_hangup([flow.message("goodbye", lang)], flow.say_locale(lang)))

@@ -1,31 +1,25 @@
-"""Liveness and readiness for load balancers and the operator."""
-from flask import Blueprint, jsonify
+"""Monitoring: liveness and readiness for load balancers (/healthz), Prometheus figures (/metrics)."""
+import hmac
 
+from flask import Blueprint, Response, jsonify, request
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..metrics import exposition
 from ..redis_conn import describe
 from .common import services
 
 bp = Blueprint("health", __name__)
 
-# name -> function returning the status of a model ("ok", "loading", "missing: ...").
-# The speech engine registers its models here, e.g. at start-up:
-#     from ivr.web.health import register_model_check
-#     register_model_check("vosk-en", lambda: "ok" if model_loaded else "loading")
-# Until something registers, /healthz reports the models as "unknown".
-_MODEL_CHECKS = {}
 
-
-def register_model_check(name: str, check) -> None:
-    _MODEL_CHECKS[name] = check
-
-
-def model_status() -> dict:
+def model_status(svc) -> dict:
+    """Each language of the loaded flows: spoken (its model loaded or available) or keypad only."""
     out = {}
-    for name, check in list(_MODEL_CHECKS.items()):
+    for lang in sorted({lang for f in svc.flows.values() for lang in f.languages}):
         try:
-            out[name] = str(check())
+            out[f"vosk-{lang}"] = svc.speech.status(lang)
         except Exception as exc:  # noqa: BLE001 - a broken check is a status, not a crash
-            out[name] = f"error: {type(exc).__name__}"
-    return out or {"speech": "unknown"}
+            out[f"vosk-{lang}"] = f"error: {type(exc).__name__}"
+    return out
 
 
 @bp.get("/healthz")
@@ -38,5 +32,18 @@ def healthz():
         redis_ok = f"down: {type(exc).__name__}"
     body = {"status": "ok" if redis_ok == "ok" else "degraded", "redis": redis_ok,
             "redis_backend": describe(svc.config.redis_url),
-            "flows": {fid: f.languages for fid, f in svc.flows.items()}, "models": model_status()}
+            "flows": {fid: f.languages for fid, f in svc.flows.items()}, "models": model_status(svc)}
     return jsonify(body), 200 if redis_ok == "ok" else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    svc = services()
+    token = svc.config.metrics_token
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return Response("unauthorized\n", status=401, mimetype="text/plain",
+                            headers={"WWW-Authenticate": 'Bearer realm="ivr metrics"'})
+    return Response(exposition(svc.redis, svc.clock), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                    headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})

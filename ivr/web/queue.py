@@ -13,10 +13,11 @@ from flask import Blueprint, abort, request, send_file
 
 from .. import keys, stats
 from ..hold_music import ensure as ensure_hold_music
-from ..security import twilio_signed
+from ..queues import NAMES as QUEUES
+from ..signature import twilio_signed
 from ..summary import agent_summary
-from .common import fail_safe, services, twiml
-from .voice import after_agent
+from .common import call_sid, fail_safe, services, twiml
+from .voice import after_agent, agent_locale
 
 log = logging.getLogger("ivr.queue")
 bp = Blueprint("queue", __name__)
@@ -26,7 +27,8 @@ _ANNOUNCEMENTS = [
     "You are number {position} in line. The wait is about {minutes}. Thank you for holding.",
     "Thanks for your patience. There {are} {ahead} ahead of you, so it should be about {minutes}.",
     "We haven't forgotten you. You are now number {position}, roughly {minutes} to go.",
-    "Still here with you: number {position} in the queue, about {minutes}. A person will pick up as soon as one is free.",
+    "Still here with you: number {position} in the queue, about {minutes}. "
+    "A person will pick up as soon as one is free.",
 ]
 _OFFER = ("If you'd rather not wait, press 1 and we will call you back, keeping your place in line. "
           "Press 2 to leave a voicemail. Or stay on the line.")
@@ -52,9 +54,9 @@ def estimate_wait(position, queue_time, twilio_avg, ours):
 def wait():
     """Twilio's waitUrl: announcement, callback offer after a while, hold music."""
     svc = services()
-    sid = request.form.get("CallSid", "")[:64]
+    sid = call_sid()
     queue = request.args.get("queue", "normal")
-    if queue not in keys.QUEUES:
+    if queue not in QUEUES:
         abort(400, description="unknown queue")
     position = _int(request.form.get("QueuePosition"), 1)
     queue_time = _int(request.form.get("QueueTime"), 0)
@@ -63,10 +65,10 @@ def wait():
         pipe = svc.redis.pipeline(transaction=False)
         pipe.hgetall(keys.call(sid))
         pipe.hincrby(keys.call(sid), "announcements", 1)
-        pipe.zcard(keys.queue("urgent"))
+        svc.queues.read_size(pipe, "urgent")
         record, rounds, urgent_waiting = pipe.execute()
         ours = stats.wait_stats(svc.redis, svc.store.now(), stats.HOUR, queue)
-    except Exception:  # noqa: BLE001 - a caller on hold must keep hearing something
+    except Exception:  # a caller on hold must keep hearing something
         log.exception("wait page for %s: Redis unavailable; plain hold round", sid)
         record, rounds, urgent_waiting, ours = {}, 1, 0, {"answered": 0, "avg_wait": None}
     if queue == "normal":
@@ -89,7 +91,7 @@ def wait():
 def option():
     """The caller pressed a key during the callback offer."""
     svc = services()
-    sid = request.args.get("sid", "")[:64]
+    sid = call_sid(request.args.get("sid", ""), "sid")
     digit = request.form.get("Digits", "")[:1]
     if digit not in ("1", "2"):
         # Any other key: back to the music (nothing is said, so no locale is needed).
@@ -105,7 +107,7 @@ def option():
 def result():
     """<Enqueue action>: the caller left the queue (bridged to an agent, hung up, or chose to leave)."""
     svc = services()
-    sid = request.form.get("CallSid", "")[:64]
+    sid = call_sid()
     outcome = request.form.get("QueueResult", "error")[:24]
     queue_time = _int(request.form.get("QueueTime"), 0)
     record, _ = svc.store.load(sid)
@@ -113,7 +115,7 @@ def result():
     now = svc.store.now()
     ttl = svc.config.retention_seconds
     fields = {"queue_result": outcome, "queue_time": queue_time}
-    ops = [["ZREM", keys.queue(queue), sid]]
+    ops = svc.queues.leave_ops(sid, queue)
     flow, lang = svc.flow_for_record(record)
     locale = flow.say_locale(lang)
     choice = record.get("queue_choice")
@@ -152,37 +154,20 @@ def result():
 def connect():
     """<Queue url>: runs on the caller's leg just before the bridge; the wait ends here."""
     svc = services()
-    sid = request.form.get("CallSid", "")[:64]
+    sid = call_sid()
     queue_time = _int(request.form.get("QueueTime"), 0)
     queue = request.args.get("queue", "normal")
+    if queue not in QUEUES:
+        abort(400, description="unknown queue")
     now = svc.store.now()
     record, _ = svc.store.load(sid)
     wait = total_wait(record, queue_time)
-    ops = [["ZREM", keys.queue(queue), sid]] + stats.answered_ops(sid, wait, queue, now,
-                                                                   svc.config.retention_seconds)
+    ops = svc.queues.leave_ops(sid, queue) + stats.answered_ops(sid, wait, queue, now, svc.config.retention_seconds)
     svc.store.record_once(sid, "agent_answered", {
         "answered_at": now, "wait_seconds": wait, "queue_time": queue_time, "status": "with_agent",
         "agent_call": request.form.get("DequeingCallSid", "")[:64]}, "agent_answered", ops=ops)
     flow, lang = svc.flow_for_record(record)
     return twiml(svc.twiml.say(["You're through to a person now."], flow.say_locale(lang)))
-
-
-# The head caller not yet claimed by another agent who is being briefed right now:
-# two agents dialling in together are briefed on two different callers, in queue order.
-_CLAIM = """
-local now, agent, hold = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-for _, q in ipairs(KEYS) do
-  for _, sid in ipairs(redis.call('ZRANGE', q, 0, 19)) do
-    local call = 'ivr:call:' .. sid
-    local at = tonumber(redis.call('HGET', call, 'claimed_at') or '0')
-    if now - at > hold then
-      redis.call('HSET', call, 'claimed_at', now, 'claimed_by', agent)
-      return {q, sid}
-    end
-  end
-end
-return false
-"""
 
 
 @bp.post("/voice/agent")
@@ -196,18 +181,16 @@ def agent():
     """
     svc = services()
     idle = _int(request.args.get("idle"), 0)
-    found = svc.redis.eval(_CLAIM, len(keys.QUEUES), *[keys.queue(q) for q in keys.QUEUES],
-                           svc.store.now(), request.form.get("CallSid", "")[:64], 20)
+    found = svc.queues.claim_next(call_sid(), svc.store.now())
     if not found:
         if idle >= 60:
-            return twiml(svc.twiml.say_then_hangup(["No callers are waiting. Goodbye."], "en-US"))
-        return twiml(svc.twiml.agent_idle("No callers are waiting.", locale="en-US", idle=idle + 1))
-    qkey, sid = found
-    queue = qkey.rsplit(":", 1)[-1]
+            return twiml(svc.twiml.say_then_hangup(["No callers are waiting. Goodbye."], agent_locale(svc)))
+        return twiml(svc.twiml.agent_idle("No callers are waiting.", locale=agent_locale(svc), idle=idle + 1))
+    queue, sid = found
     report = svc.store.report(sid) or {"record": {}, "turns": []}
     briefing = ("Urgent caller. " if queue == "urgent" else "Next caller. ") + agent_summary(report)
     log.info("agent %s takes the %s queue; head is %s", request.form.get("CallSid", "?"), queue, sid)
-    return twiml(svc.twiml.agent_connect(briefing, queue=queue, locale="en-US"))
+    return twiml(svc.twiml.agent_connect(briefing, queue=queue, locale=agent_locale(svc)))
 
 
 @bp.post("/voice/agent/done")
@@ -215,7 +198,7 @@ def agent():
 def agent_done():
     """The agent's bridge ended; offer the next caller right away."""
     svc = services()
-    return twiml(svc.twiml.agent_idle("Call ended. Next caller.", locale="en-US", idle=0))
+    return twiml(svc.twiml.agent_idle("Call ended. Next caller.", locale=agent_locale(svc), idle=0))
 
 
 @bp.get("/audio/hold-<int:seconds>s.wav")

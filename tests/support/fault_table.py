@@ -1,12 +1,13 @@
-"""The reliability table of docs/reliability.md, from the counts of the last test run.
+"""The reliability table of docs/reliability.md, from the counts of a test run.
 
 The fault, fuzz and shutdown tests (tests/test_stream_faults.py, tests/test_ws_fuzz.py,
 tests/test_shutdown.py, tests/test_reliability.py, tests/test_fuzz.py) each add a row to
-var/reliability.json; this prints the Markdown:
+the JSON file named by FAULT_TABLE, when it is set (tests write nowhere else but temporary
+folders); this prints the Markdown:
 
-    .venv/bin/python -m pytest -q tests/test_stream_faults.py tests/test_ws_fuzz.py tests/test_shutdown.py \
-        tests/test_reliability.py tests/test_fuzz.py
-    .venv/bin/python bench/fault_table.py            # paste into docs/reliability.md
+    FAULT_TABLE=/tmp/faults.json .venv/bin/python -m pytest -q tests/test_stream_faults.py \
+        tests/test_ws_fuzz.py tests/test_shutdown.py tests/test_reliability.py tests/test_fuzz.py
+    .venv/bin/python -m tests.support.fault_table /tmp/faults.json   # paste into docs/reliability.md
 """
 from __future__ import annotations
 
@@ -17,21 +18,22 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "var" / "reliability.json"
 _lock = threading.Lock()
 
 
 def record(key: str, *, what: str, tried: str, outcome: str, **counts) -> None:
-    """Add or replace one row (tests call this after their assertions passed)."""
+    """Add or replace one row (tests call this after their assertions passed); only with FAULT_TABLE set."""
+    if not os.environ.get("FAULT_TABLE"):
+        return
+    results = Path(os.environ["FAULT_TABLE"])
     with _lock:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        results.parent.mkdir(parents=True, exist_ok=True)
+        data = json.loads(results.read_text()) if results.is_file() else {}
         data[key] = {"what": what, "tried": tried, "outcome": outcome, "counts": counts,
                      "at": time.strftime("%Y-%m-%d %H:%M:%S")}
-        tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+        tmp = results.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True))
-        os.replace(tmp, RESULTS)
+        os.replace(tmp, results)
 
 
 def table(data: dict) -> str:
@@ -47,10 +49,12 @@ def table(data: dict) -> str:
 
 
 def main() -> int:
-    if not RESULTS.is_file():
-        print(f"{RESULTS} not found: run the reliability tests first (see this file's docstring)", file=sys.stderr)
+    results = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("FAULT_TABLE", ""))
+    if not results.is_file():
+        print(f"{results} not found: run the reliability tests with FAULT_TABLE set first (see this file's "
+              "docstring)", file=sys.stderr)
         return 1
-    print(table(json.loads(RESULTS.read_text())))
+    print(table(json.loads(results.read_text())))
     return 0
 
 

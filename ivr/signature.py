@@ -4,8 +4,10 @@ from __future__ import annotations
 import logging
 from functools import wraps
 
-from flask import abort, current_app, request
+from flask import abort, request
 from twilio.request_validator import RequestValidator
+
+from .services import services
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def twilio_signed(view):
     """Reject (403) any request without a valid X-Twilio-Signature before it touches state."""
     @wraps(view)
     def wrapper(*args, **kwargs):
-        cfg = current_app.extensions["ivr"].config
+        cfg = services().config
         params = request.form if request.method == "POST" else {}
         if not is_valid(cfg, signed_url(cfg), params, request.headers.get("X-Twilio-Signature", "")):
             log.warning("rejected %s %s: missing or invalid X-Twilio-Signature", request.method, request.path)

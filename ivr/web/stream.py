@@ -1,0 +1,137 @@
+"""Talking to callers over Twilio Media Streams: the /media WebSocket and its action webhook.
+
+POST /voice answers <Connect><Stream> when the call's language has a Vosk
+model; this module accepts the stream (signature checked before the
+upgrade) and runs a StreamSession (ivr.speech.session) on the socket's
+thread, whose turns go through the same ivr.turn as keypad webhooks. When
+the stream ends, Twilio calls /voice/stream-ended, which hands off, says
+goodbye, or, whenever the stream did not end as planned, connects a person.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, request
+
+from .. import turn as call_turn
+from ..flows.engine import Decision, Reply, Route
+from ..media.websocket import ConnectionClosed, InlineServer, websocket_response
+from ..metrics import ACTIVE_STREAMS, count_failure
+from ..server import STOPPING
+from ..signature import is_valid, twilio_signed
+from ..speech.dialogue import MAX_RESUMES, FlowDialogue
+from ..speech.recording import recordings_dir
+from ..speech.session import StreamFailure, StreamSession
+from .common import call_sid, fail_safe, services, twiml
+
+log = logging.getLogger("ivr.stream")
+bp = Blueprint("stream", __name__)
+
+# A Twilio media message is well under 1 KB; the protocol layer logs and skips
+# anything over 64 KB, the socket itself refuses messages past this (close 1009, the caller goes to a
+# person): a stream buffers at most this much of one message.
+MAX_SOCKET_MESSAGE = 256 * 1024
+RECEIVE_TICK = 0.25
+
+
+# -- the WebSocket ----------------------------------------------------------------
+@bp.before_request
+def _signed_upgrade():
+    """Refuse the handshake before it is accepted: Twilio signs the stream URL with no parameters."""
+    if request.endpoint != "stream.media":
+        return None
+    svc = services()
+    if not is_valid(svc.config, svc.twiml.stream_url(), {}, request.headers.get("X-Twilio-Signature", "")):
+        log.warning("rejected media stream handshake: missing or invalid X-Twilio-Signature")
+        abort(403, description="invalid or missing X-Twilio-Signature")
+    return None
+
+
+@bp.route("/media", endpoint="media", websocket=True)
+def media():
+    ws = InlineServer(request.environ, max_message_size=MAX_SOCKET_MESSAGE)
+    ACTIVE_STREAMS.inc()
+    try:
+        converse(ws)
+    finally:
+        ACTIVE_STREAMS.dec()
+        ws.finish()
+    return websocket_response(ws)
+
+
+def converse(ws):
+    """Run one call's session until the stream ends; any failure is recorded for stream-ended."""
+    svc = services()
+    cfg, sp = svc.config, svc.speech
+    session = StreamSession(ws.send, FlowDialogue(svc), models=sp.models, prompts=sp.prompts, listener=sp.listener,
+                            endpoint=sp.endpoint, gather_timeout=cfg.gather_timeout,
+                            recordings_dir=recordings_dir(cfg))
+    error = None
+    try:
+        while not session.done:
+            message = ws.receive(timeout=RECEIVE_TICK)
+            if message is not None:
+                session.handle(message)
+            session.tick()
+            if STOPPING.is_set():
+                session.drain()
+    except ConnectionClosed:
+        if not session.done:
+            error = "dropped"
+            if getattr(ws, "incoming_message_len", 0) > MAX_SOCKET_MESSAGE:  # simple_websocket sent 1009
+                log.warning("stream %s: closed, a message was over %d bytes; the caller goes to a person",
+                            session.sid, MAX_SOCKET_MESSAGE)
+                error = "oversized"
+            else:
+                log.warning("stream %s: the socket dropped mid-call (close code %s); the caller goes to a person",
+                            session.sid, getattr(ws, "close_reason", None))
+    except StreamFailure as exc:
+        log.error("stream %s: %s failed (%s); the caller goes to a person", session.sid, exc.where, exc,
+                  exc_info=exc.__cause__ is not None)
+        error = exc.where
+    except Exception:  # the action webhook sends the caller to a person
+        log.exception("stream %s: failed; the caller goes to a person", session.sid)
+        error = "server"
+    finally:
+        if error and session.started:
+            count_failure(f"stream:{error}")
+        session.close(error)
+
+
+# -- the <Connect action> ------------------------------------------------------------
+@bp.post("/voice/stream-ended")
+@twilio_signed
+@fail_safe
+def stream_ended():
+    """The stream is over: hand off, hang up after the goodbye, or (anything unplanned) a person."""
+    svc = services()
+    sid = call_sid()
+    record, _ = svc.store.load(sid)
+    state = call_turn.resume(svc, sid, record)
+    flow, lang = svc.flow_for_record(record)
+    locale = flow.say_locale(lang)
+    turn = int(record.get("turn") or 0)
+    outcome = record.get("stream", "")
+    if record.get("handoff_at") and record.get("queue"):
+        # The bot already routed the caller (and said so): connect them the configured way.
+        return twiml(svc.twiml.connect_person(sid=sid, turn=turn + 1, queue=record["queue"]))
+    if outcome == "goodbye":
+        if svc.config.feedback and record.get("answered") == "1":
+            # The bot served this caller by voice; the rating is asked by key, like on the keypad path.
+            return twiml(svc.twiml.ask_rating([], flow.message("rating", lang), "", sid=sid, after="bot",
+                                              locale=locale))
+        return twiml(svc.twiml.say_then_hangup([], locale))
+    if outcome == "shutdown":
+        # The server holding the stream was stopping (deploy, scale-in) and ended it at a pause: this
+        # process reconnects the caller to the bot, which repeats its last prompt and goes on.
+        leg = int(record.get("stream_leg") or 0) + 1
+        if state.conv.step and leg <= MAX_RESUMES and svc.speech.speaks(lang, sid):
+            log.info("call %s: its stream's server stopped; reconnecting to the bot (stream %d)", sid, leg + 1)
+            return twiml(svc.twiml.stream(params={"flow": flow.id, "lang": lang, "resume": str(leg)}))
+    # Mid-conversation, dropped, server error, no stop event: never drop the caller.
+    log.warning("call %s: media stream ended unexpectedly (stream=%s); connecting a person", sid, outcome or "none")
+    state.conv.step = None
+    reply = Reply([flow.message("error", lang)], route=Route("normal", "stream_failed"),
+                  decision=Decision(None, 0.0, "handoff", f"media stream ended: {outcome or 'no outcome'}"))
+    rendered = svc.twiml.reply(reply, sid=sid, turn=turn + 1, locale=locale)
+    return twiml(call_turn.commit(svc, state, f"stream-ended:{turn}", reply, rendered, extra={"turn": turn + 1}))
