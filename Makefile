@@ -4,14 +4,22 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup bench bench-quick check-flows clean
+.PHONY: run test test-fast lint setup bench bench-quick check-flows clean
 
 run: setup                     ## install everything, then serve on the embedded Redis
 	$(VENV)/bin/ivr serve
 
-test: setup                    ## install everything (incl. test browser), then run the tests
+test: setup                    ## install everything (incl. test browser), then lint and run every test
 	scripts/install-system-deps.sh --test
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
+
+test-fast: setup               ## the edit-test loop: no slow, speech-model, browser or benchmark tests
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not slow and not speech and not browser and not bench" tests
+
+lint: setup
+	$(PY) -m ruff check .
 
 setup: $(STAMP)
 
