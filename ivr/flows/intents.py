@@ -37,7 +37,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from .analysis import STOPWORDS, char_ngram_sizes, char_text, is_stopword, stem
 
@@ -82,6 +82,53 @@ class Match:
     via: str = ""            # why: "keyword 'refund'", "rule money + not_mine (...)", "example '...'"
 
 
+class _Sentence:
+    """What every phrase lookup needs from one normalized sentence, computed once per turn:
+    its words, their positions, the words run together in twos to fives ("re fund"), and
+    for Korean the text without spaces. Looking up a few hundred keywords and concept words
+    then costs a substring test each, not a regular expression and a fuzzy loop each."""
+
+    MAX_JOIN = 5
+
+    def __init__(self, norm: str):
+        self.norm = norm
+        self.spans = [m.span() for m in re.finditer(r"\S+", norm)]
+        words = [norm[s:e] for s, e in self.spans]
+        self.joined = {}      # words run together -> (start, end) of the first place they occur
+        self.by_len = {}      # length -> [(joined, start, end)], for one-letter-off matches
+        for i, (start, _) in enumerate(self.spans):
+            joined = ""
+            for j in range(i, min(len(words), i + self.MAX_JOIN)):
+                joined += words[j]
+                if joined not in self.joined:
+                    self.joined[joined] = (start, self.spans[j][1])
+                    self.by_len.setdefault(len(joined), []).append((joined, start, self.spans[j][1]))
+        self._where = None
+        self.near = {}
+
+    def find_near(self, by_len: dict):
+        """Words one letter off a long phrase: {phrase: (start, end)}, phrases grouped by length.
+
+        One pass per sentence in rapidfuzz's C loop, instead of one fuzzy loop per phrase."""
+        self.near = {}
+        for size, items in sorted(self.by_len.items()):
+            choices = [p for n in (size - 1, size, size + 1) for p in by_len.get(n, ())]
+            if not choices:
+                continue
+            for joined, start, end in items:
+                for phrase, _, _ in process.extract(joined, choices, scorer=fuzz.ratio,
+                                                    score_cutoff=FUZZY_RATIO, limit=None):
+                    self.near.setdefault(phrase, (start, end))
+        return self
+
+    def despaced(self):
+        """(text without spaces, index in norm of each of its characters)."""
+        if self._where is None:
+            self._where = [k for k, ch in enumerate(self.norm) if ch != " "]
+            self._flat = "".join(self.norm[k] for k in self._where)
+        return self._flat, self._where
+
+
 class _Phrase:
     """A keyword, concept word or frustration phrase, found in what the recognizer heard.
 
@@ -97,6 +144,7 @@ class _Phrase:
         self.compact = bare.replace(" ", "")
         self.words = len(bare.split())
         self.latin = bool(re.search(r"[a-z0-9]", bare))
+        self.first = bare.split()[0] if bare.split() else bare
         if self.latin:
             # Latin words need word boundaries ("hours" must not fire on "hoursx").
             body = r"\s+".join(re.escape(w[:-1]) + r"\w*" if w.endswith("*") else re.escape(w)
@@ -107,40 +155,32 @@ class _Phrase:
             self.text = bare
             self.pattern = None
 
-    def find(self, norm: str, tokens: list):
-        """(start, end, exact) of the phrase in `norm`, or None; exact=False for a near miss."""
+    def find(self, sent):
+        """(start, end, exact) of the phrase in the sentence, or None; exact=False for a near miss."""
+        if isinstance(sent, str):
+            sent = _Sentence(sent)
+        norm = sent.norm
         if not self.latin:
             i = norm.find(self.text)
             if i >= 0:
                 return i, i + len(self.text), True
             # Recognizer spacing varies in Korean ("영업 시간"): compare without spaces.
-            where = [k for k, ch in enumerate(norm) if ch != " "]
-            i = "".join(norm[k] for k in where).find(self.compact)
+            flat, where = sent.despaced()
+            i = flat.find(self.compact)
             return (where[i], where[i + len(self.compact) - 1] + 1, True) if i >= 0 else None
-        m = self.pattern.search(norm)
-        if m:
-            return m.start(), m.end(), True
+        if self.first in norm:
+            m = self.pattern.search(norm)
+            if m:
+                return m.start(), m.end(), True
         if self.star:
             return None
         # Recognizers split words ("re fund", "over heating") and add a plural s;
         # a long keyword may also be one letter off ("overheeting").
-        target = self.compact
-        for i, (start, _) in enumerate(tokens):
-            joined = ""
-            for j in range(i, min(len(tokens), i + self.words + 2)):
-                joined += norm[tokens[j][0]:tokens[j][1]]
-                if joined == target or joined == target + "s":
-                    return start, tokens[j][1], True
-                if (len(target) >= FUZZY_MIN_LEN and abs(len(joined) - len(target)) <= 1
-                        and fuzz.ratio(joined, target) >= FUZZY_RATIO):
-                    return start, tokens[j][1], False
-                if len(joined) > len(target) + 1:
-                    break
-        return None
-
-
-def _token_spans(norm: str) -> list:
-    return [m.span() for m in re.finditer(r"\S+", norm)]
+        hit = sent.joined.get(self.compact) or sent.joined.get(self.compact + "s")
+        if hit:
+            return hit[0], hit[1], True
+        near = sent.near.get(self.compact)
+        return (near[0], near[1], False) if near else None
 
 
 class _Index:
@@ -242,27 +282,41 @@ class IntentMatcher:
             signals = {c for c in getattr(intent, "signals", ()) or () if c in self.concepts}
             if signals:
                 self.signals[intent.name] = signals
-        self.index = _Index([(ex, tuple(self._concepts(ex, _token_spans(ex)))) for ex, _ in self.examples], lang)
+        self.partners = {(a, b) for r in self.rules for a in r.all + r.none for b in r.all + r.none}
+        self.index = _Index([(ex, tuple(self._concepts(_Sentence(ex)))) for ex, _ in self.examples], lang)
         self.frustration = [_Phrase(_phrase_norm(p)) for p in flow.frustration.get(lang, []) if normalize(p)]
+        # Keywords and frustration phrases may be heard one letter off ("overheeting"); concept
+        # words list their forms (charge*), so they need not.
+        self.fuzzy = {}
+        for phrase in [k for k, _ in self.keywords] + self.frustration:
+            if phrase.latin and not phrase.star and len(phrase.compact) >= FUZZY_MIN_LEN:
+                self.fuzzy.setdefault(len(phrase.compact), set()).add(phrase.compact)
+        self.fuzzy = {n: sorted(v) for n, v in self.fuzzy.items()}
 
-    def _concepts(self, norm: str, spans) -> dict:
-        """Concepts heard in the sentence: name -> the words that carried it."""
-        out = {}
+    def _concepts(self, sent) -> dict:
+        """Concepts heard in the sentence: name -> the words that carried it.
+
+        A concept's words inside a longer hit of another concept do not count: "express" in
+        "american express" is a way to pay, not a delivery option. Concepts that a rule
+        combines never hide each other: "two payments" is both money and twice.
+        """
+        found = {}    # name -> (start, end)
         for name, phrases in self.concepts.items():
             for phrase in phrases:
-                found = phrase.find(norm, spans)
-                if found:
-                    out[name] = norm[found[0]:found[1]]
-                    break
-        return out
+                hit = phrase.find(sent)
+                if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
+                    found[name] = hit[:2]
+        return {name: sent.norm[start:end] for name, (start, end) in found.items()
+                if not any(o != name and (o, name) not in self.partners and s <= start and end <= e
+                           and (e - s) > (end - start) for o, (s, e) in found.items())}
 
     def ranked(self, text: str, among=None) -> list:
         """[(intent, confidence, via)] best first; confidence in 0..1."""
         norm = normalize(text)
         if not norm:
             return []
-        spans = _token_spans(norm)
-        heard = self._concepts(norm, spans)
+        sent = _Sentence(norm).find_near(self.fuzzy)
+        heard = self._concepts(sent)
         best = {}      # intent -> (similarity, example)
         for (ex, name), sim in zip(self.examples, self.index.similarities(norm, tuple(heard))):
             if (among is None or name in among) and sim > best.get(name, (-1.0, ""))[0]:
@@ -271,7 +325,7 @@ class IntentMatcher:
         for phrase, name in self.keywords:
             if among is not None and name not in among:
                 continue
-            found = phrase.find(norm, spans)
+            found = phrase.find(sent)
             if found and _better(found, phrase.text, hits.get(name)):
                 hits[name] = (phrase.text,) + found
         hits = _unshadowed(hits)
@@ -295,10 +349,11 @@ class IntentMatcher:
                 keyword, _, _, exact = hits[name]
                 floor = KEYWORD_FLOOR if exact else NEAR_KEYWORD_FLOOR
                 via = f"keyword '{keyword}'" + ("" if exact else " (near match)")
-            if name in fired and RULE_FLOOR >= floor:
+            if name in fired:
                 rule = fired[name]
-                floor = RULE_FLOOR
-                via = f"rule {rule.name} (" + ", ".join(f"'{heard[c]}'" for c in rule.all) + ")"
+                said = f"rule {rule.name} (" + ", ".join(f"'{heard[c]}'" for c in rule.all) + ")"
+                via = f"{via} + {said}" if name in hits else said
+                floor = max(floor, RULE_FLOOR)
             if floor:
                 conf = floor + (1 - floor) * conf
             out.append((name, round(conf, 3), via))
@@ -317,9 +372,8 @@ class IntentMatcher:
 
     def frustration_phrase(self, text: str) -> str | None:
         """The frustration phrase the caller used, if any."""
-        norm = normalize(text)
-        spans = _token_spans(norm)
-        return next((p.text for p in self.frustration if p.find(norm, spans)), None)
+        sent = _Sentence(normalize(text)).find_near(self.fuzzy)
+        return next((p.text for p in self.frustration if p.find(sent)), None)
 
     def is_frustrated(self, text: str) -> bool:
         return self.frustration_phrase(text) is not None
