@@ -251,7 +251,7 @@ class _Rule:
 
     @property
     def name(self) -> str:
-        return " + ".join(self.all) + "".join(f" - {c}" for c in self.none)
+        return " + ".join(self.all)
 
 
 class IntentMatcher:
@@ -352,7 +352,10 @@ class IntentMatcher:
             if name in fired:
                 rule = fired[name]
                 said = f"rule {rule.name} (" + ", ".join(f"'{heard[c]}'" for c in rule.all) + ")"
-                via = f"{via} + {said}" if name in hits else said
+                if name not in hits:
+                    via = said
+                elif any(heard[c] not in hits[name][0] for c in rule.all):   # the rule adds something
+                    via = f"{via} + {said}"
                 floor = max(floor, RULE_FLOOR)
             if floor:
                 conf = floor + (1 - floor) * conf
