@@ -302,9 +302,9 @@ def global_intent(flow, ranked, threshold, urgent_threshold=None):
     and the battery is swelling"). Urgent beats a plain request for a person, so a
     complaint lands in the urgent queue.
 
-    Urgent recall first: when nothing reached the threshold, an urgent intent that ranks
-    first or was signalled by one of its concepts, at `urgent_threshold` or more, goes to
-    the urgent queue rather than to a clarification. A needless transfer costs an agent a
+    Urgent recall first: when nothing reached the threshold, a handoff intent that ranks
+    first, or an urgent one signalled by one of its concepts, at `urgent_threshold` or more,
+    goes to its queue rather than to a clarification. A needless transfer costs an agent a
     minute; a missed fraud or fire costs far more.
     """
     top = ranked[0][0] if ranked else None
@@ -316,8 +316,8 @@ def global_intent(flow, ranked, threshold, urgent_threshold=None):
     if urgent_threshold is None or any(conf >= threshold for _, conf, _ in ranked):
         return None
     uncertain = [(name, conf, "uncertain " + via) for name, conf, via in ranked
-                 if flow.intents[name].urgent and conf >= urgent_threshold
-                 and (name == top or via.startswith("signal"))]
+                 if flow.intents[name].handoff is not None and conf >= urgent_threshold
+                 and (name == top or (flow.intents[name].urgent and via.startswith("signal")))]
     return max(uncertain, key=lambda c: c[1]) if uncertain else None
 
 

@@ -161,13 +161,16 @@ class _Phrase:
             sent = _Sentence(sent)
         norm = sent.norm
         if not self.latin:
-            i = norm.find(self.text)
-            if i >= 0:
-                return i, i + len(self.text), True
-            # Recognizer spacing varies in Korean ("영업 시간"): compare without spaces.
+            # Recognizer spacing varies in Korean ("영업 시간"): compare without spaces first
+            # (one test rules most phrases out), then place the hit in the spaced text.
             flat, where = sent.despaced()
             i = flat.find(self.compact)
-            return (where[i], where[i + len(self.compact) - 1] + 1, True) if i >= 0 else None
+            if i < 0:
+                return None
+            j = norm.find(self.text)
+            if j >= 0:
+                return j, j + len(self.text), True
+            return where[i], where[i + len(self.compact) - 1] + 1, True
         if self.first in norm:
             m = self.pattern.search(norm)
             if m:
@@ -292,6 +295,7 @@ class IntentMatcher:
             if phrase.latin and not phrase.star and len(phrase.compact) >= FUZZY_MIN_LEN:
                 self.fuzzy.setdefault(len(phrase.compact), set()).add(phrase.compact)
         self.fuzzy = {n: sorted(v) for n, v in self.fuzzy.items()}
+        self._last = None
 
     def _concepts(self, sent) -> dict:
         """Concepts heard in the sentence: name -> the words that carried it.
@@ -310,23 +314,37 @@ class IntentMatcher:
                 if not any(o != name and (o, name) not in self.partners and s <= start and end <= e
                            and (e - s) > (end - start) for o, (s, e) in found.items())}
 
+    def _analyse(self, norm: str):
+        """Concepts, similarities and keyword hits of one sentence, whatever the step listens for.
+
+        The engine asks twice per turn (global rules, then the step's own intents): the last
+        sentence's analysis is kept, one entry, replaced whole (safe across threads)."""
+        cached = self._last
+        if cached is not None and cached[0] == norm:
+            return cached[1]
+        sent = _Sentence(norm).find_near(self.fuzzy)
+        heard = self._concepts(sent)
+        sims = self.index.similarities(norm, tuple(heard))
+        found = [(phrase, name, hit) for phrase, name in self.keywords for hit in (phrase.find(sent),) if hit]
+        analysis = (heard, sims, found)
+        self._last = (norm, analysis)
+        return analysis
+
     def ranked(self, text: str, among=None) -> list:
         """[(intent, confidence, via)] best first; confidence in 0..1."""
         norm = normalize(text)
         if not norm:
             return []
-        sent = _Sentence(norm).find_near(self.fuzzy)
-        heard = self._concepts(sent)
+        heard, sims, found_keywords = self._analyse(norm)
         best = {}      # intent -> (similarity, example)
-        for (ex, name), sim in zip(self.examples, self.index.similarities(norm, tuple(heard))):
+        for (ex, name), sim in zip(self.examples, sims):
             if (among is None or name in among) and sim > best.get(name, (-1.0, ""))[0]:
                 best[name] = (sim, ex)
         hits = {}     # intent -> (keyword, start, end, exact)
-        for phrase, name in self.keywords:
+        for phrase, name, found in found_keywords:
             if among is not None and name not in among:
                 continue
-            found = phrase.find(sent)
-            if found and _better(found, phrase.text, hits.get(name)):
+            if _better(found, phrase.text, hits.get(name)):
                 hits[name] = (phrase.text,) + found
         hits = _unshadowed(hits)
         fired = {}    # intent -> rule
