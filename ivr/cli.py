@@ -329,6 +329,9 @@ def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_
                    f"{pct(m['intent_accuracy'])}, WER {pct(m['wer'])}, CER {pct(m['cer'])}, urgent->person "
                    f"{pct(m['urgent_to_human_rate'])}, clarification {pct(m['clarification_rate'])}, "
                    f"containment {pct(m['containment'])}")
+        click.echo(f"  human path {pct(m['human_path_recall'])} ({m['human_path_missed']} of {m['human_items']} "
+                   f"urgent/person requests missed), false urgent {pct(m['false_urgent_rate'])}, out of scope "
+                   f"handled {pct(m['oos_handled_rate'])} ({m['oos_items']} items)")
         for c in m["confusions"][:5]:
             click.echo(f"  confused: {c['expected']} -> {c['got']} x{c['count']}")
         click.echo(f"report: {paths['markdown']}  chart: {paths['chart']}")

@@ -221,3 +221,20 @@ def test_conversation_state_survives_json_round_trip():
     again = Conversation.from_dict(conv.to_dict())
     assert again == conv and again.total_misses == 1
     assert Conversation.from_dict({"flow": "hotline", "lang": "en", "step": "welcome"}).total_misses == 0
+
+
+@pytest.mark.parametrize("words,intent,how", [
+    ("there is a transaction on my statement that i dont recognise", "fraud_security", "rule money + not_mine"),
+    ("the back of my phone has started to puff out", "safety_hazard", "rule swelling"),
+])
+def test_concept_rules_route_unseen_wording_to_the_urgent_queue(words, intent, how):
+    reply = ENGINE.handle(at("welcome"), speech(words))
+    assert reply.route.queue == "urgent" and reply.route.reason == intent
+    assert how in reply.decision.detail
+
+
+def test_a_money_signal_alone_goes_to_a_person_not_a_clarification():
+    reply = ENGINE.handle(at("welcome"), speech("just ringing about a payment on my card"))
+    assert reply.route is not None and reply.route.queue == "urgent", reply.decision.detail
+    assert reply.decision.detail.startswith("urgent intent fraud_security (")
+    assert "signal money ('payment')" in reply.decision.detail

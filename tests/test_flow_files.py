@@ -107,3 +107,13 @@ def test_phrase_under_two_intents_reported_with_line(tmp_path):
     assert problem.line == line_of(bad, "Return Policy!")
     assert problem.message == ("intent 'shipping' example 'Return Policy!' is also listed under intent "
                                "'return_refund'")
+
+
+def test_rule_with_unknown_concept_reported_with_line(tmp_path):
+    bad = GOOD.replace("      - {all: [money, twice]}", "      - {all: [money, twise]}", 1)
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    [problem] = exc.value.problems
+    assert problem.line == line_of(bad, "{all: [money, twise]}")
+    assert problem.message == "intent 'fraud_security' rule refers to unknown concept 'twise'"

@@ -46,12 +46,19 @@ def markdown(result: EvalResult, chart_name: str | None = "chart.png") -> str:
         value = m.get(key)
         extra = f" ({m['urgent_items']} urgent items)" if key == "urgent_to_human_rate" else ""
         out.append(f"| {label} | {_pct(value)}{extra} |")
-    out += [f"| Routine items sent to the urgent queue by mistake | {m['false_urgent']} |",
+    out += [f"| Human path: urgent to the urgent queue, person requests to a person (first turn) | "
+            f"{_pct(m['human_path_recall'])} ({m['human_path_missed']} of {m['human_items']} missed) |",
+            f"| False urgent: share of non-urgent items sent to the urgent queue | {_pct(m['false_urgent_rate'])} |",
+            f"| Out of scope: a person after at most one clarification, no answer | "
+            f"{_pct(m['oos_handled_rate'])} ({m['oos_items']} items) |",
+            f"| Routine items sent to the urgent queue by mistake | {m['false_urgent']} |",
             f"| Containment the labels expect | {_pct(m['expected_containment'])} |", ""]
     out += ["## By step", "", "| step | items | intent accuracy |", "| --- | ---: | ---: |"]
     out += [f"| {s} | {r['items']} | {_pct(r['accuracy'])} |" for s, r in m["per_step"].items()]
-    out += ["", "## By intent", "", "| expected intent | items | correct | accuracy |", "| --- | ---: | ---: | ---: |"]
-    out += [f"| {n} | {r['items']} | {r['correct']} | {_pct(r['accuracy'])} |" for n, r in m["per_intent"].items()]
+    out += ["", "## By intent", "", "| expected intent | items | correct | recall | precision | intent + route |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    out += [f"| {n} | {r['items']} | {r['correct']} | {_pct(r['recall'])} | {_pct(r['precision'])} | "
+            f"{r['route_ok']}/{r['items']} |" for n, r in m["per_intent"].items()]
     out += ["", "## Confusion pairs", ""]
     if m["confusions"]:
         out += ["| expected | got | count |", "| --- | --- | ---: |"]

@@ -46,6 +46,9 @@ class ItemResult:
     words: int = 0
     char_edits: int = 0
     chars: int = 0
+    # Out-of-scope items only: what happened when the caller, not understood, tried once more.
+    second_queue: str | None = None
+    second_detail: str = ""
 
     @property
     def intent_ok(self) -> bool:
@@ -63,6 +66,20 @@ class ItemResult:
     def contained(self) -> bool:
         """The bot served the caller on this turn: no person, no request to say it again."""
         return self.queue is None and not self.clarified
+
+    @property
+    def human_path(self) -> bool:
+        """An urgent item reached the urgent queue, a request for a person reached a person."""
+        if self.expected_queue == "urgent":
+            return self.queue == "urgent"
+        return self.queue is not None
+
+    @property
+    def oos_handled(self) -> bool:
+        """Out of scope: no answer, and a person after at most one clarification."""
+        if self.queue is not None:
+            return True
+        return self.clarified and self.second_queue is not None
 
 
 @dataclass
@@ -108,8 +125,22 @@ def metrics(results: list, asr: str) -> dict:
         row["correct"] += r.intent_ok
     for row in list(per_intent.values()) + list(per_step.values()):
         row["accuracy"] = _ratio(row["correct"], row["items"])
+    predicted = Counter(r.intent for r in results if r.intent)
+    for name, row in per_intent.items():
+        row["route_ok"] = sum(r.intent_ok and r.route_ok for r in results
+                              if (r.expected_intent or "(out of scope)") == name)
+        row["recall"] = _ratio(row["correct"], row["items"])
+        row["precision"] = _ratio(row["correct"], predicted.get(name, 0)) if name in predicted else None
     pairs = Counter((r.expected_intent or "(out of scope)", r.intent or "(clarify)")
                     for r in results if not r.intent_ok)
+    human = [r for r in results if r.expected_queue is not None]
+    not_urgent = [r for r in results if r.expected_queue != "urgent"]
+    oos = [r for r in results if r.expected_intent is None]
+    human_by_intent = {}
+    for r in human:
+        row = human_by_intent.setdefault(r.expected_intent or "(none)", {"items": 0, "reached": 0})
+        row["items"] += 1
+        row["reached"] += r.human_path
     return {
         "items": n,
         "intent_accuracy": _ratio(sum(r.intent_ok for r in results), n),
@@ -119,6 +150,14 @@ def metrics(results: list, asr: str) -> dict:
         "urgent_items": len(urgent),
         "urgent_to_human_rate": _ratio(sum(r.queue == "urgent" for r in urgent), len(urgent)),
         "false_urgent": sum(r.queue == "urgent" and r.expected_queue != "urgent" for r in results),
+        "false_urgent_rate": _ratio(sum(r.queue == "urgent" for r in not_urgent), len(not_urgent)),
+        "human_items": len(human),
+        "human_path_recall": _ratio(sum(r.human_path for r in human), len(human)),
+        "human_path_missed": len(human) - sum(r.human_path for r in human),
+        "human_path_by_intent": human_by_intent,
+        "oos_items": len(oos),
+        "oos_handled_rate": _ratio(sum(r.oos_handled for r in oos), len(oos)),
+        "oos_answered": sum(r.intent is not None for r in oos),
         "clarification_rate": _ratio(sum(r.clarified for r in results), n),
         "containment": _ratio(sum(r.contained for r in results), n),
         "expected_containment": _ratio(sum(r.expected_queue is None and r.expected_intent is not None
@@ -162,6 +201,9 @@ def evaluate(eval_set: EvalSet, flow, lang: str | None = None, model=None, cache
         if model is not None and flow.steps[step].type != "menu":
             raise ValueError(f"item {item.line}: step {step!r} is not a menu; evaluate menu steps")
     source = AudioSource(cache_dir or "var/eval-cache", lang, eval_set.voice_speed) if model is not None else None
+    # An out-of-scope caller who was asked again says another out-of-scope thing (the next one in
+    # the set, as text), so the repetition rule cannot do the work: the second miss must hand off.
+    oos_texts = [i.text for i in eval_set.items if i.expected_intent is None and i.text]
 
     def run(item: EvalItem) -> ItemResult:
         step = item.step or flow.start
@@ -187,6 +229,12 @@ def evaluate(eval_set: EvalSet, flow, lang: str | None = None, model=None, cache
         result = ItemResult(item.text, step, item.expected_intent, item.expected_queue, heard, asr, conf,
                             intent, reply.route.queue if reply.route else None, d.action if d else "",
                             d.detail if d else "", round(seconds, 2), we, wn, ce, cn)
+        if item.expected_intent is None and reply.route is None and d is not None and d.action == "clarify":
+            others = [t for t in oos_texts if t != item.text] or ["?"]
+            follow = others[oos_texts.index(item.text) % len(others)] if item.text in oos_texts else others[0]
+            second = engine.handle(conv, Input("speech", follow))
+            result.second_queue = second.route.queue if second.route else None
+            result.second_detail = second.decision.detail if second.decision else ""
         if progress:
             progress(result)
         return result

@@ -131,7 +131,8 @@ class Engine:
         """Rules every step obeys, before the step sees the words: a person when asked,
         urgent problems first, a frustrated caller out of the bot."""
         matcher = self.matchers[conv.lang]
-        said = global_intent(self.flow, matcher.ranked(text), self.flow.confidence_threshold)
+        said = global_intent(self.flow, matcher.ranked(text), self.flow.confidence_threshold,
+                             self.flow.urgent_threshold)
         if said is not None:
             name, confidence, via = said
             return self._route_intent(conv, name, confidence, None, [], via)
@@ -293,20 +294,31 @@ class Engine:
         return _TEMPLATE.sub(sub, text)
 
 
-def global_intent(flow, ranked, threshold):
+def global_intent(flow, ranked, threshold, urgent_threshold=None):
     """The handoff intent a caller asked for, whatever the step: (name, confidence, via) or None.
 
     A handoff intent wins over a routine one when it ranks first, or when the caller
-    said one of its keywords ("my order arrived and the battery is swelling").
-    Urgent beats a plain request for a person, so a complaint lands in the urgent queue.
+    said one of its keywords or its concepts fired one of its rules ("my order arrived
+    and the battery is swelling"). Urgent beats a plain request for a person, so a
+    complaint lands in the urgent queue.
+
+    Urgent recall first: when nothing reached the threshold, a handoff intent that ranks
+    first, or an urgent one signalled by one of its concepts, at `urgent_threshold` or more,
+    goes to its queue rather than to a clarification. A needless transfer costs an agent a
+    minute; a missed fraud or fire costs far more.
     """
     top = ranked[0][0] if ranked else None
     candidates = [(name, conf, via) for name, conf, via in ranked
                   if conf >= threshold and flow.intents[name].handoff is not None
-                  and (name == top or via.startswith("keyword"))]
-    if not candidates:
+                  and (name == top or via.startswith(("keyword", "rule")))]
+    if candidates:
+        return max(candidates, key=lambda c: (flow.intents[c[0]].urgent, c[1]))
+    if urgent_threshold is None or any(conf >= threshold for _, conf, _ in ranked):
         return None
-    return max(candidates, key=lambda c: (flow.intents[c[0]].urgent, c[1]))
+    uncertain = [(name, conf, "uncertain " + via) for name, conf, via in ranked
+                 if flow.intents[name].handoff is not None and conf >= urgent_threshold
+                 and (name == top or (flow.intents[name].urgent and via.startswith("signal")))]
+    return max(uncertain, key=lambda c: c[1]) if uncertain else None
 
 
 def _why(kind, name, confidence, via) -> str:

@@ -144,6 +144,21 @@ def _semantic_problems(doc, lines, file, base_dir):
         if "goto" in intent:
             need_step(intent["goto"], path + ("goto",), f"intent '{name}'")
     _shared_phrases(intents, problem)
+    concepts = doc.get("concepts") or {}
+    for name, phrases in concepts.items():
+        for lang in phrases or {}:
+            if lang not in langs:
+                problem(("concepts", name, lang), f"concept '{name}': language {lang!r} is not one of the flow languages")
+    for name, intent in intents.items():
+        for i, rule in enumerate(intent.get("rules") or []):
+            for part in ("all", "none"):
+                for j, concept in enumerate(rule.get(part) or []):
+                    if concept not in concepts:
+                        problem(("intents", name, "rules", i, part, j),
+                                f"intent '{name}' rule refers to unknown concept '{concept}'")
+        for j, concept in enumerate(intent.get("signals") or []):
+            if concept not in concepts:
+                problem(("intents", name, "signals", j), f"intent '{name}' signal refers to unknown concept '{concept}'")
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")
@@ -223,6 +238,7 @@ def _to_flow(doc, path: Path) -> Flow:
         intents[name] = Intent(
             name=name, examples=spec["examples"], keywords=spec.get("keywords") or {},
             goto=spec.get("goto"), handoff=Handoff(h["queue"], h["reason"]) if h else None,
+            rules=tuple(spec.get("rules") or ()), signals=tuple(spec.get("signals") or ()),
         )
     steps = {}
     for name, spec in doc["steps"].items():
@@ -237,7 +253,8 @@ def _to_flow(doc, path: Path) -> Flow:
         id=doc.get("id") or path.stem, path=path, languages=doc["languages"], start=doc["start"],
         intents=intents, steps=steps, locale=doc.get("locale") or {}, numbers=doc.get("numbers") or [],
         settings=doc.get("settings") or {}, messages=doc.get("messages") or {},
-        frustration=doc.get("frustration") or {}, data=_load_data(doc, path.parent),
+        frustration=doc.get("frustration") or {}, concepts=doc.get("concepts") or {},
+        data=_load_data(doc, path.parent),
     )
 
 

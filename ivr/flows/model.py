@@ -20,6 +20,12 @@ class Intent:
     keywords: dict          # lang -> [phrases]
     goto: str | None = None
     handoff: Handoff | None = None
+    # Concept rules: each {"all": [concept, ...], "none": [concept, ...]} names concepts that,
+    # heard together in one sentence, mean this intent (docs/flows.md, "Concepts and rules").
+    rules: tuple = ()
+    # Concepts that alone make this (urgent) intent possible: when nothing else is understood,
+    # the caller goes to a person on this intent's queue instead of being asked again.
+    signals: tuple = ()
 
     @property
     def urgent(self) -> bool:
@@ -64,11 +70,18 @@ class Flow:
     settings: dict = field(default_factory=dict)
     messages: dict = field(default_factory=dict)
     frustration: dict = field(default_factory=dict)
+    concepts: dict = field(default_factory=dict)   # name -> {lang: [phrases]}
     data: dict = field(default_factory=dict)   # name -> loaded records
 
     @property
     def confidence_threshold(self) -> float:
         return float(self.settings.get("confidence_threshold", 0.6))
+
+    @property
+    def urgent_threshold(self) -> float:
+        """Confidence at which an urgent intent with a signal goes to a person when nothing else
+        reached `confidence_threshold`: a missed fraud or fire costs more than a needless transfer."""
+        return float(self.settings.get("urgent_threshold", 0.45))
 
     @property
     def repeat_caller_queue(self) -> str:

@@ -1,0 +1,127 @@
+"""Cost of understanding one caller turn: latency per turn and memory per worker process.
+
+Every item of every labelled set (the tuned sets and both held-out halves, EN and KO) is
+decided as a first turn by the flow engine (global rules, intent matching, routing), which is
+what a webhook or a media stream does per caller utterance. Each item runs `--repeat` times;
+p50/p95/p99 are over all runs, per language. Only timings are printed, never sentences (the
+held-out test halves are scored, never read).
+
+Memory: two fresh processes, the same imports and flow loading, one of them also builds the
+engines (matchers) and decides one turn; the difference in RSS and PSS is what the matcher costs
+a worker.
+
+    .venv/bin/python bench/intents.py [--repeat 5] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import banner, describe  # noqa: E402
+
+SETS = ["tests/data/hotline_en_labelled.yaml", "eval/hotline_ko.yaml",
+        "eval/heldout/hotline_en_dev.yaml", "eval/heldout/hotline_en_test.yaml",
+        "eval/heldout/hotline_ko_dev.yaml", "eval/heldout/hotline_ko_test.yaml"]
+
+MEMORY_PROBE = r"""
+import json, sys
+sys.path.insert(0, %(root)r)
+from ivr.config import ROOT
+from ivr.flows.loader import load_flows
+from ivr.flows.engine import Conversation, Engine, Input
+flows = load_flows(ROOT / "flows")
+if %(build)r:
+    for flow in flows.values():
+        engine = Engine(flow)
+        for lang in flow.languages:
+            conv = Conversation(flow.id, lang)
+            engine.start(conv)
+            engine.handle(conv, Input("speech", "where is my order" if lang == "en" else "주문한 물건이 안 왔어요"))
+def kb(path, key):
+    for line in open(path):
+        if line.startswith(key):
+            return int(line.split()[1])
+print(json.dumps({"rss_mb": kb("/proc/self/status", "VmRSS:") / 1024,
+                  "pss_mb": kb("/proc/self/smaps_rollup", "Pss:") / 1024}))
+"""
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def memory() -> dict:
+    out = {}
+    for name, build in (("without", False), ("with", True)):
+        runs = [json.loads(subprocess.run([sys.executable, "-c", MEMORY_PROBE % {"root": str(ROOT), "build": build}],
+                                          capture_output=True, text=True, check=True).stdout) for _ in range(3)]
+        out[name] = {k: round(min(r[k] for r in runs), 1) for k in ("rss_mb", "pss_mb")}
+    out["extra_rss_mb"] = round(out["with"]["rss_mb"] - out["without"]["rss_mb"], 1)
+    out["extra_pss_mb"] = round(out["with"]["pss_mb"] - out["without"]["pss_mb"], 1)
+    return out
+
+
+def latency(repeat: int) -> dict:
+    from ivr.eval import load_set
+    from ivr.flows.engine import Conversation, Engine, Input
+    from ivr.flows.loader import load_flow
+
+    engines, build = {}, {}
+    times = {}
+    for path in SETS:
+        s = load_set(ROOT / path)
+        flow_id = s.flow or "hotline"
+        if flow_id not in engines:
+            t = time.perf_counter()
+            engines[flow_id] = Engine(load_flow(ROOT / "flows" / f"{flow_id}.yaml"))
+            build[flow_id] = round((time.perf_counter() - t) * 1000, 1)
+        engine, lang = engines[flow_id], s.lang or "en"
+        for _ in range(repeat):
+            for item in s.items:
+                conv = Conversation(flow_id, lang)
+                engine.start(conv)
+                if item.step:
+                    conv.step = item.step
+                t = time.perf_counter()
+                engine.handle(conv, Input("speech", item.text))
+                times.setdefault(lang, []).append((time.perf_counter() - t) * 1000)
+    out = {"engine_build_ms": build}
+    for lang, values in sorted(times.items()):
+        out[lang] = {"turns": len(values), "p50_ms": round(percentile(values, 50), 3),
+                     "p95_ms": round(percentile(values, 95), 3), "p99_ms": round(percentile(values, 99), 3),
+                     "max_ms": round(max(values), 3)}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    result = {"machine": describe(), "latency": latency(args.repeat), "memory": memory()}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    print(banner())
+    lat = result["latency"]
+    print(f"engine build (flow load to ready): {lat['engine_build_ms']} ms")
+    for lang in ("en", "ko"):
+        r = lat[lang]
+        print(f"{lang}: {r['turns']} turns  p50 {r['p50_ms']:.2f} ms  p95 {r['p95_ms']:.2f} ms  "
+              f"p99 {r['p99_ms']:.2f} ms  max {r['max_ms']:.2f} ms")
+    m = result["memory"]
+    print(f"memory per worker: without matchers RSS {m['without']['rss_mb']} MB / PSS {m['without']['pss_mb']} MB, "
+          f"with RSS {m['with']['rss_mb']} MB / PSS {m['with']['pss_mb']} MB: "
+          f"+{m['extra_rss_mb']} MB RSS, +{m['extra_pss_mb']} MB PSS")
+
+
+if __name__ == "__main__":
+    main()
