@@ -10,7 +10,7 @@ Memory: two fresh processes, the same imports and flow loading, one of them also
 engines (matchers) and decides one turn; the difference in RSS and PSS is what the matcher costs
 a worker.
 
-    .venv/bin/python bench/intents.py [--repeat 5] [--json]
+    .venv/bin/python -m bench.intents [--repeat 5] [--json]
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.machine import banner, describe
+from ivr.stats import percentile
 
-from bench.machine import banner, describe  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SETS = ["tests/data/hotline_en_labelled.yaml", "eval/hotline_ko.yaml",
         "eval/heldout/hotline_en_dev.yaml", "eval/heldout/hotline_en_test.yaml",
@@ -51,11 +51,6 @@ def kb(path, key):
 print(json.dumps({"rss_mb": kb("/proc/self/status", "VmRSS:") / 1024,
                   "pss_mb": kb("/proc/self/smaps_rollup", "Pss:") / 1024}))
 """
-
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def memory() -> dict:

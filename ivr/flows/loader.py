@@ -148,7 +148,8 @@ def _semantic_problems(doc, lines, file, base_dir):
     for name, phrases in concepts.items():
         for lang in phrases or {}:
             if lang not in langs:
-                problem(("concepts", name, lang), f"concept '{name}': language {lang!r} is not one of the flow languages")
+                problem(("concepts", name, lang),
+                        f"concept '{name}': language {lang!r} is not one of the flow languages")
     for name, intent in intents.items():
         for i, rule in enumerate(intent.get("rules") or []):
             for part in ("all", "none"):
@@ -158,7 +159,8 @@ def _semantic_problems(doc, lines, file, base_dir):
                                 f"intent '{name}' rule refers to unknown concept '{concept}'")
         for j, concept in enumerate(intent.get("signals") or []):
             if concept not in concepts:
-                problem(("intents", name, "signals", j), f"intent '{name}' signal refers to unknown concept '{concept}'")
+                problem(("intents", name, "signals", j),
+                        f"intent '{name}' signal refers to unknown concept '{concept}'")
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")
