@@ -43,6 +43,14 @@ FAILURES = Counter("ivr_failures", "Failures that sent a caller to the fallback 
                    "happened: a webhook path, or stream:<recognizer|recognizer_slow|tts|step|dropped|server>",
                    ["where"], registry=PROCESS)
 
+STREAMS_REFUSED = Counter("ivr_media_streams_refused", "Media streams closed at start without touching the call: "
+                          "no or a bad credential, an unknown or ended call, a stream already live, a credential "
+                          "used before, no start in time", ["reason"], registry=PROCESS)
+
+
+def count_refused_stream(reason: str) -> None:
+    STREAMS_REFUSED.labels(reason=reason).inc()
+
 
 def count_failure(where: str) -> None:
     FAILURES.labels(where=where).inc()

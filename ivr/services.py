@@ -14,6 +14,7 @@ from flask import current_app
 from .calls import CallStore
 from .config import Config
 from .flows.engine import Engine
+from .keyring import Keyring
 from .queues import Queues
 from .speech.services import SpeechServices
 from .speech.transcribe import CommentTranscriber
@@ -26,6 +27,7 @@ class Services:
     redis: object
     flows: dict
     clock: object = time.time
+    keyring: Keyring = field(init=False)       # the server secret and the keys derived from it
     store: CallStore = field(init=False)
     queues: Queues = field(init=False)
     engines: dict = field(init=False)
@@ -34,7 +36,8 @@ class Services:
     transcriber: CommentTranscriber = field(init=False)   # spoken comments -> text, one background thread
 
     def __post_init__(self):
-        self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock)
+        self.keyring = Keyring(self.redis, self.config.secret_key)
+        self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock, keyring=self.keyring)
         self.queues = Queues(self.redis, self.config.retention_seconds)
         self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}
         self.twiml = TwimlRenderer(self.config)

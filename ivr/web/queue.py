@@ -64,7 +64,7 @@ def wait():
     try:
         pipe = svc.redis.pipeline(transaction=False)
         pipe.hgetall(keys.call(sid))
-        pipe.hincrby(keys.call(sid), "announcements", 1)
+        svc.store.count(sid, "announcements", pipe)   # never creates a record for an unknown call
         svc.queues.read_size(pipe, "urgent")
         record, rounds, urgent_waiting = pipe.execute()
         ours = stats.wait_stats(svc.redis, svc.store.now(), stats.HOUR, queue)
@@ -74,7 +74,7 @@ def wait():
     if queue == "normal":
         position += urgent_waiting  # urgent callers are always served first
     flow, lang = svc.flow_for_record(record)
-    template = _ANNOUNCEMENTS[(int(rounds) - 1) % len(_ANNOUNCEMENTS)]
+    template = _ANNOUNCEMENTS[(max(1, int(rounds)) - 1) % len(_ANNOUNCEMENTS)]
     ahead = position - 1
     text = template.format(position=position, ahead="nobody" if ahead == 0 else ahead,
                            are="is" if ahead == 1 else "are",

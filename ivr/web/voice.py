@@ -19,7 +19,7 @@ from ..flows.engine import Input
 from ..redact import mask_phone
 from ..signature import twilio_signed
 from ..summary import agent_summary
-from .common import call_sid, fail_safe, fail_safe_goodbye, services, twiml
+from .common import call_sid, fail_safe, fail_safe_goodbye, services, stream_twiml, twiml
 
 log = logging.getLogger("ivr.voice")
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -67,7 +67,7 @@ def incoming():
     state, reply = call_turn.start(svc, sid, record, flow, lang, boost)
     if streaming and reply.expect is not None:
         # The caller talks to the bot over a media stream (ivr.web.stream), which speaks this greeting.
-        return twiml(call_turn.commit(svc, state, 0, reply, svc.twiml.stream(params={"flow": flow.id, "lang": lang}),
+        return twiml(call_turn.commit(svc, state, 0, reply, stream_twiml(svc, sid, 0, flow=flow.id, lang=lang),
                                       extra={"turn": 0, "say": reply.prompts}))
     return twiml(call_turn.commit(svc, state, 0, reply, render_keypad(svc, state, reply, 0)))
 
