@@ -96,6 +96,11 @@ class Config:
     timezone: str = ""
     # Reverse proxies in front of ivr whose X-Forwarded-For is trusted (login lock-out per address).
     trusted_proxies: int = 0
+    # Slow clients (ivr/worker.py): seconds for a request's headers, then for its body; connections
+    # waiting (being read or idle) per client address before its oldest is closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    client_connections: int = 64
     # When set, /metrics requires "Authorization: Bearer <token>".
     metrics_token: str | None = None
     # Ask callers for a 1-5 rating after the bot answered them, and after a call with an agent.
@@ -157,6 +162,9 @@ class Config:
             timezone=env.get("IVR_TIMEZONE") or "",
             trusted_proxies=_int(env, "IVR_TRUSTED_PROXIES", cls.trusted_proxies),
             metrics_token=env.get("IVR_METRICS_TOKEN") or None,
+            header_timeout=_int(env, "IVR_HEADER_TIMEOUT", 10),
+            body_timeout=_int(env, "IVR_BODY_TIMEOUT", 10),
+            client_connections=_int(env, "IVR_CLIENT_CONNECTIONS", cls.client_connections),
             models_dir=Path(env.get("IVR_MODELS_DIR") or cls.models_dir),
             speech=_bool(env, "IVR_SPEECH", cls.speech),
             record_calls=_bool(env, "IVR_RECORD_CALLS", cls.record_calls),
