@@ -118,6 +118,8 @@ if close == '1' then
   elseif redis.call('HGET', call, 'answered') == '1' then outcome = 'answered' end
   redis.call('HSET', call, 'outcome', outcome, 'ended_at', now)
   redis.call('ZREM', active, sid)
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'sid', sid, 'ts', now)
+  return {1, outcome}
 end
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'sid', sid, 'ts', now)
 return 1
@@ -204,6 +206,15 @@ class CallStore:
 
     def record_once(self, sid, marker, fields, event, close=False, transfer=False, ops=()) -> int:
         """1 applied, 0 already applied earlier, -1 unknown call."""
+        res = self._once_raw(sid, marker, fields, event, close, transfer, ops)
+        return int(res[0]) if isinstance(res, list) else res
+
+    def close(self, sid, fields, ops=()) -> tuple:
+        """Close the call once: (1, outcome) when this closed it, (0, None) already closed, (-1, None) unknown."""
+        res = self._once_raw(sid, "closed", fields, "call_ended", True, False, ops)
+        return (int(res[0]), res[1]) if isinstance(res, list) else (res, None)
+
+    def _once_raw(self, sid, marker, fields, event, close, transfer, ops):
         return self._once(
             keys=[keys.call(sid), keys.once(sid), keys.EVENTS, keys.ACTIVE],
             args=[sid, marker, self.now(), self.ttl, event, keys.EVENTS_MAXLEN, "1" if close else "0",

@@ -67,10 +67,29 @@ def _build_app(cfg):
               help="worker processes; all state is in Redis, so any number can share one hotline")
 def serve(host, port, threads, workers):
     """Run the hotline server (gunicorn, threaded)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    from .config import metrics_dir, use_metrics_dir
     from .redis_conn import describe
     from .server import run_gunicorn
 
     _setup_logging()
+    # Everything the server writes (the embedded Redis's dump, recordings, metrics files) is this user's only.
+    os.umask(0o077)
+    if metrics_dir() is not None:
+        # The deployer's folder: last run's counts would be added to this run's (prometheus_client's rule).
+        os.makedirs(metrics_dir(), mode=0o700, exist_ok=True)
+        for stale in Path(metrics_dir()).glob("*.db"):
+            stale.unlink()
+    else:
+        # Each worker counts into files here; a scrape sums them all (ivr/metrics.py). Fresh per run.
+        folder, owner = tempfile.mkdtemp(prefix="ivr-metrics-"), os.getpid()
+        # Removed when the master exits; forked workers run atexit too, and must leave it alone.
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, True))
+        use_metrics_dir(folder)
     cfg = Config.from_env(port=port)
     app = _build_app(cfg)
     click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe(cfg.redis_url)})")

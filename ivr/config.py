@@ -41,6 +41,21 @@ def _bool(env, name, default):
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
+# prometheus_client's multiprocess mode: where every worker writes its metrics (ivr/metrics.py).
+# prometheus_client reads the variable itself when it is imported, so `ivr serve` sets it first.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir(env=None) -> str | None:
+    env = os.environ if env is None else env
+    return env.get(METRICS_DIR_ENV) or None
+
+
+def use_metrics_dir(path) -> None:
+    """Before ivr.metrics (and so prometheus_client) is imported: count in files under `path`."""
+    os.environ[METRICS_DIR_ENV] = str(path)
+
+
 def _faults(raw):
     from .faults import parse
     return parse(raw)

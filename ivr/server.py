@@ -59,9 +59,10 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
     guarded against slow clients (ivr/worker.py), with the limits from the app's config."""
     from gunicorn.app.base import BaseApplication
 
-    from . import worker
+    from . import metrics, worker
 
     cfg = app.extensions["ivr"].config
+    worker.on_close = metrics.count_slow_client
     worker.GuardedWorker.limits = worker.Limits(
         header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout, per_client=cfg.client_connections,
         max_body=app.config["MAX_CONTENT_LENGTH"])
@@ -76,6 +77,9 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
             self.cfg.set("graceful_timeout", GRACEFUL_TIMEOUT)
             self.cfg.set("post_worker_init", _stop_streams_on_sigterm)
             self.cfg.set("accesslog", None)
+            self.cfg.set("control_socket_disable", True)   # gunicorn 27's management socket: ivr needs none
+            # A worker that died or was replaced: its open-stream gauge must stop counting.
+            self.cfg.set("child_exit", lambda _server, w: metrics.mark_process_dead(w.pid))
 
         def load(self):
             return app

@@ -37,6 +37,9 @@ DRAIN_WAIT = 5.0           # server stopping: seconds to let a caller finish spe
 START_WAIT = 5.0
 
 
+_SPEECH_TURN = metrics.TURN_LATENCY.labels(input="speech")
+
+
 class StartTimeout(Exception):
     """No `start` within START_WAIT of the socket opening: close it, nothing was recorded."""
 
@@ -344,6 +347,8 @@ class StreamSession:
                 now = time.perf_counter()
                 timing["prompt_ms"] = round((now - queued) * 1000, 2)
                 timing["server_ms"] = round((now - voiced_at) * 1000, 2)   # last voiced frame in -> reply out
+                if voiced_at:
+                    _SPEECH_TURN.observe(now - voiced_at)
         if timing is not None:
             self.timings.append(timing)
         mark = self.player.play(parts, on_first_frame=first_frame)

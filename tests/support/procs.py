@@ -63,7 +63,7 @@ def wait_for(check, what, timeout=20.0):
 class ServeProcess:
     """`ivr serve` (gunicorn) as a child process, configured like production."""
 
-    def __init__(self, env: dict, threads=16):
+    def __init__(self, env: dict, threads=16, workers=1):
         import tempfile
         self.port = free_port()
         # A file, not a pipe: a busy server must never block on a full pipe nobody reads.
@@ -71,12 +71,13 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, **env)
         self.threads = threads
+        self.workers = workers
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--threads", str(self.threads)],
+             "--threads", str(self.threads), "--workers", str(self.workers)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         wait_for(self._healthy, what="ivr serve", timeout=60)
         return self
