@@ -116,6 +116,8 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     client_connections: int = 64
+    # Seconds a /metrics answer is reused (per worker): a flood of scrapes costs one computation per period.
+    metrics_cache_seconds: float = 2.0
     # When set, /metrics requires "Authorization: Bearer <token>".
     metrics_token: str | None = None
     # Ask callers for a 1-5 rating after the bot answered them, and after a call with an agent.
@@ -177,6 +179,7 @@ class Config:
             timezone=env.get("IVR_TIMEZONE") or "",
             trusted_proxies=_int(env, "IVR_TRUSTED_PROXIES", cls.trusted_proxies),
             metrics_token=env.get("IVR_METRICS_TOKEN") or None,
+            metrics_cache_seconds=_int(env, "IVR_METRICS_CACHE_SECONDS", 2),
             header_timeout=_int(env, "IVR_HEADER_TIMEOUT", 10),
             body_timeout=_int(env, "IVR_BODY_TIMEOUT", 10),
             client_connections=_int(env, "IVR_CLIENT_CONNECTIONS", cls.client_connections),

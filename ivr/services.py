@@ -15,6 +15,7 @@ from .calls import CallStore
 from .config import Config
 from .flows.engine import Engine
 from .keyring import Keyring
+from .metrics import ScrapeCache
 from .queues import Queues
 from .speech.services import SpeechServices
 from .speech.transcribe import CommentTranscriber
@@ -33,10 +34,12 @@ class Services:
     engines: dict = field(init=False)
     twiml: TwimlRenderer = field(init=False)
     speech: SpeechServices = field(init=False)
-    transcriber: CommentTranscriber = field(init=False)   # spoken comments -> text, one background thread
+    transcriber: CommentTranscriber = field(init=False)
+    metrics_cache: ScrapeCache = field(init=False)            # /metrics answers, reused for a moment   # spoken comments -> text, one background thread
 
     def __post_init__(self):
         self.keyring = Keyring(self.redis, self.config.secret_key)
+        self.metrics_cache = ScrapeCache(self.config.metrics_cache_seconds)
         self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock, keyring=self.keyring)
         self.queues = Queues(self.redis, self.config.retention_seconds)
         self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}

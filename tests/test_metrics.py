@@ -14,6 +14,11 @@ from tests.support.dashboard import write_call
 from tests.support.procs import ServeProcess
 
 
+@pytest.fixture
+def config(make_config):
+    return make_config(metrics_cache_seconds=0)      # every scrape fresh: the tests compare before and after
+
+
 def scrape(client, **headers):
     resp = client.get("/metrics", headers=headers)
     assert resp.status_code == 200
@@ -68,6 +73,17 @@ def test_a_scrape_reads_no_call_record(app, redis):
     assert counting.round_trips.take() == 1
 
 
+def test_a_flood_of_scrapes_is_answered_from_the_cache(make_config, redis):
+    from tests.support.redis_count import CountingRedis
+    cfg = make_config(metrics_cache_seconds=30)
+    counting = CountingRedis.from_url(cfg.redis_url, decode_responses=True)
+    client = create_app(cfg, redis=counting).test_client()
+    first = client.get("/metrics").get_data()
+    counting.round_trips.take()
+    assert all(client.get("/metrics").get_data() == first for _ in range(50))
+    assert counting.round_trips.take() == 0
+
+
 def test_process_metrics_for_speech(app):
     RECOGNITION_LATENCY.labels(engine="test").observe(0.25)
     ACTIVE_STREAMS.inc()
@@ -86,7 +102,7 @@ def test_openmetrics_when_asked(app):
 
 
 def test_metrics_token(make_config, redis):
-    cfg = make_config(metrics_token="scrape-me-please")
+    cfg = make_config(metrics_token="scrape-me-please", metrics_cache_seconds=0)
     client = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True)).test_client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -94,7 +110,7 @@ def test_metrics_token(make_config, redis):
 
 
 def test_metrics_and_health_when_redis_is_down(make_config, redis):
-    cfg = make_config(redis_url="redis://127.0.0.1:1/0")
+    cfg = make_config(redis_url="redis://127.0.0.1:1/0", metrics_cache_seconds=0)
     down = redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True, socket_connect_timeout=0.5)
     client = create_app(cfg, redis=down).test_client()
     m = scrape(client)

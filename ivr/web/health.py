@@ -5,7 +5,7 @@ import time
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from ..metrics import HTTP_DURATION, TURN_LATENCY, exposition
+from ..metrics import HTTP_DURATION, TURN_LATENCY
 from ..redis_conn import describe
 from .common import services
 
@@ -66,6 +66,6 @@ def metrics():
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return Response("unauthorized\n", status=401, mimetype="text/plain",
                             headers={"WWW-Authenticate": 'Bearer realm="ivr metrics"'})
-    body, content_type = exposition(svc.redis, request.headers.get("Accept", ""))
+    body, content_type = svc.metrics_cache.get(svc.redis, request.headers.get("Accept", ""))
     # content_type, not mimetype: Flask would replace the exposition format's version with its own charset.
     return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
