@@ -34,8 +34,8 @@ class Services:
     engines: dict = field(init=False)
     twiml: TwimlRenderer = field(init=False)
     speech: SpeechServices = field(init=False)
-    transcriber: CommentTranscriber = field(init=False)
-    metrics_cache: ScrapeCache = field(init=False)            # /metrics answers, reused for a moment   # spoken comments -> text, one background thread
+    transcriber: CommentTranscriber = field(init=False)   # spoken comments -> text, one background thread
+    metrics_cache: ScrapeCache = field(init=False)        # /metrics answers, reused for a moment
 
     def __post_init__(self):
         self.keyring = Keyring(self.redis, self.config.secret_key)
