@@ -98,6 +98,10 @@ def serve(host, port, threads, workers):
     click.echo(f"  Primary handler fails  POST {cfg.url('/voice/fallback')}")
     click.echo(f"  Call status changes    POST {cfg.url('/voice/status')}")
     click.echo(f"Health: {cfg.url('/healthz')}")
+    if not cfg.metrics_token and host not in ("127.0.0.1", "localhost", "::1"):
+        # Counts only (no personal data, no secret), but call volumes are the business's own figures.
+        click.echo("warning: /metrics is open to anyone who reaches this address; set IVR_METRICS_TOKEN or "
+                   "firewall it (docs/security.md)")
     if cfg.token_generated:
         # Printed (not logged) so the demo and the simulator can sign requests.
         click.echo(f"TWILIO_AUTH_TOKEN was not set; this run uses the generated token {cfg.twilio_auth_token}")
