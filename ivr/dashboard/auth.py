@@ -111,6 +111,13 @@ if p > max_pair or i > max_ip then return lock end
 return 0
 """
 
+# The attempt was right: the pair starts afresh, the address gets the attempt back (never below zero,
+# and never a counter without its expiry).
+_SUCCEEDED = """
+redis.call('DEL', KEYS[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+"""
+
 
 class Lockout:
     """Login attempts per (account, client address) pair and per client address; too many lock.
@@ -129,6 +136,7 @@ class Lockout:
         self.lock_seconds = max(1, int(lock_seconds))
         self.hash_key = hash_key
         self._attempt = redis.register_script(_ATTEMPT)
+        self._succeeded = redis.register_script(_SUCCEEDED)
 
     def _keys(self, name, ip):
         return (keys.login_failures("pair", f"{name or '-'}|{ip or '-'}", self.hash_key),
@@ -142,11 +150,7 @@ class Lockout:
     def succeeded(self, name: str, ip: str):
         """The attempt was right: it was no failure. The pair starts afresh; the address gives the
         attempt back but keeps its record of guesses at other accounts."""
-        pair, addr = self._keys(name, ip)
-        pipe = self.r.pipeline()
-        pipe.delete(pair)
-        pipe.decr(addr)
-        pipe.execute()
+        self._succeeded(keys=list(self._keys(name, ip)))
 
 
 class Sessions:
