@@ -24,7 +24,7 @@ PUBLIC = "https://hotline.example"
 @pytest.fixture(scope="module")
 def server(redis_url, tmp_path_factory):
     env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url, "IVR_SECRET_KEY": SECRET,
-           "IVR_DATA_DIR": str(tmp_path_factory.mktemp("var"))}
+           "IVR_DATA_DIR": str(tmp_path_factory.mktemp("var")), "TWILIO_ACCOUNT_SID": "AC" + "a1" * 16}
     srv = ServeProcess(env, threads=16).start()
     yield srv
     srv.kill()
@@ -238,6 +238,37 @@ def test_no_route_creates_a_record_for_an_unknown_call(server, twilio, redis):
     forever = [k for k in redis.scan_iter("ivr:*") if redis.ttl(k) == -1
                and k not in (keys.OPERATORS, keys.SECRET_KEY) and not k.startswith("ivr:operator:")]
     assert forever == []
+
+
+def test_recording_url_on_another_host_gets_no_request(server, twilio, redis):
+    """POST /voice/comment naming a RecordingUrl on a host that is not Twilio's (a local server stands in
+    for the attacker's): refused; not one request, so no credentials, reaches it."""
+    import http.server
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append((self.path, self.headers.get("Authorization")))
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        sid, _ = call_with_stream(twilio)
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/2010-04-01/Accounts/AC{'a1' * 16}/Recordings/RE{'2' * 32}"
+        status, body = twilio.post("/voice/comment", {"CallSid": sid, "RecordingUrl": url, "RecordingDuration": "4"})
+        assert status == 200 and "<Hangup" in body
+        assert wait_until(lambda: "not on Twilio's HTTPS hosts" in server.output(), 10)
+        time.sleep(0.5)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert hits == []
+    assert "comment_asr" not in redis.hgetall(keys.call(sid))
 
 
 def login(server, name, password, next_=None) -> tuple:
