@@ -163,6 +163,8 @@ class GuardedWorker(ThreadWorker):
             if (length or 0) > self.limits.max_body:
                 self._drop(st, "too_large", 413)
                 return True
+            if length and b"100-continue" in st.buf[:end].lower():
+                end = self._continue(st, end)
             st.need = end + 4 + (length or 0)
             if length:
                 st.deadline = time.monotonic() + self.limits.body_timeout
@@ -170,6 +172,21 @@ class GuardedWorker(ThreadWorker):
             self._dispatch(st)
             return True
         return False
+
+    @staticmethod
+    def _continue(st, end) -> int:
+        """`Expect: 100-continue` (curl, for bodies over 1 KB): the client waits for the interim answer
+        before it sends the body. Send it here, and take the header out so gunicorn does not send a
+        second one. Returns the new end of the header block."""
+        lines = bytes(st.buf[:end]).split(b"\r\n")
+        kept = [ln for ln in lines if not ln.lower().replace(b" ", b"").startswith(b"expect:100-continue")]
+        try:
+            st.conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except OSError:
+            pass
+        head = b"\r\n".join(kept)
+        st.buf[:end] = head
+        return len(head)
 
     def _forget(self, st):
         self._reading.pop(st.conn, None)

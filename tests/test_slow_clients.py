@@ -102,3 +102,22 @@ class _Total:
     @property
     def open_now(self):
         return sum(a.open_now for a in self.attacks)
+
+
+def test_expect_continue_chunked_and_oversized_bodies(server):
+    """What the guard answers itself: 100 Continue at once (curl's large POSTs), 411 for a chunked body,
+    413 for one over the app's 64 KB limit; ordinary answers otherwise."""
+    import socket
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"POST /voice HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n"
+                  b"Connection: close\r\n\r\n")
+        assert s.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"a=bcd")
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 403") and answer.count(b"100 Continue") == 0   # unsigned: refused
+    chunked = b"POST /voice HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\na=b\r\n0\r\n\r\n"
+    assert probe("127.0.0.1", server.port, chunked)[0] == 411
+    big = b"POST /voice HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    assert probe("127.0.0.1", server.port, big)[0] == 413
