@@ -13,9 +13,11 @@ or 30,000 (bench/metrics.py, BENCHMARKS.md):
 - the present state shared by every process (callers waiting per queue, calls in progress,
   callbacks waiting) is read from Redis at scrape time: three ZCARDs in one round trip.
 
-Measured alternative: counters kept in Redis (HINCRBY in the turn scripts) would have made every
-host report the global total, which Prometheus then double counts across instances, and put a
-Redis write on paths that have none today; the files cost a few microseconds per observation.
+The alternative considered, counters kept in Redis (HINCRBY in the turn scripts), would make every
+host report the global total, which Prometheus then double counts across instances, and would put
+a Redis write on paths that have none today (the stream's start, the waitUrl's read). An observation
+into the files costs a few microseconds (a mmap write under a lock); the scrape's cost is in
+BENCHMARKS.md.
 
 Names follow Prometheus conventions: unit last, `_total` for counters (added by the client),
 `_seconds` for durations. docs/dashboard.md lists them for dashboards.
