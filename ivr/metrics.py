@@ -14,8 +14,8 @@ or 30,000 (bench/metrics.py, BENCHMARKS.md):
   callbacks waiting) is read from Redis at scrape time: three ZCARDs in one round trip.
 
 The alternative considered, counters kept in Redis (HINCRBY in the turn scripts), would make every
-host report the global total, which Prometheus then double counts across instances, and would put
-a Redis write on paths that have none today (the stream's start, the waitUrl's read). An observation
+host report the global total, which Prometheus then double counts across instances, and would add
+Redis work to paths that only time themselves (request and turn durations). An observation
 into the files costs a few microseconds (a mmap write under a lock); the scrape's cost is in
 BENCHMARKS.md.
 
