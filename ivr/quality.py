@@ -11,8 +11,8 @@ import time
 from datetime import datetime
 
 from . import keys
-from .flows.model import NOT_TOPICS
 from .flows.intents import normalize
+from .flows.model import NOT_TOPICS
 
 AGGREGATE_TTL = 400 * 86400  # a year of daily figures, plus a margin for year-on-year
 

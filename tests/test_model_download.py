@@ -37,7 +37,7 @@ def http():
     served = Served()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):
             served.requests.append(self.path)
             if self.path not in served.files:
                 self.send_error(404)

@@ -240,7 +240,7 @@ def _placeholders(text):
 
 def _message_problems(messages, langs, problem, keypad_safe):
     """Every standard sentence in every flow language, with the count forms and placeholders it needs."""
-    for name, msg in messages.items():
+    for name in messages:
         if name not in MESSAGES:
             problem(("messages", name), f"unknown message '{name}' (known: {', '.join(MESSAGES)})")
     for name, spec in MESSAGES.items():
@@ -275,9 +275,10 @@ def _message_problems(messages, langs, problem, keypad_safe):
                 if isinstance(found, ValueError):
                     problem(where, f"message '{name}': {found} (write placeholders as {{name}})")
                 elif found - allowed:
+                    may = ", ".join("{" + f + "}" for f in sorted(allowed)) or "none"
                     problem(where, f"message '{name}': unknown placeholder(s) "
                                    f"{', '.join('{' + f + '}' for f in sorted(found - allowed))}"
-                                   f" (this message may use: {', '.join('{' + f + '}' for f in sorted(allowed)) or 'none'})")
+                                   f" (this message may use: {may})")
         for lang in msg:
             if lang not in langs:
                 problem(path + (lang,), f"message '{name}': language {lang!r} is not one of the flow languages")
