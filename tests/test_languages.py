@@ -217,3 +217,95 @@ def test_a_korean_stream_and_its_failures_speak_korean(make_config, serve, ko_mo
     _, body = client.post("/voice/stream-ended", {"CallSid": report["call_sid"], "From": "+15005550111"})
     texts += says(parse_twiml(body))
     assert texts and not [t for t in texts if LATIN_WORD.search(t)], texts
+
+
+# -- the natural words for a person -----------------------------------------------------------------
+PERSON_WORDS = {
+    "en": ["agent", "representative", "operator", "a real person", "human", "customer service"],
+    "ko": ["상담원", "상담사", "직원", "사람", "상담원 연결", "상담사 연결", "사람 연결", "직원 연결", "통화 연결", "담당자"],
+}
+TO_STEP = {   # keys that bring a caller to each step that listens (directed and open)
+    "en": {"welcome": [], "ask_order_number": ["1"], "anything_else": ["3"], "what_else": ["3", "1"]},
+    "ko": {"welcome": [], "ask_order_number": ["1"], "anything_else": ["3"], "how_can_help": ["3", "1"]},
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_every_word_for_a_person_reaches_one_at_every_step_by_text(serve, redis, lang):
+    """As `ivr simulate --say` sends them where no speech model runs (the words as the transcript)."""
+    client = serve(speech=False)
+    missed = []
+    for step, keys_ in TO_STEP[lang].items():
+        for word in PERSON_WORDS[lang]:
+            report, _ = sim(client, *[("press", k) for k in keys_], ("say", word), lang=lang)
+            turns = client.get_json(f"/api/calls/{report['call_sid']}")[1]["turns"]
+            said = [t for t in turns if t.get("who") == "caller" and t.get("input") == "speech"]
+            if not (said and said[-1]["step"] == step and report["reason"] == "agent_request"
+                    and report["transfers"] == 1):
+                missed.append((step, word, report["reason"], said[-1]["step"] if said else None))
+    assert not missed, missed
+
+
+# Where docs/speech.md's measurement shows espeak-ng's Korean voice carried by the small model.
+CARRIED = {"welcome": ["상담원", "사람", "상담원 연결", "사람 연결"],
+           "anything_else": ["상담원", "상담사", "사람", "상담원 연결", "상담사 연결", "사람 연결"],
+           "ask_order_number": ["상담원", "사람 연결"]}
+
+
+@pytest.mark.speech
+@pytest.mark.slow
+def test_korean_words_for_a_person_reach_one_by_synthetic_speech(serve, redis, ko_model):
+    """Over the media stream, through Vosk, at each directed step. Kaldi's dither makes one word
+    in a parallel run come out wrong now and then (docs/speech.md): one miss may be retried once."""
+    client = serve()
+    cases = [(step, word) for step, words in CARRIED.items() for word in words]
+
+    def call(case):
+        step, word = case
+        opts = {"barge_in_after": 0.4, "listen_to_end": False, "end_wait": 0.3}
+        report, _ = sim(client, *[("press", k) for k in TO_STEP["ko"][step]], ("say", word), lang="ko",
+                        stream_options=opts)
+        return report["reason"] == "agent_request", report
+
+    with ThreadPoolExecutor(4) as pool:
+        results = dict(zip(cases, pool.map(call, cases)))
+    missed = [c for c, (ok, _) in results.items() if not ok]
+    assert len(missed) <= 1, [(c, results[c][1]["turns"]) for c in missed]
+    for case in missed:
+        ok, report = call(case)
+        assert ok, (case, report["turns"])
+
+
+# -- silence after a clarification: asked once more, then a person ----------------------------------
+def test_a_silent_keypad_caller_hears_the_menu_once_then_reaches_a_person(twilio, redis):
+    """The <Gather> times out and Twilio follows the <Redirect> with no digits, twice."""
+    sid = "CA" + secrets.token_hex(16)
+    call = {"CallSid": sid, "From": "+15005550143"}
+    _, body = twilio.post("/voice", call)
+    root = parse_twiml(body)
+    redirect = next(v for v in root if v.tag == "Redirect").text
+    _, body = twilio.post(redirect, call)                      # silence: the whole menu
+    root = parse_twiml(body)
+    assert any("press 9" in t for t in says(root)) and root.find("Gather") is not None
+    redirect = next(v for v in root if v.tag == "Redirect").text
+    _, body = twilio.post(redirect, call)                      # silence again: a person
+    root = parse_twiml(body)
+    assert root.find("Enqueue") is not None and root.find("Hangup") is None
+    assert redis.hget(keys.call(sid), "reason") == "not_understood"
+
+
+def test_silence_after_a_clarification_reaches_a_person_not_a_hangup(twilio, redis):
+    report, _ = sim(twilio, ("press", "8"), ("press", ""))
+    assert report["reason"] == "not_understood" and report["transfers"] == 1
+
+
+@pytest.mark.speech
+@pytest.mark.slow
+def test_a_silent_caller_on_the_stream_hears_the_menu_once_then_reaches_a_person(serve, redis, ko_model):
+    client = serve(gather_timeout=1)
+    report, _ = sim(client, lang="ko", stream_options={"listen_to_end": True, "end_wait": 60})
+    turns = client.get_json(f"/api/calls/{report['call_sid']}")[1]["turns"]
+    assert [t["input"] for t in turns if t.get("who") == "caller"] == ["silence", "silence"]
+    assert report["reason"] == "not_understood" and report["transfers"] == 1
+    _, body = client.post("/voice/stream-ended", {"CallSid": report["call_sid"], "From": "+15005550111"})
+    assert parse_twiml(body).find("Enqueue") is not None
