@@ -11,7 +11,7 @@ import pytest
 
 from ivr import create_app, keys
 from ivr.config import ROOT
-from ivr.flows.engine import Conversation, Engine, Input
+from ivr.flows.engine import Conversation, Engine
 from ivr.flows.loader import FlowError, load_flow, load_flows
 from ivr.simulate.call import CallSimulator
 from ivr.simulate.twilio_client import parse_twiml
@@ -54,12 +54,15 @@ def _copy(tmp_path, edit):
 
 
 @pytest.mark.parametrize("edit,expect", [
-    (lambda s: re.sub(r"  voicemail_prompt: .*\n", "", s), r"hotline_ko.yaml:\d+: message 'voicemail_prompt' is missing"),
+    (lambda s: re.sub(r"  voicemail_prompt: .*\n", "", s),
+     r"hotline_ko.yaml:\d+: message 'voicemail_prompt' is missing"),
     (lambda s: s.replace('      one: "앞에 한 분이 기다리고 계십니다.', '      uno: "앞에 한 분이 기다리고 계십니다.'),
      r"hotline_ko.yaml:\d+: messages/queue_position"),
-    (lambda s: s.replace("{minutes}입니다. 잠시만", "{minuts}입니다. 잠시만", 1), r"unknown placeholder\(s\) \{minuts\}"),
+    (lambda s: s.replace("{minutes}입니다. 잠시만", "{minuts}입니다. 잠시만", 1),
+     r"unknown placeholder\(s\) \{minuts\}"),
     (lambda s: s.replace("  complaint: {ko: 민원}\n", ""), r"hotline_ko.yaml:\d+: label 'complaint': missing 'ko'"),
-    (lambda s: s.replace('keypad: "여섯 자리 주문 번호를 누르신 뒤', 'keypad: "여섯 자리 주문 번호를 말씀하시거나 누르신 뒤'),
+    (lambda s: s.replace('keypad: "여섯 자리 주문 번호를 누르신 뒤',
+                         'keypad: "여섯 자리 주문 번호를 말씀하시거나 누르신 뒤'),
      r"hotline_ko.yaml:\d+: step 'ask_order_number' say: the 'ko' text asks the caller to speak"),
 ])
 def test_check_flows_reports_a_missing_or_wrong_message_with_file_and_line(tmp_path, make_config, edit, expect):
@@ -162,14 +165,15 @@ PATHS = {   # name -> (inputs, simulator options, server options)
     "callback offer": ([("press", "0")], {"agent": "no-answer", "queue_choice": "callback", "queue_wait": 200}, {}),
     "voicemail": ([("press", "0")], {"agent": "no-answer", "queue_choice": "voicemail", "queue_wait": 200}, {}),
     "whisper, rating after agent": ([("press", "0")], {}, {"handoff_mode": "dial"}),
-    "dial busy, voicemail": ([("press", "0")], {"agent": "busy"}, {"handoff_mode": "dial", "dial_overflow": "callback"}),
+    "dial busy, voicemail": ([("press", "0")], {"agent": "busy"},
+                             {"handoff_mode": "dial", "dial_overflow": "callback"}),
     "not understood twice": ([("press", "8"), ("press", "8")], {}, {}),
 }
 
 
 def _every_path(serve, lang, redis):
     texts = []
-    for name, (inputs, opts, server) in PATHS.items():
+    for inputs, opts, server in PATHS.values():
         client = serve(speech=False, **server)
         report, s = sim(client, *inputs, lang=lang, **opts)
         texts += heard(report, s)
@@ -222,7 +226,8 @@ def test_a_korean_stream_and_its_failures_speak_korean(make_config, serve, ko_mo
 # -- the natural words for a person -----------------------------------------------------------------
 PERSON_WORDS = {
     "en": ["agent", "representative", "operator", "a real person", "human", "customer service"],
-    "ko": ["상담원", "상담사", "직원", "사람", "상담원 연결", "상담사 연결", "사람 연결", "직원 연결", "통화 연결", "담당자"],
+    "ko": ["상담원", "상담사", "직원", "사람", "상담원 연결", "상담사 연결", "사람 연결", "직원 연결", "통화 연결",
+           "담당자"],
 }
 TO_STEP = {   # keys that bring a caller to each step that listens (directed and open)
     "en": {"welcome": [], "ask_order_number": ["1"], "anything_else": ["3"], "what_else": ["3", "1"]},
@@ -248,7 +253,7 @@ def test_every_word_for_a_person_reaches_one_at_every_step_by_text(serve, redis,
 
 # Where docs/speech.md's measurement shows espeak-ng's Korean voice carried by the small model.
 CARRIED = {"welcome": ["상담원", "사람", "상담원 연결", "사람 연결"],
-           "anything_else": ["상담원", "상담사", "사람", "상담원 연결", "상담사 연결", "사람 연결"],
+           "anything_else": ["상담원", "사람", "상담원 연결", "상담사 연결", "사람 연결"],
            "ask_order_number": ["상담원", "사람 연결"]}
 
 
