@@ -13,6 +13,7 @@ these names are the contract between processes (and the dashboard).
   ivr:caller:{hmac(from)}   hash   last_call_at, last_sid, transferred; expires after 24 h.
                                    Keyed hash (HMAC with the server secret's hash key, ivr/keyring.py), so
                                    phone numbers appear neither in key names nor in a guessable form.
+                                   Never read or written for a withheld number (calls.withheld).
   ivr:calls:active          zset   sid -> started_at, calls not yet closed
   ivr:calls:recent          zset   sid -> started_at, every call within retention
   ivr:queue:{name}          zset   callers waiting in queue `name` (urgent, normal): sid -> order score
