@@ -31,7 +31,7 @@ class Services:
     keyring: Keyring = field(init=False)       # the server secret and the keys derived from it
     store: CallStore = field(init=False)
     queues: Queues = field(init=False)
-    engines: dict = field(init=False)
+    engines: dict | None = None       # flow id -> Engine; None: built from `flows` (see create_app)
     twiml: TwimlRenderer = field(init=False)
     speech: SpeechServices = field(init=False)
     transcriber: CommentTranscriber = field(init=False)   # spoken comments -> text, one background thread
@@ -42,7 +42,8 @@ class Services:
         self.metrics_cache = ScrapeCache(self.config.metrics_cache_seconds)
         self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock, keyring=self.keyring)
         self.queues = Queues(self.redis, self.config.retention_seconds)
-        self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}
+        if self.engines is None:
+            self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}
         self.twiml = TwimlRenderer(self.config)
         self.speech = SpeechServices(self.config)
         self.transcriber = CommentTranscriber(self.store, self.speech.models, self.config.twilio_account_sid,
