@@ -166,12 +166,21 @@ class _FakeClock:
         return self.t
 
 
+def busy(redis, data):
+    """A snapshot followed by a call event, as on a busy hotline: the stream's XREAD answers at
+    once instead of waiting out its second, so only the stream's own clock decides when it ends."""
+    def snapshot():
+        redis.xadd(keys.EVENTS, {"type": "turn", "sid": "CA" + "d" * 32, "ts": "0"})
+        return data
+    return snapshot
+
+
 def test_stream_ends_after_its_lifetime_and_when_logged_out(redis):
     q = Queries(redis)
-    frames = list(sse.live_stream(q, snapshot=lambda: {"n": 1}, logged_in=lambda: True,
+    frames = list(sse.live_stream(q, snapshot=busy(redis, {"n": 1}), logged_in=lambda: True,
                                   clock=_FakeClock(100), max_seconds=1000))
     assert frames[0].startswith("retry:") and "event: live" in frames[1]
     assert any(f.startswith(": heartbeat") for f in frames)
     assert len(frames) < 30
-    frames = list(sse.live_stream(q, snapshot=lambda: {}, logged_in=lambda: False, clock=_FakeClock(20)))
+    frames = list(sse.live_stream(q, snapshot=busy(redis, {}), logged_in=lambda: False, clock=_FakeClock(20)))
     assert "event: logout" in frames[-1]
