@@ -20,6 +20,7 @@ from pathlib import Path
 
 import redis as redis_lib
 
+from bench.common import VAR
 from bench.machine import banner
 from ivr import keys
 from ivr.simulate.call import CallSimulator
@@ -121,10 +122,10 @@ def main():
     redis_url = args.redis_url
     if not redis_url:
         from ivr.redis_conn import start_embedded
-        redis_url = start_embedded(Path("var/soak-redis"))
+        redis_url = start_embedded(VAR / "soak-redis")
     token = "s" * 32
     srv = ServeProcess({"TWILIO_AUTH_TOKEN": token, "REDIS_URL": redis_url, "PUBLIC_URL": "https://soak.example",
-                        "IVR_DATA_DIR": "var/soak"}).start()
+                        "IVR_DATA_DIR": str(VAR / "soak")}).start()
     try:
         client = TwilioClient(srv.url, token, public_url="https://soak.example")
         result = run(client, redis_lib.Redis.from_url(redis_url, decode_responses=True), srv.proc.pid, seconds,

