@@ -1,9 +1,8 @@
 """Dashboard login: nothing of a call without a session, CSRF, lock-out, cookies, headers, CLI."""
 import pytest
-import redis as redis_lib
 from click.testing import CliRunner
 
-from ivr import create_app, keys
+from ivr import keys
 from ivr.cli import main as cli
 from ivr.dashboard.auth import Operators
 from tests.support.dashboard import PASSWORD, add_operator, csrf_from, login
@@ -77,6 +76,7 @@ def test_five_failures_lock_the_account(client, config, redis, app):
     assert login(client).status_code == 302
 
 
+@pytest.mark.slow          # 21 argon2 verifications at production cost: seconds of CPU
 def test_failures_from_one_address_lock_that_address(client, redis):
     Operators(redis).add("bob", PASSWORD)
     for i in range(20):
@@ -111,9 +111,9 @@ def test_cookie_flags_and_security_headers(client):
     assert client.get("/dashboard/api/live").headers["Cache-Control"] == "no-store"
 
 
-def test_secure_cookie_when_public_url_is_https(make_config, redis):
+def test_secure_cookie_when_public_url_is_https(make_config, redis, build_app):
     cfg = make_config(public_url="https://hotline.example")
-    app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True))
+    app = build_app(cfg)
     add_operator(redis)
     client = app.test_client()
     token = csrf_from(client.get("/dashboard/login", base_url="https://hotline.example").get_data(as_text=True))
@@ -123,10 +123,10 @@ def test_secure_cookie_when_public_url_is_https(make_config, redis):
     assert resp.status_code == 302 and "Secure" in resp.headers["Set-Cookie"]
 
 
-def test_processes_share_the_session_key_through_redis(make_config, redis):
+def test_processes_share_the_session_key_through_redis(make_config, redis, build_app):
     cfg = make_config()
-    one = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True))
-    two = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True))
+    one = build_app(cfg)
+    two = build_app(cfg)
     add_operator(redis)
     c1 = one.test_client()
     login(c1)
@@ -137,9 +137,9 @@ def test_processes_share_the_session_key_through_redis(make_config, redis):
     assert redis.get(keys.SECRET_KEY) == one.secret_key == two.secret_key
 
 
-def test_configured_secret_key_is_used(make_config, redis):
+def test_configured_secret_key_is_used(make_config, redis, build_app):
     cfg = make_config(secret_key="s" * 40)
-    app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True))
+    app = build_app(cfg)
     assert app.secret_key == "s" * 40
     add_operator(redis)
     login(app.test_client())

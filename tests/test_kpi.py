@@ -2,9 +2,8 @@
 from datetime import UTC, datetime
 
 import pytest
-import redis as redis_lib
 
-from ivr import create_app, keys
+from ivr import keys
 from ivr.dashboard import kpi
 from ivr.stats import percentile
 from tests.support.dashboard import add_operator, login, write_call
@@ -46,9 +45,9 @@ def seed(redis):
 
 
 @pytest.fixture
-def figures(make_config, redis):
+def figures(make_config, redis, build_app):
     cfg = make_config(timezone="UTC", service_level_seconds=20)
-    app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True), clock=lambda: NOW)
+    app = build_app(cfg, clock=lambda: NOW)
     seed(redis)
     add_operator(redis)
     client = app.test_client()

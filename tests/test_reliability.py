@@ -1,9 +1,10 @@
 """Faults injected on purpose: the caller is never dropped, and no count is corrupted."""
 import logging
 
+import pytest
 import redis as redis_lib
 
-from ivr import create_app, keys
+from ivr import keys
 from ivr.server import LoopbackServer
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 from tests.support import port_of, press, say
@@ -19,10 +20,10 @@ def dials_human(body):
     return any(n.text == HUMAN for d in root if d.tag == "Dial" for n in d if n.tag == "Number")
 
 
-def test_redis_down_from_the_start_caller_goes_to_human(make_config, tmp_path):
+def test_redis_down_from_the_start_caller_goes_to_human(make_config, tmp_path, build_app):
     dead = RedisProcess(tmp_path / "r")          # never started: nothing listens on its port
     cfg = make_config(redis_url=dead.url)
-    app = create_app(cfg, redis=redis_lib.Redis.from_url(dead.url, socket_timeout=1, socket_connect_timeout=1,
+    app = build_app(cfg, redis=redis_lib.Redis.from_url(dead.url, socket_timeout=1, socket_connect_timeout=1,
                                                           decode_responses=True))
     with LoopbackServer(app, port=port_of(cfg)) as srv:
         client = TwilioClient(srv.url, cfg.twilio_auth_token)
@@ -37,12 +38,13 @@ def test_redis_down_from_the_start_caller_goes_to_human(make_config, tmp_path):
            outcome="apology + <Dial> HUMAN_LINE from configuration alone; status callback 503", dropped_calls=0)
 
 
-def test_redis_outage_mid_call_then_records_resume_with_exact_counts(make_config, tmp_path):
+@pytest.mark.slow       # a redis-server process, stopped and restarted
+def test_redis_outage_mid_call_then_records_resume_with_exact_counts(make_config, tmp_path, build_app):
     rp = RedisProcess(tmp_path / "r").start()
     try:
         cfg = make_config(redis_url=rp.url)
         conn = redis_lib.Redis.from_url(rp.url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
-        app = create_app(cfg, redis=conn)
+        app = build_app(cfg, redis=conn)
         with LoopbackServer(app, port=port_of(cfg)) as srv:
             client = TwilioClient(srv.url, cfg.twilio_auth_token)
             client.post("/voice", CALL)
@@ -98,6 +100,7 @@ def test_logs_hold_no_phone_numbers_or_secrets(simulate, caplog, config):
            log_lines=len(caplog.records), leaks=0)
 
 
+@pytest.mark.slow       # two `ivr serve` processes, one killed
 def test_process_killed_mid_call_next_webhook_served_by_another(redis_url, tmp_path):
     env = {"TWILIO_AUTH_TOKEN": "t" * 32, "PUBLIC_URL": "https://hotline.example", "REDIS_URL": redis_url,
            "IVR_DATA_DIR": str(tmp_path / "var"), "IVR_HANDOFF_MODE": "queue"}

@@ -1,7 +1,6 @@
 """Each webhook costs at most two Redis round trips: one pipelined read, one script."""
 import pytest
 
-from ivr import create_app
 from ivr.server import LoopbackServer
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 from tests.support import port_of
@@ -11,9 +10,9 @@ CALL = {"CallSid": "CA" + "3" * 32, "From": "+15005550133", "To": "+15005550100"
 
 
 @pytest.fixture
-def counted(config, redis):
+def counted(config, redis, build_app):
     conn = CountingRedis.from_url(config.redis_url, decode_responses=True)
-    app = create_app(config, redis=conn)
+    app = build_app(config, redis=conn)
     with LoopbackServer(app, port=port_of(config)) as srv:
         conn.round_trips.take()
         yield TwilioClient(srv.url, config.twilio_auth_token), conn.round_trips

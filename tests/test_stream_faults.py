@@ -7,9 +7,8 @@ import secrets
 import time
 
 import pytest
-import redis as redis_lib
 
-from ivr import create_app, faults, keys
+from ivr import faults, keys
 from ivr.metrics import PROCESS
 from ivr.server import LoopbackServer
 from ivr.simulate.stream_client import StreamCaller, open_stream
@@ -21,13 +20,13 @@ HUMAN = "+15005550006"
 
 
 @pytest.fixture
-def faulty(make_config, redis, ko_model):
+def faulty(make_config, redis, build_app):
     """Start a server with these faults switched on: faulty("tts_error") -> (client, app)."""
     servers = []
 
     def start(*names):
         cfg = make_config(faults=frozenset(names))
-        app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True))
+        app = build_app(cfg)
         srv = LoopbackServer(app, port=port_of(cfg)).__enter__()
         servers.append(srv)
         return TwilioClient(srv.url, cfg.twilio_auth_token), app
@@ -75,8 +74,9 @@ CASES = {
 }
 
 
+@pytest.mark.speech
 @pytest.mark.parametrize("fault", list(CASES))
-def test_fault_in_the_speech_path_connects_a_person(faulty, redis, caplog, fault):
+def test_fault_in_the_speech_path_connects_a_person(faulty, redis, caplog, ko_model, fault):
     caplog.set_level(logging.INFO)
     inputs, where, meaning = CASES[fault]
     client, app = faulty(fault)
@@ -113,7 +113,8 @@ def test_keypad_step_error_is_counted_and_goes_to_a_person(faulty, redis):
     assert failures("/voice/gather") == before + 1
 
 
-def test_socket_dropping_mid_call_is_logged_counted_and_goes_to_a_person(faulty, redis, caplog):
+@pytest.mark.speech
+def test_socket_dropping_mid_call_is_logged_counted_and_goes_to_a_person(faulty, redis, caplog, ko_model):
     caplog.set_level(logging.INFO)
     client, app = faulty()
     sid, url, custom = start_call(client)
