@@ -1,14 +1,16 @@
 """/metrics: events counted where they happen (summed across gunicorn workers), the present state read
 from Redis in one round trip, Prometheus naming and content type; /healthz's model status."""
+import json
 import secrets
+import threading
 import time
 
 import pytest
 import redis as redis_lib
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr import create_app
-from ivr.metrics import ACTIVE_STREAMS, RECOGNITION_LATENCY
+from ivr import keys
+from ivr.simulate.call import CallSimulator
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support.dashboard import write_call
 from tests.support.procs import ServeProcess
@@ -73,26 +75,51 @@ def test_a_scrape_reads_no_call_record(app, redis):
     assert counting.round_trips.take() == 1
 
 
-def test_a_flood_of_scrapes_is_answered_from_the_cache(make_config, redis):
+def test_a_flood_of_scrapes_is_answered_from_the_cache(make_config, redis, build_app):
     from tests.support.redis_count import CountingRedis
     cfg = make_config(metrics_cache_seconds=30)
     counting = CountingRedis.from_url(cfg.redis_url, decode_responses=True)
-    client = create_app(cfg, redis=counting).test_client()
+    client = build_app(cfg, redis=counting).test_client()
     first = client.get("/metrics").get_data()
     counting.round_trips.take()
     assert all(client.get("/metrics").get_data() == first for _ in range(50))
     assert counting.round_trips.take() == 0
 
 
-def test_process_metrics_for_speech(app):
-    RECOGNITION_LATENCY.labels(engine="test").observe(0.25)
-    ACTIVE_STREAMS.inc()
+@pytest.mark.speech
+def test_a_spoken_call_feeds_recognition_latency_and_open_streams(app, twilio, redis, ko_model):
+    """A real Korean call through the simulator: /metrics counts its stream as open while it lasts,
+    and each utterance the recognizer finished is one more recognition-latency sample."""
+    client = app.test_client()
+    latency = ("ivr_recognition_latency_seconds_count", (("engine", "vosk"),))
+    streams = ("ivr_media_streams_active", ())
+    before = scrape(client)
+    highest, done = [before[streams]], threading.Event()
+
+    def watch():
+        watcher = app.test_client()
+        while not done.is_set():
+            highest.append(scrape(watcher)[streams])
+            time.sleep(0.02)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
     try:
-        m = scrape(app.test_client())
-        assert m[("ivr_recognition_latency_seconds_count", (("engine", "test"),))] >= 1
-        assert m[("ivr_media_streams_active", ())] >= 1
+        sim = CallSimulator(twilio, from_number="+15005550191",
+                            stream_options=dict(barge_in_after=0.4, listen_to_end=False, end_wait=0.3))
+        report = sim.run([("say", "시간")], "ko")
     finally:
-        ACTIVE_STREAMS.dec()
+        done.set()
+        thread.join(5)
+    assert report["asr"] == "vosk" and report["intents"] == ["opening_hours"]
+    assert max(highest) >= before[streams] + 1                  # the stream counted itself open
+    deadline = time.monotonic() + 5                             # the socket's handler ends just after
+    while scrape(client)[streams] != before[streams] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    after = scrape(client)
+    assert after[streams] == before[streams]                    # ... and closed
+    spoken = [t for t in map(json.loads, redis.lrange(keys.turns(report["call_sid"]), 0, -1))
+              if t.get("who") == "caller" and t.get("input") == "speech"]
+    assert spoken and after.get(latency, 0) - before.get(latency, 0) == len(spoken)
 
 
 def test_openmetrics_when_asked(app):
@@ -101,30 +128,30 @@ def test_openmetrics_when_asked(app):
     assert resp.get_data(as_text=True).rstrip().endswith("# EOF")
 
 
-def test_metrics_token(make_config, redis):
+def test_metrics_token(make_config, redis, build_app):
     cfg = make_config(metrics_token="scrape-me-please", metrics_cache_seconds=0)
-    client = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True)).test_client()
+    client = build_app(cfg).test_client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert scrape(client, Authorization="Bearer scrape-me-please")[("ivr_redis_up", ())] == 1
 
 
-def test_metrics_and_health_when_redis_is_down(make_config, redis):
+def test_metrics_and_health_when_redis_is_down(make_config, redis, build_app):
     cfg = make_config(redis_url="redis://127.0.0.1:1/0", metrics_cache_seconds=0)
     down = redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True, socket_connect_timeout=0.5)
-    client = create_app(cfg, redis=down).test_client()
+    client = build_app(cfg, redis=down).test_client()
     m = scrape(client)
     assert m[("ivr_redis_up", ())] == 0
     resp = client.get("/healthz")
     assert resp.status_code == 503 and resp.get_json()["redis"].startswith("down")
 
 
-def test_healthz_reports_each_language(make_config, redis):
+def test_healthz_reports_each_language(make_config, redis, build_app):
     """English has no model here (keypad only), Korean's ships with the package; speech off says so."""
-    models = create_app(make_config(), redis=redis).test_client().get("/healthz").get_json()["models"]
+    models = build_app(make_config(), redis=redis).test_client().get("/healthz").get_json()["models"]
     assert models["vosk-en"].startswith("missing: keypad only")
     assert models["vosk-ko"] in ("loaded", "available: loads on the first call")
-    off = create_app(make_config(speech=False), redis=redis).test_client().get("/healthz").get_json()["models"]
+    off = build_app(make_config(speech=False), redis=redis).test_client().get("/healthz").get_json()["models"]
     assert set(off.values()) == {"off (IVR_SPEECH=off): keypad"}
 
 
