@@ -15,6 +15,7 @@ import pytest
 from ivr import keys
 
 ACCOUNT_SID = "AC" + "a1" * 16
+pytestmark = pytest.mark.speech      # espeak-ng speech decoded by the Korean model
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from ivr.config import ROOT
 from tests.support.dashboard import PASSWORD, HeldCall, add_operator, write_call
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not (os.path.exists(CHROMEDRIVER) and shutil.which("chromium")),
-    reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ def test_shipped_korean_set_is_labelled_for_the_korean_flow():
     assert all(i.audio is None for i in s.items)                        # audio is synthesized, not committed
 
 
+@pytest.mark.speech
 def test_eval_writes_report_with_real_figures(tmp_path, cache, ko_model):
     out = tmp_path / "report"
     code, output = run_eval(tmp_path, "--set", str(KO_SET), "--limit", str(MENU_ITEMS), "--out", str(out),
@@ -90,6 +91,7 @@ def _broken_flow(tmp_path):
     return path
 
 
+@pytest.mark.speech
 def test_eval_fails_on_a_broken_flow_that_check_flows_accepts(tmp_path, cache, ko_model):
     broken = _broken_flow(tmp_path)
     check = subprocess.run([str(ROOT / ".venv" / "bin" / "ivr"), "check-flows", str(broken)],
@@ -122,6 +124,7 @@ def test_english_set_runs_text_only(tmp_path):
     assert (out / "chart.png").stat().st_size > 10_000
 
 
+@pytest.mark.speech
 def test_csv_set_with_own_recordings(tmp_path, ko_model):
     """The format users point at their own recordings: audio path + transcript + labels."""
     wav = tmp_path / "rec1.wav"
@@ -136,6 +139,7 @@ def test_csv_set_with_own_recordings(tmp_path, ko_model):
     assert item["heard"] == "에이에스" and item["intent"] == "warranty_repair" and item["audio_seconds"] > 0.3
 
 
+@pytest.mark.speech
 def test_missing_audio_file_is_a_clear_error(tmp_path, ko_model):
     (tmp_path / "set.csv").write_text("audio,text,expected_intent,expected_queue\nnope.wav,환불,return_refund,\n",
                                       encoding="utf-8")

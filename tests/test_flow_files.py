@@ -77,6 +77,7 @@ def test_yaml_syntax_error_has_line(tmp_path):
     assert exc.value.problems[0].line >= line_of(bad, "start: [welcome")
 
 
+@pytest.mark.slow       # the `ivr` command in its own processes
 def test_check_flows_command_reports_and_fails(tmp_path):
     path = write(tmp_path, GOOD.replace("goto: bye", "goto: byebye"))
     proc = subprocess.run([sys.executable, "-m", "ivr.cli", "check-flows", str(path)], capture_output=True, text=True)
@@ -86,6 +87,7 @@ def test_check_flows_command_reports_and_fails(tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
+@pytest.mark.slow       # `ivr serve` in its own process
 def test_server_refuses_to_start_with_invalid_flow(tmp_path, make_config):
     write(tmp_path, GOOD.replace("goto: bye", "goto: byebye"))
     with pytest.raises(FlowError):

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ivr import keys, stats
 from ivr.simulate.call import CallSimulator
 from ivr.simulate.twilio_client import parse_twiml
@@ -163,6 +165,7 @@ def test_dial_mode_whisper_has_intent_and_words(serve, redis):
     assert "fraud or account security" in whisper and "someone charged my card" in whisper
 
 
+@pytest.mark.slow       # `ivr simulate` in its own process, with its own embedded Redis
 def test_simulate_reports_transfers_queue_and_wait():
     proc = subprocess.run([sys.executable, "-m", "ivr.cli", "simulate", "--press", "0", "--json"],
                           capture_output=True, text=True, timeout=120)

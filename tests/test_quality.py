@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from ivr import keys, quality
 from ivr.flows.intents import normalize
 from tests.support import press, say
@@ -40,6 +42,7 @@ def test_no_rating_prompt_when_bot_answered_nothing(simulate):
     assert "how well did I help" not in " ".join(t["bot"] for t in report["turns"])
 
 
+@pytest.mark.slow       # `ivr unanswered` in its own process
 def test_unanswered_question_logged_with_count(simulate, redis):
     question = "do you sell garden furniture"
     simulate(say(question), press("3"), press("2"))

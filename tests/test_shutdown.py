@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import pytest
 import redis as redis_lib
 import websocket
 
@@ -17,6 +18,8 @@ from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 from tests.support.fault_table import record as record_row
 from tests.support.procs import ServeProcess
+
+pytestmark = [pytest.mark.slow, pytest.mark.speech]    # two `ivr serve` processes, Korean streams
 
 TOKEN = "s" * 32
 PUBLIC = "https://hotline.example"

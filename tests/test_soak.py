@@ -1,11 +1,14 @@
 """The short soak: half a minute of concurrent calls against `ivr serve` and a real Redis.
 The long one is `.venv/bin/python -m bench.soak --minutes 10`."""
 
+import pytest
 import redis as redis_lib
 
 from bench.soak import run
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support.procs import ServeProcess
+
+pytestmark = pytest.mark.slow       # `ivr serve` in a process, half a minute of calls
 
 
 def test_soak_memory_flat_no_leaks_records_complete(redis_url, redis, tmp_path):

@@ -14,6 +14,8 @@ from ivr.simulate.call import CallSimulator
 from ivr.simulate.stream_client import StreamCaller, open_stream
 from ivr.simulate.twilio_client import parse_twiml
 
+pytestmark = pytest.mark.speech
+
 
 @pytest.fixture
 def config(make_config, ko_model):

@@ -46,6 +46,7 @@ def test_every_static_prompt_is_listed_and_templates_are_not():
     assert {lang for _, lang in prompts} >= {"en", "ko"}
 
 
+@pytest.mark.speech        # loads the Korean model to look its words up
 def test_directed_grammar_is_small_and_in_vocabulary():
     flow = load_flows(ROOT / "flows")["hotline_ko"]
     from ivr.flows.engine import Engine

@@ -30,11 +30,6 @@ from tests.support.fault_table import record as record_row
 SENT = {"messages": 0, "streams": 0}
 
 
-@pytest.fixture
-def config(make_config, ko_model):
-    return make_config()
-
-
 class Stream:
     """A signed socket for one call; `start` registers the call first (POST /voice) when asked."""
 
@@ -132,9 +127,11 @@ def expected_bad(msgs) -> int:
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+@pytest.mark.slow
+@pytest.mark.speech
 @FUZZ
 @given(msgs=messages)
-def test_generated_bad_messages_are_ignored_and_counted(twilio, config, redis, msgs):
+def test_generated_bad_messages_are_ignored_and_counted(twilio, config, redis, ko_model, msgs):
     s = Stream(twilio, config, redis)
     for m in msgs:
         s.send(m)
@@ -162,7 +159,9 @@ def _victim(twilio):
     return sim.run([("say", "시간"), ("say", "아니오")], "ko")
 
 
-def test_storm_of_bad_input_leaves_a_simultaneous_call_untouched(twilio, config, redis, server):
+@pytest.mark.slow
+@pytest.mark.speech
+def test_storm_of_bad_input_leaves_a_simultaneous_call_untouched(twilio, config, redis, server, ko_model):
     rng = random.Random(10)
     failures_before = PROCESS.get_sample_value("ivr_failures_total", {"where": "stream:oversized"}) or 0.0
     with ThreadPoolExecutor(1) as pool:
