@@ -36,7 +36,7 @@ class Player:
         self.generation = 0               # bumped by clear(): stale items stop
         self.lock = threading.Lock()
         self.pending_marks = set()        # sent, not yet echoed by Twilio
-        self.busy = threading.Event()     # a prompt is being sent right now
+        self.sending = None               # generation of the prompt being sent right now, None between prompts
         self.frames_sent = 0
         self.late_frames = 0              # frames sent more than one frame behind schedule
         self.first_frame_at = None        # monotonic time of the first frame of the current item
@@ -56,13 +56,18 @@ class Player:
     @property
     def playing(self) -> bool:
         """True while Twilio may still be playing something of ours."""
-        return bool(self.pending_marks) or self.busy.is_set()
+        return bool(self.pending_marks) or self.sending == self.generation
 
     def clear(self) -> bool:
-        """Barge-in: drop queued audio, tell Twilio to flush its buffer. True if anything was playing."""
+        """Barge-in: drop queued audio, tell Twilio to flush its buffer. True if anything was playing.
+
+        What was cleared stops counting as playing at once, though the player's thread may still be
+        asleep mid-prompt: a second clear() sends nothing, and Twilio answers `clear` with the marks
+        it held (unknown by then), the rest were never sent."""
         with self.lock:
             was = self.playing
             self.generation += 1
+            self.pending_marks.clear()
             while True:
                 try:
                     self.q.get_nowait()
@@ -89,7 +94,7 @@ class Player:
             if item is None:
                 return
             gen, parts, name, on_first = item
-            self.busy.set()
+            self.sending = gen
             try:
                 if self._send_parts(gen, parts, on_first):
                     self.send(protocol.mark(self.stream_sid, name))
@@ -106,7 +111,7 @@ class Player:
                 with self.lock:
                     self.pending_marks.discard(name)
             finally:
-                self.busy.clear()
+                self.sending = None
 
     def _send_parts(self, gen, parts, on_first) -> bool:
         start, n = None, 0
