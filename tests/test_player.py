@@ -2,44 +2,15 @@
 
 The player's clock and sleep are injected: a virtual clock that a sleep moves forward, so a
 second of audio plays in no time and every send has an exact timestamp. Its send is a list."""
-import base64
-import json
 import threading
 
 import pytest
 
 from ivr.media.audio import FRAME_BYTES, FRAME_MS
 from ivr.media.player import BATCH_FRAMES, LEAD_FRAMES, Player
+from tests.support.wire import Wire
 
 STEP = FRAME_MS / 1000
-
-
-class Wire:
-    """Twilio's end of the socket: every message the player sent, with the virtual time it left."""
-
-    def __init__(self, clock=None):
-        self.sent = []
-        self.clock = clock
-        self.changed = threading.Condition()
-
-    def __call__(self, text):
-        with self.changed:
-            self.sent.append((self.clock() if self.clock else None, json.loads(text)))
-            self.changed.notify_all()
-
-    def events(self):
-        return [m["event"] for _, m in self.sent]
-
-    def wait(self, test, timeout=5):
-        with self.changed:
-            assert self.changed.wait_for(lambda: test(self), timeout), self.events()
-
-    def marks(self):
-        return [m["mark"]["name"] for _, m in self.sent if m["event"] == "mark"]
-
-    def payloads(self, since=0):
-        """The audio of every media message from the `since`-th message on."""
-        return [base64.b64decode(m["media"]["payload"]) for _, m in self.sent[since:] if m["event"] == "media"]
 
 
 class VirtualTime:
@@ -169,7 +140,7 @@ def test_no_frame_of_a_cleared_prompt_follows_the_clear():
             wire.wait(lambda w, k=attempt: len(w.sent) > k * 4)
             assert player.clear()
             after = player.play([audio(2, 9)])
-            wire.wait(lambda w: after in w.marks())
+            wire.wait(lambda w, name=after: name in w.marks())
             cut = wire.events().index("clear")
             assert wire.payloads(since=cut + 1) == [bytes([9]) * FRAME_BYTES] * 2, (attempt, cut)
         finally:
