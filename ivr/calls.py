@@ -57,10 +57,13 @@ for _, k in ipairs({active, recent, events}) do redis.call('EXPIRE', k, ttl) end
 return {1, boost, ''}
 """
 
-_OPS = """
+# Side effects on other keys (queues, statistics) a turn may carry into its script. Checked in Python
+# before the script runs: by then the turn's reply is stored, and an op refused inside the script
+# would be lost while the turn counted as applied.
+OPS_ALLOWED = ("ZADD", "ZREM", "HINCRBY", "HSET", "ZREMRANGEBYSCORE", "EXPIRE", "ZINCRBY")
+
+_OPS = "local ALLOWED = {" + ", ".join(f"{op} = true" for op in OPS_ALLOWED) + "}" + """
 -- Side effects on other keys (queues, statistics), applied in the same atomic script.
-local ALLOWED = {ZADD = true, ZREM = true, HINCRBY = true, HSET = true, ZREMRANGEBYSCORE = true, EXPIRE = true,
-                 ZINCRBY = true}
 local function apply_ops(json)
   if json == nil or json == '' then return end
   for _, op in ipairs(cjson.decode(json)) do
@@ -156,7 +159,11 @@ return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 
 
 def _ops(ops) -> str:
-    return json.dumps([[str(x) for x in op] for op in ops]) if ops else ""
+    ops = [[str(x) for x in op] for op in ops]
+    refused = [op[0] if op else "(empty)" for op in ops if not op or op[0] not in OPS_ALLOWED]
+    if refused:
+        raise ValueError(f"not an op a call script may apply: {', '.join(refused)}")
+    return json.dumps(ops) if ops else ""
 
 
 def _flat(fields: dict) -> list:
