@@ -11,6 +11,8 @@ the files (tests/support/repo_guard.py).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 import redis as redis_lib
@@ -25,13 +27,25 @@ from ivr.simulate.twilio_client import TwilioClient
 from tests.support import port_of, repo_guard
 
 TEST_DB = 15
+_BEFORE = pytest.StashKey[dict]()
+
+
+def pytest_configure(config):
+    """Before anything is collected: the repository as it was, and Hypothesis's folder (it writes
+    while test modules are imported) in a temporary one."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    config.stash[_BEFORE] = repo_guard.snapshot(ROOT)
+    home = tempfile.mkdtemp(prefix="ivr-tests-hypothesis-")
+    set_hypothesis_home_dir(home)
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _repository_untouched():
-    """Set up first and torn down last: a run that wrote into the repository ends with an error
-    (reported at the teardown of its last test) naming every file it created, changed or deleted."""
-    before = repo_guard.snapshot(ROOT)
+def _repository_untouched(pytestconfig):
+    """Torn down last: a run that wrote into the repository ends with an error (reported at the
+    teardown of its last test) naming every file it created, changed or deleted."""
+    before = pytestconfig.stash[_BEFORE]
     yield
     wrote = repo_guard.changes(before, repo_guard.snapshot(ROOT))
     if os.environ.get("IVR_UPDATE_SCREENSHOT") == "1":      # asked for (docs/dashboard.md, "Tests")
@@ -49,15 +63,11 @@ def audio_dir(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def _temporary_folders(_repository_untouched, tmp_path_factory, audio_dir):
     """Processes and commands a test starts read their data folder and prompt cache from the
-    environment: both point into this session's temporary folder. So does Hypothesis's own."""
-    from hypothesis.configuration import set_hypothesis_home_dir
-
-    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
+    environment: both point into this session's temporary folder."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IVR_DATA_DIR", str(tmp_path_factory.mktemp("var")))
         mp.setenv("IVR_AUDIO_DIR", str(audio_dir))
         yield
-    set_hypothesis_home_dir(None)
 
 
 @pytest.fixture(scope="session")
