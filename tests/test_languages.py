@@ -149,11 +149,11 @@ def test_with_a_model_present_the_english_welcome_invites_speech(make_config, se
 # -- a short way in ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("fid", ["hotline", "hotline_ko"])
 @pytest.mark.parametrize("mode", ["speech", "keypad"])
-def test_each_welcome_renders_to_under_ten_seconds_with_the_way_to_a_person(fid, mode):
+def test_each_welcome_renders_to_under_ten_seconds_with_the_way_to_a_person(fid, mode, audio_dir):
     flow = FLOWS[fid]
     lang = flow.languages[0]
     text = Engine(flow).start(Conversation(fid, lang, mode=mode)).text
-    seconds = len(PromptAudio(ROOT / "audio").get(text, lang)) / 8000
+    seconds = len(PromptAudio(audio_dir).get(text, lang)) / 8000
     assert seconds < 10.0, (fid, mode, seconds, text)
     assert "0" in text and ("person" in text or "상담원" in text)
 
