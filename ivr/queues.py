@@ -22,7 +22,10 @@ for _, q in ipairs(KEYS) do
   for _, sid in ipairs(redis.call('ZRANGE', q, 0, 19)) do
     local call = prefix .. sid
     local at = tonumber(redis.call('HGET', call, 'claimed_at') or '0')
-    if now - at > hold then
+    if redis.call('EXISTS', call) == 0 then
+      -- The record expired (or was lost): nobody to brief; drop the stale entry, never recreate it.
+      redis.call('ZREM', q, sid)
+    elseif now - at > hold then
       redis.call('HSET', call, 'claimed_at', now, 'claimed_by', agent)
       return {q, sid}
     end

@@ -67,6 +67,9 @@ def _temporary_folders(_repository_untouched, tmp_path_factory, audio_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IVR_DATA_DIR", str(tmp_path_factory.mktemp("var")))
         mp.setenv("IVR_AUDIO_DIR", str(audio_dir))
+        # No downloaded model is seen (a machine with internet may have fetched English at set-up):
+        # English is keypad-only in every test unless a test points IVR_MODELS_DIR at a model.
+        mp.setenv("IVR_MODELS_DIR", str(tmp_path_factory.mktemp("models")))
         yield
 
 
@@ -105,7 +108,7 @@ def make_config(tmp_path, redis_url, audio_dir):
         port = overrides.pop("port", None) or free_port()
         base = dict(twilio_auth_token="test-token-" + "x" * 20, public_url=f"http://127.0.0.1:{port}",
                     redis_url=redis_url, data_dir=tmp_path / "var", flows_dir=ROOT / "flows",
-                    audio_dir=audio_dir, human_line="+15005550006")
+                    audio_dir=audio_dir, models_dir=tmp_path / "models", human_line="+15005550006")
         base.update(overrides)
         return Config(**base)
     return make
