@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from rapidfuzz import fuzz
 
 from .. import faults
-from .digits import speakable, spoken_digits
+from .digits import only_digits, speakable, spoken_digits
 from .intents import IntentMatcher, normalize
 from .model import INPUT_STEPS, Flow
 
@@ -95,9 +95,9 @@ _TEMPLATE = re.compile(r"\{([a-z_][a-z0-9_]*)(?:\.([a-z_][a-z0-9_]*))?\}")
 
 
 class Engine:
-    def __init__(self, flow: Flow):
+    def __init__(self, flow: Flow, matcher_options=None):
         self.flow = flow
-        self.matchers = {lang: IntentMatcher(flow, lang) for lang in flow.languages}
+        self.matchers = {lang: IntentMatcher(flow, lang, matcher_options) for lang in flow.languages}
         self.global_intents = {n for n, i in flow.intents.items() if i.handoff is not None}
         self._expects = {}   # (step, lang) -> Expect, see expect()
 
@@ -115,7 +115,7 @@ class Engine:
 
         if inp.kind == "dtmf" and text == "0":
             return self._route_intent(conv, AGENT_INTENT, 1.0, None, [], "key 0")
-        if inp.kind == "speech" and text:
+        if inp.kind == "speech" and text and not (step.type == "ask" and only_digits(text, conv.lang)):
             reply = self._global_rules(conv, text)
             if reply is not None:
                 return reply

@@ -31,17 +31,20 @@ kiwipiepy morphemes for Korean) and why they were not kept: BENCHMARKS.md,
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+import threading
 import unicodedata
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
 
 from .analysis import STOPWORDS, char_ngram_sizes, char_text, is_stopword, stem
+from .classifier import Features, LinearClassifier
 
-__all__ = ["IntentMatcher", "Match", "normalize", "STOPWORDS"]
+__all__ = ["IntentMatcher", "MatcherOptions", "Match", "normalize", "STOPWORDS"]
 
 _APOSTROPHE = re.compile(r"['’`´]")
 _PUNCT = re.compile(r"[^\w\s*]", re.UNICODE)
@@ -54,9 +57,33 @@ SIM_FULL = 0.8             # similarity at which confidence is 1.0 (a near copy 
 KEYWORD_FLOOR = 0.75       # confidence of a keyword hit with no example support
 NEAR_KEYWORD_FLOOR = 0.66  # ... of a keyword one letter off: "deliver" in "delivery" is weaker evidence
 RULE_FLOOR = 0.8           # ... of a concept rule: two ideas together are stronger than one word
-SIGNAL_FLOOR = 0.5         # ... of an urgent intent's signal concept alone: uncertain (settings.urgent_threshold)
 FUZZY_MIN_LEN = 7          # shorter keywords must match exactly: "shipping" is not "shopping"
 FUZZY_RATIO = 90
+
+
+@dataclass(frozen=True)
+class MatcherOptions:
+    """How the matcher decides; the defaults are the design that measured best on the validation
+    sets (bench/matchers.py compares the others, BENCHMARKS.md has the table)."""
+    classifier: bool = True          # a linear classifier trained on examples + training sentences
+    features: Features = Features()
+    l2: float = 1e-5
+    iterations: int = 100
+    concept_features: bool = True    # concepts heard become classifier features
+    similarity: bool = False         # also the nearest-example TF-IDF similarity (the previous design)
+    floors: str = "handoff"          # whose keywords and rules lift the confidence: all | handoff | none
+    keyword_sentences: bool = False  # keywords also train the classifier, as one-phrase sentences
+    # When the classifier finds a sentence out of scope with at least this probability, a signal
+    # concept ("bank" in "what time does the bank close") or a keyword heard one letter off
+    # ("parking" for "sparking") does not lift an intent; rules and exact keywords still do.
+    oos_veto: float = 0.5
+
+
+# Trained classifiers by what they were trained on (sentences, labels, concepts, options): a flow
+# loaded again unchanged (a reload, every test that builds an engine) does not train again.
+_TRAINED = OrderedDict()
+_TRAINED_MAX = 8
+_TRAINED_LOCK = threading.Lock()
 
 
 def normalize(text: str) -> str:
@@ -260,8 +287,10 @@ class _Rule:
 class IntentMatcher:
     """Scores a caller's words against every intent of a flow, for one language."""
 
-    def __init__(self, flow, lang: str):
+    def __init__(self, flow, lang: str, options: MatcherOptions | None = None):
         self.lang = lang
+        self.flow = flow
+        self.options = options = options or MatcherOptions()
         self.concepts = {}   # name -> [_Phrase]
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
             phrases = [_Phrase(_phrase_norm(p)) for p in (langs or {}).get(lang, []) if normalize(p)]
@@ -286,7 +315,22 @@ class IntentMatcher:
             if signals:
                 self.signals[intent.name] = signals
         self.partners = {(a, b) for r in self.rules for a in r.all + r.none for b in r.all + r.none}
-        self.index = _Index([(ex, tuple(self._concepts(_Sentence(ex)))) for ex, _ in self.examples], lang)
+        # Concept phrases indexed so that a sentence looks up only those that can be in it.
+        self._by_first = {}      # first word of a Latin phrase -> [(concept, phrase)]
+        self._by_compact = {}    # letters of a Latin phrase without a star (glued, near) -> [(concept, phrase)]
+        self._by_letter = {}     # first letter of a phrase in another script (Korean) -> [(concept, phrase)]
+        for name, phrases in self.concepts.items():
+            for phrase in phrases:
+                if not phrase.latin:
+                    if phrase.compact:
+                        self._by_letter.setdefault(phrase.compact[0], []).append((name, phrase))
+                    continue
+                self._by_first.setdefault(phrase.first, []).append((name, phrase))
+                if not phrase.star:
+                    self._by_compact.setdefault(phrase.compact, []).append((name, phrase))
+        self.index = None
+        if options.similarity or not options.classifier:
+            self.index = _Index([(ex, tuple(self._concepts(_Sentence(ex)))) for ex, _ in self.examples], lang)
         self.frustration = [_Phrase(_phrase_norm(p)) for p in flow.frustration.get(lang, []) if normalize(p)]
         # Keywords and frustration phrases may be heard one letter off ("overheeting"); concept
         # words list their forms (charge*), so they need not.
@@ -296,6 +340,37 @@ class IntentMatcher:
                 self.fuzzy.setdefault(len(phrase.compact), set()).add(phrase.compact)
         self.fuzzy = {n: sorted(v) for n, v in self.fuzzy.items()}
         self._last = None
+        self.training = []     # (sentence, intent or None): what the classifier learned from
+        self.handoff_intents = {i.name for i in flow.intents.values() if i.handoff is not None}
+        self.classifier = self._train(flow) if options.classifier else None
+
+    def _train(self, flow):
+        """The classifier over the flow's examples and training sentences (None: fewer than two classes)."""
+        rows = [(ex, name) for ex, name in self.examples]
+        rows += [(normalize(t), name) for t, name in (getattr(flow, "training", None) or {}).get(self.lang, ())]
+        if self.options.keyword_sentences:
+            rows += [(normalize(kw.text), name) for kw, name in self.keywords]
+        rows = [(t, name) for t, name in rows if t and (name is None or name in flow.intents)]
+        if len({name for _, name in rows}) < 2:
+            return None
+        self.training = rows
+        concepts = sorted((n, tuple(p.text for p in ps)) for n, ps in self.concepts.items())
+        key = hashlib.sha256(repr((self.lang, rows, self.options, concepts)).encode()).hexdigest()
+        with _TRAINED_LOCK:
+            clf = _TRAINED.get(key)
+        if clf is None:
+            clf = LinearClassifier([self._features(t) for t, _ in rows], [name for _, name in rows],
+                                   l2=self.options.l2, iterations=self.options.iterations)
+            with _TRAINED_LOCK:
+                _TRAINED[key] = clf
+                while len(_TRAINED) > _TRAINED_MAX:
+                    _TRAINED.popitem(last=False)
+        return clf
+
+    def _features(self, norm: str, heard=None) -> dict:
+        if heard is None and self.options.concept_features:
+            heard = self._concepts(_Sentence(norm))
+        return self.options.features.of(norm, self.lang, tuple(heard or ()) if self.options.concept_features else ())
 
     def _concepts(self, sent) -> dict:
         """Concepts heard in the sentence: name -> the words that carried it.
@@ -305,11 +380,23 @@ class IntentMatcher:
         combines never hide each other: "two payments" is both money and twice.
         """
         found = {}    # name -> (start, end)
-        for name, phrases in self.concepts.items():
-            for phrase in phrases:
-                hit = phrase.find(sent)
-                if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
-                    found[name] = hit[:2]
+        # Only phrases that can be there are looked up: a Latin phrase needs its first word in
+        # the sentence, or (without a star) its letters in words run together or one letter off.
+        candidates = {id(c): c for first, items in self._by_first.items() if first in sent.norm for c in items}
+        for joined in list(sent.joined) + list(sent.near):
+            for key in (joined, joined[:-1] if joined.endswith("s") else None):
+                for c in self._by_compact.get(key, ()):
+                    candidates[id(c)] = c
+        if self._by_letter:
+            for letter in set(sent.norm):
+                for c in self._by_letter.get(letter, ()):
+                    candidates[id(c)] = c
+        for name, phrase in candidates.values():
+            hit = phrase.find(sent)
+            if hit and not hit[2]:
+                continue   # one letter off a keyword ("parking" for "sparking") is not a concept's word
+            if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
+                found[name] = hit[:2]
         return {name: sent.norm[start:end] for name, (start, end) in found.items()
                 if not any(o != name and (o, name) not in self.partners and s <= start and end <= e
                            and (e - s) > (end - start) for o, (s, e) in found.items())}
@@ -324,22 +411,35 @@ class IntentMatcher:
             return cached[1]
         sent = _Sentence(norm).find_near(self.fuzzy)
         heard = self._concepts(sent)
-        sims = self.index.similarities(norm, tuple(heard))
+        sims = self.index.similarities(norm, tuple(heard)) if self.index is not None else []
         found = [(phrase, name, hit) for phrase, name in self.keywords for hit in (phrase.find(sent),) if hit]
-        analysis = (heard, sims, found)
+        feats = probs = None
+        if self.classifier is not None:
+            feats = self._features(norm, heard)
+            probs = self.classifier.predict(feats)
+        analysis = (heard, sims, found, feats, probs)
         self._last = (norm, analysis)
         return analysis
 
     def ranked(self, text: str, among=None) -> list:
-        """[(intent, confidence, via)] best first; confidence in 0..1."""
+        """[(intent, confidence, via)] best first; confidence in 0..1.
+
+        The classifier's probability (out of scope is a class of its own, so a question the
+        hotline does not handle leaves every intent low) is lifted by the flow's keywords and
+        concept rules: a rule is the manager's word that two ideas together mean an intent."""
         norm = normalize(text)
         if not norm:
             return []
-        heard, sims, found_keywords = self._analyse(norm)
-        best = {}      # intent -> (similarity, example)
+        heard, sims, found_keywords, feats, probs = self._analyse(norm)
+        base = {}      # intent -> (confidence, via) before keywords and rules
+        if probs is not None:
+            for name, p in probs.items():
+                if name is not None and (among is None or name in among):
+                    base[name] = (p, "classifier")
         for (ex, name), sim in zip(self.examples, sims):
-            if (among is None or name in among) and sim > best.get(name, (-1.0, ""))[0]:
-                best[name] = (sim, ex)
+            conf = min(1.0, max(sim, 0.0) / SIM_FULL)
+            if (among is None or name in among) and (name not in base or conf > base[name][0]):
+                base[name] = (conf, f"example '{ex}'")
         hits = {}     # intent -> (keyword, start, end, exact)
         for phrase, name, found in found_keywords:
             if among is not None and name not in among:
@@ -354,14 +454,23 @@ class IntentMatcher:
                 fired[rule.intent] = rule
         signalled = {name: sorted(c for c in concepts if c in heard) for name, concepts in self.signals.items()
                      if (among is None or name in among) and any(c in heard for c in concepts)}
+        oos = probs.get(None, 0.0) if probs is not None else 0.0
+        if oos >= self.options.oos_veto:
+            signalled = {}
+            hits = {n: h for n, h in hits.items() if h[3]}
+        lifted = self.options.floors
+        if lifted != "all":
+            keep = self.handoff_intents if lifted == "handoff" else set()
+            hits = {n: h for n, h in hits.items() if n in keep}
+            fired = {n: r for n, r in fired.items() if n in keep}
         out = []
-        for name in set(best) | set(hits) | set(fired) | set(signalled):
-            sim, ex = best.get(name, (0.0, ""))
-            conf = min(1.0, max(sim, 0.0) / SIM_FULL)
-            via = f"example '{ex}'" if ex else ""
+        for name in set(base) | set(hits) | set(fired) | set(signalled):
+            conf, via = base.get(name, (0.0, ""))
             floor = 0.0
-            if name in signalled:
-                floor = SIGNAL_FLOOR
+            if name in signalled and conf < self.flow.urgent_threshold:
+                # Possible, not certain: at the urgent threshold, so that when nothing else is
+                # understood the caller goes to a person on this intent's queue (engine.global_intent).
+                conf = self.flow.urgent_threshold
                 via = "signal " + ", ".join(f"{c} ('{heard[c]}')" for c in signalled[name])
             if name in hits:
                 keyword, _, _, exact = hits[name]
@@ -379,6 +488,42 @@ class IntentMatcher:
                 conf = floor + (1 - floor) * conf
             out.append((name, round(conf, 3), via))
         out.sort(key=lambda r: (-r[1], r[0]))
+        if out and probs is not None:
+            name, conf, via = out[0]
+            out[0] = (name, conf, self._explain(norm, feats, probs, name, via))
+        return out
+
+    def _explain(self, norm, feats, probs, name, via) -> str:
+        """Why the classifier leans to `name`: its probability, the caller's words that weighed
+        most, and the nearest training sentence: "classifier 0.82 (words 'never bought'), nearest
+        'i never bought this'". Only for the intent that ranks first (a fraction of a millisecond)."""
+        p = probs.get(name, 0.0)
+        words = self._reason_words(norm, feats, name)
+        said = f"classifier {p:.2f}" + (f" (words {', '.join(repr(w) for w in words)})" if words else "")
+        row, sim = self.classifier.nearest(feats, name)
+        if sim > 0:
+            said += f", nearest '{self.training[row][0]}'"
+        oos = probs.get(None, 0.0)
+        if oos >= p:
+            said += f"; out of scope {oos:.2f}"
+        return said if via == "classifier" else f"{via}; {said}"
+
+    def _reason_words(self, norm, feats, name) -> list:
+        tokens = norm.split()
+        stems = {}
+        for t in tokens:
+            stems.setdefault(stem(t, self.lang), t)
+        pairs = {f"{stem(a, self.lang)} {stem(b, self.lang)}": f"{a} {b}" for a, b in zip(tokens, tokens[1:])}
+        out = []
+        for feature, _ in self.classifier.reasons(feats, name, top=6):
+            kind, _, value = feature.partition(" ")
+            word = {"w": stems.get(value), "p": pairs.get(value), "#": value and f"#{value}"}.get(kind)
+            if kind == "w" and word and is_stopword(word, self.lang):
+                continue
+            if word and not any(word in w or w in word for w in out):
+                out.append(word)
+            if len(out) == 3:
+                break
         return out
 
     def scores(self, text: str, among=None) -> dict:

@@ -72,6 +72,9 @@ class Flow:
     frustration: dict = field(default_factory=dict)
     concepts: dict = field(default_factory=dict)   # name -> {lang: [phrases]}
     data: dict = field(default_factory=dict)   # name -> loaded records
+    # lang -> [(sentence, intent or None for out of scope)]: what the intent classifier learns
+    # from besides the examples (`training:` files). Never part of a recognizer grammar.
+    training: dict = field(default_factory=dict)
 
     @property
     def confidence_threshold(self) -> float:
