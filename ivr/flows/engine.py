@@ -183,8 +183,10 @@ class Engine:
             # Not understood: the guess stays out of `intent` (reports and the agent's briefing
             # read it as the topic) and goes into the detail, for whoever tunes the flow.
             best = f"best {m.intent} ({m.confidence:.2f})" if m.intent else "no intent"
+            why = f" ({m.via})" if m.via else ""
             return self._miss(conv, step, Decision(None, m.confidence, "clarify",
-                                                   f"low confidence: {best} < {self.flow.confidence_threshold:.2f}"))
+                                                   f"low confidence: {best} < {self.flow.confidence_threshold:.2f}"
+                                                   + why))
         return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"))
 
     def _ask(self, conv, step, inp) -> Reply:

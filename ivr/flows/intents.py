@@ -490,16 +490,16 @@ class IntentMatcher:
         out.sort(key=lambda r: (-r[1], r[0]))
         if out and probs is not None:
             name, conf, via = out[0]
-            out[0] = (name, conf, self._explain(norm, feats, probs, name, via))
+            out[0] = (name, conf, self._explain(norm, feats, probs, name, via, heard))
         return out
 
-    def _explain(self, norm, feats, probs, name, via) -> str:
+    def _explain(self, norm, feats, probs, name, via, heard) -> str:
         """Why the classifier leans to `name`: its probability, the caller's words that weighed
         most, and the nearest training sentence: "classifier 0.82 (words 'never bought'), nearest
         'i never bought this'". Only for the intent that ranks first (a fraction of a millisecond)."""
         p = probs.get(name, 0.0)
-        words = self._reason_words(norm, feats, name)
-        said = f"classifier {p:.2f}" + (f" (words {', '.join(repr(w) for w in words)})" if words else "")
+        words = self._reason_words(norm, feats, name, heard)
+        said = f"classifier {p:.2f}" + (f" (words {', '.join(words)})" if words else "")
         row, sim = self.classifier.nearest(feats, name)
         if sim > 0:
             said += f", nearest '{self.training[row][0]}'"
@@ -508,20 +508,28 @@ class IntentMatcher:
             said += f"; out of scope {oos:.2f}"
         return said if via == "classifier" else f"{via}; {said}"
 
-    def _reason_words(self, norm, feats, name) -> list:
+    def _reason_words(self, norm, feats, name, heard) -> list:
+        """Up to three of the caller's words (or concepts, with the words that carried them) that
+        raised `name` the most: ["'money back' (return_words)", "'headphones'"]."""
         tokens = norm.split()
         stems = {}
         for t in tokens:
-            stems.setdefault(stem(t, self.lang), t)
+            if not is_stopword(t, self.lang):
+                stems.setdefault(stem(t, self.lang), t)
         pairs = {f"{stem(a, self.lang)} {stem(b, self.lang)}": f"{a} {b}" for a, b in zip(tokens, tokens[1:])}
-        out = []
+        out, said = [], []
         for feature, _ in self.classifier.reasons(feats, name, top=6):
             kind, _, value = feature.partition(" ")
-            word = {"w": stems.get(value), "p": pairs.get(value), "#": value and f"#{value}"}.get(kind)
-            if kind == "w" and word and is_stopword(word, self.lang):
+            if kind == "#" and value in heard:
+                words, label = heard[value], f"'{heard[value]}' ({value})"
+            elif kind in ("w", "p"):
+                words = (stems if kind == "w" else pairs).get(value)
+                label = f"'{words}'"
+            else:
                 continue
-            if word and not any(word in w or w in word for w in out):
-                out.append(word)
+            if words and not any(words in w or w in words for w in said):
+                said.append(words)
+                out.append(label)
             if len(out) == 3:
                 break
         return out
