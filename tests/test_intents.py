@@ -125,3 +125,19 @@ def test_korean_keywords_match_inside_words_with_particles():
 def test_a_flow_without_examples_in_a_language_matches_nothing():
     m = IntentMatcher(tiny_flow("en", {"a": (["hello"], [])}), "de")
     assert m.match("hello").intent is None
+
+
+def test_a_trained_classifier_is_kept_on_disk_and_read_back(tmp_path, caplog):
+    from ivr.flows import intents
+    flow = load_flow(ROOT / "flows" / "hotline.yaml")
+    first = IntentMatcher(flow, "en", cache_dir=tmp_path)
+    [saved] = tmp_path.glob("*.npz")
+    intents._TRAINED.clear()                       # as in a new process
+    again = IntentMatcher(flow, "en", cache_dir=tmp_path)
+    assert again.classifier is not first.classifier
+    text = "someone bought a laptop on my account and it wasn't me"
+    assert again.ranked(text) == first.ranked(text)
+    saved.write_bytes(b"not a model")              # a damaged file is trained again, and said so
+    intents._TRAINED.clear()
+    third = IntentMatcher(flow, "en", cache_dir=tmp_path)
+    assert third.ranked(text) == first.ranked(text) and "unreadable" in caplog.text

@@ -27,8 +27,11 @@ training sentence of that intent nearest to what the caller said.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import optimize, sparse
@@ -113,6 +116,29 @@ class LinearClassifier:
         # The training matrix stays, compact, for "nearest training sentence" explanations.
         self.indptr, self.indices, self.data = indptr, indices.astype(np.int32), data.astype(np.float32)
         self.y = y
+
+    # -- saved to disk ------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the trained model (atomically: a half-written file is never read)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        meta = json.dumps({"classes": self.classes, "labels": self.labels, "vocab": list(self.vocab)})
+        with open(tmp, "wb") as f:
+            np.savez(f, meta=np.frombuffer(meta.encode(), dtype=np.uint8), W=self.W, b=self.b,
+                     indptr=self.indptr, indices=self.indices, data=self.data, y=self.y)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path) -> LinearClassifier:
+        with np.load(path) as z:
+            self = cls.__new__(cls)
+            meta = json.loads(z["meta"].tobytes().decode())
+            self.classes, self.labels = meta["classes"], meta["labels"]
+            self.vocab = {f: i for i, f in enumerate(meta["vocab"])}
+            for name in ("W", "b", "indptr", "indices", "data", "y"):
+                setattr(self, name, z[name])
+        return self
 
     # -- training ----------------------------------------------------------------------------
     def _train(self, indptr, indices, data, y, l2, iterations):

@@ -95,9 +95,10 @@ _TEMPLATE = re.compile(r"\{([a-z_][a-z0-9_]*)(?:\.([a-z_][a-z0-9_]*))?\}")
 
 
 class Engine:
-    def __init__(self, flow: Flow, matcher_options=None):
+    def __init__(self, flow: Flow, matcher_options=None, cache_dir=None):
+        """cache_dir: where trained intent classifiers are kept, so a restart does not train again."""
         self.flow = flow
-        self.matchers = {lang: IntentMatcher(flow, lang, matcher_options) for lang in flow.languages}
+        self.matchers = {lang: IntentMatcher(flow, lang, matcher_options, cache_dir) for lang in flow.languages}
         self.global_intents = {n for n, i in flow.intents.items() if i.handoff is not None}
         self._expects = {}   # (step, lang) -> Expect, see expect()
 

@@ -32,17 +32,21 @@ kiwipiepy morphemes for Korean) and why they were not kept: BENCHMARKS.md,
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import threading
 import unicodedata
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
 from .analysis import STOPWORDS, char_ngram_sizes, char_text, is_stopword, stem
 from .classifier import Features, LinearClassifier
+
+log = logging.getLogger(__name__)
 
 __all__ = ["IntentMatcher", "MatcherOptions", "Match", "normalize", "STOPWORDS"]
 
@@ -83,6 +87,7 @@ class MatcherOptions:
 # loaded again unchanged (a reload, every test that builds an engine) does not train again.
 _TRAINED = OrderedDict()
 _TRAINED_MAX = 8
+_SAVED_MAX = 16   # trained classifiers kept on disk (cache_dir), newest first
 _TRAINED_LOCK = threading.Lock()
 
 
@@ -287,9 +292,11 @@ class _Rule:
 class IntentMatcher:
     """Scores a caller's words against every intent of a flow, for one language."""
 
-    def __init__(self, flow, lang: str, options: MatcherOptions | None = None):
+    def __init__(self, flow, lang: str, options: MatcherOptions | None = None, cache_dir=None):
+        """cache_dir: where trained classifiers are kept between processes (None: in this process only)."""
         self.lang = lang
         self.flow = flow
+        self.cache_dir = cache_dir
         self.options = options = options or MatcherOptions()
         self.concepts = {}   # name -> [_Phrase]
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
@@ -358,13 +365,27 @@ class IntentMatcher:
         key = hashlib.sha256(repr((self.lang, rows, self.options, concepts)).encode()).hexdigest()
         with _TRAINED_LOCK:
             clf = _TRAINED.get(key)
+        saved = Path(self.cache_dir) / f"{key[:32]}.npz" if self.cache_dir else None
+        if clf is None and saved is not None and saved.is_file():
+            try:
+                clf = LinearClassifier.load(saved)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("trained classifier %s unreadable (%s): training again", saved, exc)
         if clf is None:
             clf = LinearClassifier([self._features(t) for t, _ in rows], [name for _, name in rows],
                                    l2=self.options.l2, iterations=self.options.iterations)
-            with _TRAINED_LOCK:
-                _TRAINED[key] = clf
-                while len(_TRAINED) > _TRAINED_MAX:
-                    _TRAINED.popitem(last=False)
+        if saved is not None and not saved.is_file():
+            try:
+                clf.save(saved)
+                # Flows change: keep the newest few, not one file per edit for ever.
+                for old in sorted(saved.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)[:-_SAVED_MAX]:
+                    old.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot keep the trained classifier in %s: %s", saved, exc)
+        with _TRAINED_LOCK:
+            _TRAINED[key] = clf
+            while len(_TRAINED) > _TRAINED_MAX:
+                _TRAINED.popitem(last=False)
         return clf
 
     def _features(self, norm: str, heard=None) -> dict:
