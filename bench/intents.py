@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -169,7 +170,7 @@ def latency(repeat: int) -> dict:
     from ivr.flows.loader import load_flow
 
     engines, build = {}, {}
-    times = {}
+    times, best = {}, {}   # best: (lang, set, item) -> fastest of the repeats
     for path in SETS:
         s = load_set(ROOT / path)
         flow_id = s.flow or "hotline"
@@ -179,19 +180,27 @@ def latency(repeat: int) -> dict:
             build[flow_id] = round((time.perf_counter() - t) * 1000, 1)
         engine, lang = engines[flow_id], s.lang or "en"
         for _ in range(repeat):
-            for item in s.items:
+            for n, item in enumerate(s.items):
                 conv = Conversation(flow_id, lang)
                 engine.start(conv)
                 if item.step:
                     conv.step = item.step
                 t = time.perf_counter()
                 engine.handle(conv, Input("speech", item.text))
-                times.setdefault(lang, []).append((time.perf_counter() - t) * 1000)
-    out = {"engine_build_ms": build}
+                ms = (time.perf_counter() - t) * 1000
+                times.setdefault(lang, []).append(ms)
+                key = (lang, path, n)
+                best[key] = min(best.get(key, ms), ms)
+    out = {"engine_build_ms": build, "load_average": round(os.getloadavg()[0], 1)}
     for lang, values in sorted(times.items()):
+        # On a shared host the percentiles over every run include the time the process waited for
+        # a core; the fastest run of each sentence is what understanding it costs.
+        fastest = [v for (lng, _, _), v in best.items() if lng == lang]
         out[lang] = {"turns": len(values), "p50_ms": round(percentile(values, 50), 3),
                      "p95_ms": round(percentile(values, 95), 3), "p99_ms": round(percentile(values, 99), 3),
-                     "max_ms": round(max(values), 3)}
+                     "max_ms": round(max(values), 3),
+                     "best_p50_ms": round(percentile(fastest, 50), 3), "best_p95_ms": round(percentile(fastest, 95), 3),
+                     "best_p99_ms": round(percentile(fastest, 99), 3)}
     return out
 
 
@@ -206,11 +215,12 @@ def main():
         return
     print(banner())
     lat = result["latency"]
-    print(f"engine build (flow load to ready): {lat['engine_build_ms']} ms")
+    print(f"engine build (flow load to ready): {lat['engine_build_ms']} ms; load average {lat['load_average']}")
     for lang in ("en", "ko"):
         r = lat[lang]
         print(f"{lang}: {r['turns']} turns  p50 {r['p50_ms']:.2f} ms  p95 {r['p95_ms']:.2f} ms  "
-              f"p99 {r['p99_ms']:.2f} ms  max {r['max_ms']:.2f} ms")
+              f"p99 {r['p99_ms']:.2f} ms  max {r['max_ms']:.2f} ms; fastest run of each sentence: "
+              f"p50 {r['best_p50_ms']:.2f}  p95 {r['best_p95_ms']:.2f}  p99 {r['best_p99_ms']:.2f} ms")
     m = result["memory"]
     print(f"one process: without matchers RSS {m['without']['rss_mb']} MB / PSS {m['without']['pss_mb']} MB, "
           f"with RSS {m['with']['rss_mb']} MB / PSS {m['with']['pss_mb']} MB: "

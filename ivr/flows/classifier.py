@@ -168,9 +168,15 @@ class LinearClassifier:
 
     # -- prediction --------------------------------------------------------------------------
     def _sparse(self, feats: dict):
+        """(indices, values) of the known features; the last sentence's are kept (predict, reasons
+        and nearest all ask for the same one in a turn)."""
+        last = self.__dict__.get("_last_sparse")
+        if last is not None and last[0] is feats:
+            return last[1], last[2]
         pairs = [(self.vocab[f], v) for f, v in feats.items() if f in self.vocab]
         idx = np.fromiter((i for i, _ in pairs), dtype=np.int64, count=len(pairs))
         val = np.fromiter((v for _, v in pairs), dtype=np.float32, count=len(pairs))
+        self._last_sparse = (feats, idx, val)
         return idx, val
 
     def predict(self, feats: dict) -> dict:
@@ -188,27 +194,39 @@ class LinearClassifier:
         if not len(idx):
             return []
         contrib = val * (self.W[idx, k] - self.W[idx].mean(axis=1))
-        names = list(self.vocab)   # built once per call only when a reason is asked for
+        names = self._names()
         order = np.argsort(-contrib)[:top]
         return [(names[idx[i]], float(contrib[i])) for i in order if contrib[i] > 0]
 
+    def _names(self) -> list:
+        names = getattr(self, "_names_list", None)
+        if names is None:
+            names = self._names_list = list(self.vocab)
+        return names
+
     def nearest(self, feats: dict, cls) -> tuple:
         """(row, cosine) of the training sentence of class `cls` nearest to these features."""
-        k = self.classes.index(cls)
+        rows, indptr, indices, data, norms = self._rows_of(self.classes.index(cls))
+        if not len(rows):
+            return 0, 0.0
         idx, val = self._sparse(feats)
         q = np.zeros(len(self.vocab), dtype=np.float32)
         q[idx] = val
-        sims = np.add.reduceat(q[self.indices] * self.data, self.indptr[:-1].astype(np.int64))
-        norms = self._row_norms()
-        sims = np.where(self.y == k, sims / norms, -1.0)
-        row = int(np.argmax(sims))
+        sims = np.add.reduceat(q[indices] * data, indptr[:-1]) / norms
+        best = int(np.argmax(sims))
         qn = float(np.sqrt((val * val).sum())) or 1.0
-        return row, float(sims[row]) / qn
+        return int(rows[best]), float(sims[best]) / qn
 
-    def _row_norms(self):
-        norms = getattr(self, "_norms", None)
-        if norms is None:
-            norms = np.sqrt(np.add.reduceat(self.data * self.data, self.indptr[:-1].astype(np.int64)))
+    def _rows_of(self, k):
+        """The training rows of class k as their own small matrix (built on first use, kept)."""
+        cache = self.__dict__.setdefault("_by_class", {})
+        if k not in cache:
+            rows = np.flatnonzero(self.y == k)
+            starts, ends = self.indptr[rows], self.indptr[rows + 1]
+            take = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(rows) else np.zeros(0, int)
+            indptr = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+            data = self.data[take]
+            norms = np.sqrt(np.add.reduceat(data * data, indptr[:-1])) if len(rows) else np.zeros(0)
             norms[norms == 0] = 1.0
-            self._norms = norms
-        return norms
+            cache[k] = (rows, indptr, self.indices[take], data, norms)
+        return cache[k]

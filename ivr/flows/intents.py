@@ -218,6 +218,46 @@ class _Phrase:
         return (near[0], near[1], False) if near else None
 
 
+class _PhraseIndex:
+    """Phrases (keywords, concept words) indexed so that a sentence looks up only those that can be
+    in it, instead of a few hundred lookups per turn.
+
+    A Latin phrase starts at the start of a word, so its first word is a prefix of one of the
+    sentence's words; without a star it may also be heard glued or one letter off (its letters
+    among the sentence's words run together, or among the near matches). A Korean phrase matches
+    inside words, so its first syllable must be in the sentence."""
+
+    def __init__(self, items):
+        """items: [(tag, _Phrase)]."""
+        self.by_first, self.by_compact, self.by_letter = {}, {}, {}
+        for tag, phrase in items:
+            if not phrase.latin:
+                if phrase.compact:
+                    self.by_letter.setdefault(phrase.compact[0], []).append((tag, phrase))
+                continue
+            self.by_first.setdefault(phrase.first, []).append((tag, phrase))
+            if not phrase.star:
+                self.by_compact.setdefault(phrase.compact, []).append((tag, phrase))
+
+    def candidates(self, sent) -> list:
+        found = {}
+        if self.by_first:
+            for word in sent.norm.split():
+                for n in range(1, len(word) + 1):
+                    for c in self.by_first.get(word[:n], ()):
+                        found[id(c)] = c
+        if self.by_compact:
+            for joined in list(sent.joined) + list(sent.near):
+                for key in (joined, joined[:-1] if joined.endswith("s") else None):
+                    for c in self.by_compact.get(key, ()):
+                        found[id(c)] = c
+        if self.by_letter:
+            for letter in set(sent.norm):
+                for c in self.by_letter.get(letter, ()):
+                    found[id(c)] = c
+        return list(found.values())
+
+
 class _Index:
     """TF-IDF vectors of a flow's examples, one language; cosine to any sentence.
 
@@ -322,22 +362,11 @@ class IntentMatcher:
             if signals:
                 self.signals[intent.name] = signals
         self.partners = {(a, b) for r in self.rules for a in r.all + r.none for b in r.all + r.none}
-        # Concept phrases indexed so that a sentence looks up only those that can be in it.
-        self._by_first = {}      # first word of a Latin phrase -> [(concept, phrase)]
-        self._by_compact = {}    # letters of a Latin phrase without a star (glued, near) -> [(concept, phrase)]
-        self._by_letter = {}     # first letter of a phrase in another script (Korean) -> [(concept, phrase)]
-        for name, phrases in self.concepts.items():
-            for phrase in phrases:
-                if not phrase.latin:
-                    if phrase.compact:
-                        self._by_letter.setdefault(phrase.compact[0], []).append((name, phrase))
-                    continue
-                self._by_first.setdefault(phrase.first, []).append((name, phrase))
-                if not phrase.star:
-                    self._by_compact.setdefault(phrase.compact, []).append((name, phrase))
+        self._concept_index = _PhraseIndex([(name, p) for name, ps in self.concepts.items() for p in ps])
         self.index = None
         if options.similarity or not options.classifier:
             self.index = _Index([(ex, tuple(self._concepts(_Sentence(ex)))) for ex, _ in self.examples], lang)
+        self._keyword_index = _PhraseIndex([(name, phrase) for phrase, name in self.keywords])
         self.frustration = [_Phrase(_phrase_norm(p)) for p in flow.frustration.get(lang, []) if normalize(p)]
         # Keywords and frustration phrases may be heard one letter off ("overheeting"); concept
         # words list their forms (charge*), so they need not.
@@ -347,6 +376,7 @@ class IntentMatcher:
                 self.fuzzy.setdefault(len(phrase.compact), set()).add(phrase.compact)
         self.fuzzy = {n: sorted(v) for n, v in self.fuzzy.items()}
         self._last = None
+        self._last_explained = None
         self.training = []     # (sentence, intent or None): what the classifier learned from
         self.handoff_intents = {i.name for i in flow.intents.values() if i.handoff is not None}
         self.classifier = self._train(flow) if options.classifier else None
@@ -401,18 +431,7 @@ class IntentMatcher:
         combines never hide each other: "two payments" is both money and twice.
         """
         found = {}    # name -> (start, end)
-        # Only phrases that can be there are looked up: a Latin phrase needs its first word in
-        # the sentence, or (without a star) its letters in words run together or one letter off.
-        candidates = {id(c): c for first, items in self._by_first.items() if first in sent.norm for c in items}
-        for joined in list(sent.joined) + list(sent.near):
-            for key in (joined, joined[:-1] if joined.endswith("s") else None):
-                for c in self._by_compact.get(key, ()):
-                    candidates[id(c)] = c
-        if self._by_letter:
-            for letter in set(sent.norm):
-                for c in self._by_letter.get(letter, ()):
-                    candidates[id(c)] = c
-        for name, phrase in candidates.values():
+        for name, phrase in self._concept_index.candidates(sent):
             hit = phrase.find(sent)
             if hit and not hit[2]:
                 continue   # one letter off a keyword ("parking" for "sparking") is not a concept's word
@@ -433,13 +452,14 @@ class IntentMatcher:
         sent = _Sentence(norm).find_near(self.fuzzy)
         heard = self._concepts(sent)
         sims = self.index.similarities(norm, tuple(heard)) if self.index is not None else []
-        found = [(phrase, name, hit) for phrase, name in self.keywords for hit in (phrase.find(sent),) if hit]
+        found = [(phrase, name, hit) for name, phrase in self._keyword_index.candidates(sent)
+                 for hit in (phrase.find(sent),) if hit]
         feats = probs = None
         if self.classifier is not None:
             feats = self._features(norm, heard)
             probs = self.classifier.predict(feats)
         analysis = (heard, sims, found, feats, probs)
-        self._last = (norm, analysis)
+        self._last = (norm, analysis, sent)
         return analysis
 
     def ranked(self, text: str, among=None) -> list:
@@ -517,7 +537,17 @@ class IntentMatcher:
     def _explain(self, norm, feats, probs, name, via, heard) -> str:
         """Why the classifier leans to `name`: its probability, the caller's words that weighed
         most, and the nearest training sentence: "classifier 0.82 (words 'never bought'), nearest
-        'i never bought this'". Only for the intent that ranks first (a fraction of a millisecond)."""
+        'i never bought this'". Only for the intent that ranks first, once per sentence (the
+        engine asks twice per turn)."""
+        cached = self._last_explained
+        if cached is not None and cached[:2] == (norm, name):
+            said = cached[2]
+        else:
+            said = self._classifier_says(norm, feats, probs, name, heard)
+            self._last_explained = (norm, name, said)
+        return said if via == "classifier" else f"{via}; {said}"
+
+    def _classifier_says(self, norm, feats, probs, name, heard) -> str:
         p = probs.get(name, 0.0)
         words = self._reason_words(norm, feats, name, heard)
         said = f"classifier {p:.2f}" + (f" (words {', '.join(words)})" if words else "")
@@ -527,7 +557,7 @@ class IntentMatcher:
         oos = probs.get(None, 0.0)
         if oos >= p:
             said += f"; out of scope {oos:.2f}"
-        return said if via == "classifier" else f"{via}; {said}"
+        return said
 
     def _reason_words(self, norm, feats, name, heard) -> list:
         """Up to three of the caller's words (or concepts, with the words that carried them) that
@@ -567,7 +597,9 @@ class IntentMatcher:
 
     def frustration_phrase(self, text: str) -> str | None:
         """The frustration phrase the caller used, if any."""
-        sent = _Sentence(normalize(text)).find_near(self.fuzzy)
+        norm = normalize(text)
+        cached = self._last
+        sent = cached[2] if cached is not None and cached[0] == norm else _Sentence(norm).find_near(self.fuzzy)
         return next((p.text for p in self.frustration if p.find(sent)), None)
 
     def is_frustrated(self, text: str) -> bool:
