@@ -56,3 +56,14 @@ def test_turn_latency_json(quick_run):
 def test_soak_json(quick_run):
     data = json.loads((RESULTS / "soak.json").read_text())
     assert data["calls"] > 0 and data["error_count"] == 0 and not data["incomplete"]
+
+
+@pytest.mark.bench
+def test_matchers_table_scores_the_chosen_design_on_the_readable_sets():
+    run = subprocess.run([sys.executable, "-m", "bench.matchers", "--design", "chosen", "--json"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    chosen = json.loads(run.stdout)["chosen"]
+    assert {"en val", "en dev", "ko val", "ko dev"} <= set(chosen)
+    assert not any("test" in name for name in chosen)          # the test halves only with --test
+    assert all(0.0 <= chosen[s]["routing_accuracy"] <= 1.0 for s in ("en val", "ko val"))
