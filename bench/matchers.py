@@ -45,7 +45,9 @@ TEST_SETS = {
 
 CHOSEN = MatcherOptions()
 DESIGNS = {   # name -> (options, settings overrides)
-    "previous: nearest example + keywords + rules": (MatcherOptions(classifier=False), {}),
+    # At its own thresholds (the flows' before the classifier).
+    "previous: nearest example + keywords + rules": (MatcherOptions(classifier=False, floors="all"),
+                                                     {"confidence_threshold": 0.62, "urgent_threshold": 0.45}),
     "classifier only (no keywords or rules)": (dataclasses.replace(CHOSEN, floors="none"), {}),
     "classifier, rules and keywords of handoff intents": (dataclasses.replace(CHOSEN, floors="handoff"), {}),
     "classifier + nearest example, rules, keywords": (dataclasses.replace(CHOSEN, similarity=True), {}),

@@ -16,9 +16,24 @@ def agent_summary(report) -> str:
         parts.append(f"Topic: {topic.replace('_', ' ')}.")
     if said:
         parts.append(f"They said: {said[-1]}.")
+    why = _why(callers)
+    if why:
+        parts.append(f"Understood by {why}.")
     transfers = int(rec.get("transfers") or 0)
     if transfers > 1:
         parts.append(f"Transferred {transfers - 1} time{'s' if transfers > 2 else ''} before.")
     if rec.get("boost"):
         parts.append(f"Priority: {rec['boost'].replace('_', ' ')}.")
     return " ".join(parts)
+
+
+def _why(callers) -> str:
+    """The bot's reason for the handoff, short enough to hear: the rule, keyword or signal, or the
+    classifier's probability and the caller's words that weighed most (not the nearest training
+    sentence: the agent just heard what the caller said)."""
+    for turn in reversed(callers):
+        detail = turn.get("detail") or ""
+        if turn.get("decision") == "handoff" and " by " in detail:
+            why = detail.split(" by ", 1)[1].split("; ", 1)[0].split(", nearest ", 1)[0]
+            return why.replace("_", " ")
+    return ""
