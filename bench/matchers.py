@@ -49,7 +49,9 @@ DESIGNS = {   # name -> (options, settings overrides)
     "previous: nearest example + keywords + rules": (MatcherOptions(classifier=False, floors="all"),
                                                      {"confidence_threshold": 0.62, "urgent_threshold": 0.45}),
     "classifier only (no keywords or rules)": (dataclasses.replace(CHOSEN, floors="none"), {}),
-    "classifier, rules and keywords of handoff intents": (dataclasses.replace(CHOSEN, floors="handoff"), {}),
+    "classifier, rules and keywords of every intent": (dataclasses.replace(CHOSEN, floors="all"), {}),
+    "classifier, Korean concepts weigh as English ones": (
+        dataclasses.replace(CHOSEN, features=dataclasses.replace(CHOSEN.features, ko_concepts=0.7)), {}),
     "classifier + nearest example, rules, keywords": (dataclasses.replace(CHOSEN, similarity=True), {}),
     "classifier without concept features": (dataclasses.replace(CHOSEN, concept_features=False), {}),
     "classifier, words only (no letter groups)": (
