@@ -1,33 +1,29 @@
 """Match what a caller said to a flow intent, tolerant of paraphrase and ASR noise.
 
-The knowledge lives in the YAML a support manager edits: adding an example, a
-keyword or a concept word is the whole training step, and a flow loads in tens of
-milliseconds. Four signals are combined, because each fails where another holds:
+The knowledge lives in files a support manager edits: the flow (examples, keywords, concepts,
+rules) and its training sentences (flows/training/). Three kinds of evidence are combined:
 
-* similarity to the intent's examples: TF-IDF over word stems, stem pairs, concept
-  tokens and character n-grams, cosine to the nearest example. Stems and letter
-  groups absorb inflection and recognizer noise ("refunded", "warrenty", "환불을");
-  concept tokens make "a transaction I don't recognise" look like the example
-  "a charge I did not make" although they share no word. Words the flow has never
-  seen count against a match, so an out-of-scope question ("can you recommend a
-  restaurant") scores low instead of latching onto its one familiar word.
-* keywords (synonyms): a keyword heard anywhere lifts its intent above the
-  threshold. Recognizers split and glue words, so a keyword also matches adjacent
-  words joined ("re fund" -> refund) and, for long keywords, one letter off.
-* concepts: named word lists of the flow (`concepts:`, e.g. money = charge,
-  payment, transaction, ...). A concept in a sentence becomes a feature of the
-  sentence (above), and
-* rules: concepts heard together mean an intent (`rules: [{all: [money, not_mine]}]`
-  under fraud_security): "someone took money from my account" is fraud whatever
-  words carry the two ideas. Rules are what keeps recall on the two families that
-  must never be missed (money safety, physical safety) on sentences nobody wrote down.
+* a linear classifier (classifier.py) trained at flow load on the examples and the training
+  sentences, over word stems, stem pairs, letter groups and the flow's concepts, with out of
+  scope as a class of its own. It decides routine questions: it learns which words tell one
+  intent from the others across hundreds of sentences, where a keyword ("gift card", "my
+  order") also occurs in other requests.
+* keywords and concept rules of the intents that go to a person (complaint, money safety,
+  physical safety, a person): a keyword heard anywhere (also split, glued or one letter off:
+  "re fund", "overheeting") or concepts heard together (`rules: [{all: [money, not_mine]}]`)
+  lift the intent whatever the classifier says. Rules are the manager's word for the families
+  that must never be missed, on sentences nobody wrote down.
+* signals: an urgent intent's concept heard alone ("money", "heat") makes it possible: its
+  confidence sits at the flow's urgent threshold, so an uncertain caller goes to a person
+  rather than to a clarification, unless the classifier finds the sentence out of scope.
 
-Every score says why (`via`): the keyword, the rule and the words that made it, or
-the nearest example, so the call page and the agent's briefing can show it.
+Every score says why (`via`): the keyword, the rule and the words that made it, the signal, and
+the classifier's probability with the caller's words that weighed most and the nearest training
+sentence, so the call page and the agent's briefing can show it. The previous design (nearest
+example by TF-IDF) remains as an option measured against (MatcherOptions, bench/matchers.py).
 
-Alternatives measured against this (a logistic regression over the same features,
-kiwipiepy morphemes for Korean) and why they were not kept: BENCHMARKS.md,
-"Intent matching". One turn costs well under a millisecond (bench/intents.py).
+Cost: about a millisecond per turn, ~25 MB of trained classifiers per process plus numpy and
+scipy (BENCHMARKS.md, "Intent matching").
 """
 from __future__ import annotations
 
