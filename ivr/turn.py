@@ -42,10 +42,11 @@ def resume(svc, sid: str, record: dict) -> CallState:
     return CallState(sid, record, conv, svc.engines[conv.flow])
 
 
-def start(svc, sid: str, record: dict, flow, lang: str, boost) -> tuple:
-    """A new call: (CallState, the engine's greeting)."""
+def start(svc, sid: str, record: dict, flow, lang: str, boost, mode: str = "keypad") -> tuple:
+    """A new call: (CallState, the engine's greeting). `mode`: "speech" when the call talks over
+    a media stream, "keypad" otherwise; the flow's prompts are worded for it."""
     engine = svc.engines[flow.id]
-    conv = Conversation(flow.id, lang, boost=boost)
+    conv = Conversation(flow.id, lang, boost=boost, mode=mode)
     return CallState(sid, record, conv, engine), engine.start(conv)
 
 

@@ -4,7 +4,8 @@ from ivr.flows.engine import Conversation, Engine, Input
 from ivr.flows.loader import load_flow
 from ivr.summary import agent_summary
 
-ENGINE = Engine(load_flow(ROOT / "flows" / "hotline.yaml"))
+FLOW = load_flow(ROOT / "flows" / "hotline.yaml")
+ENGINE = Engine(FLOW)
 
 
 def report_after(text):
@@ -17,11 +18,15 @@ def report_after(text):
     return {"record": {"flow": "hotline", "reason": reply.route.reason}, "turns": [turn]}
 
 
-def test_a_rule_is_named_in_the_briefing():
-    said = agent_summary(report_after("there is a payment on my statement that i never made"))
-    assert "Understood by rule money + not mine ('statement', 'never made')." in said, said
+def test_the_words_a_rule_fired_on_are_in_the_briefing():
+    said = agent_summary(FLOW, "en", report_after("there is a payment on my statement that i never made"))
+    assert "Key words: 'statement', 'never made'." in said, said
 
 
-def test_the_classifier_names_its_probability_and_words_not_its_nearest_sentence():
-    said = agent_summary(report_after("my new laptop bag smells like burning plastic and it's warm"))
-    assert "Understood by " in said and "nearest" not in said, said
+def test_the_classifiers_words_are_in_the_briefing_not_its_nearest_sentence():
+    report = report_after("i have been on hold for ages and your staff were rude to me")
+    assert ", nearest '" in report["turns"][0]["detail"]
+    said = agent_summary(FLOW, "en", report)
+    assert "Key words: '" in said, said
+    nearest = report["turns"][0]["detail"].split(", nearest ", 1)[1]
+    assert nearest not in said

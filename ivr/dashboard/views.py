@@ -177,8 +177,10 @@ def call_page(sid):
     report = _queries().call(sid[:64])
     if report is None:
         abort(404, description="no such call (it may have expired)")
+    flow, lang = services().flow_for_record(report["record"])
+    summary = agent_summary(flow, lang, report, queue=report["record"].get("queue"))
     return render_template("call.html", operator=g.operator, call=timeline.header(report["record"]),
-                           timeline=timeline.build(report), summary=mask_digits(agent_summary(report)),
+                           timeline=timeline.build(report), summary=mask_digits(summary),
                            sl=services().config.service_level_seconds)
 
 
