@@ -398,6 +398,8 @@ class IntentMatcher:
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("trained classifier %s unreadable (%s): training again", saved, exc)
         if clf is None:
+            # Every non-empty sentence has features (its letter groups), so the classifier's rows
+            # are self.training's, in order: nearest() indexes both.
             clf = LinearClassifier([self._features(t) for t, _ in rows], [name for _, name in rows],
                                    l2=self.options.l2, iterations=self.options.iterations)
         if saved is not None and not saved.is_file():
