@@ -81,6 +81,10 @@ class MatcherOptions:
 
 # Trained classifiers by what they were trained on (sentences, labels, concepts, options): a flow
 # loaded again unchanged (a reload, every test that builds an engine) does not train again.
+# ... and by the code that turns sentences into features and trains: a classifier kept on disk by
+# an older release is trained again rather than read with features it was not trained on.
+_CODE = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
+                                for name in ("intents.py", "classifier.py", "analysis.py"))).hexdigest()
 _TRAINED = OrderedDict()
 _TRAINED_MAX = 8
 _SAVED_MAX = 16   # trained classifiers kept on disk (cache_dir), newest first
@@ -388,7 +392,7 @@ class IntentMatcher:
             return None
         self.training = rows
         concepts = sorted((n, tuple(p.text for p in ps)) for n, ps in self.concepts.items())
-        key = hashlib.sha256(repr((self.lang, rows, self.options, concepts)).encode()).hexdigest()
+        key = hashlib.sha256(repr((_CODE, self.lang, rows, self.options, concepts)).encode()).hexdigest()
         with _TRAINED_LOCK:
             clf = _TRAINED.get(key)
         saved = Path(self.cache_dir) / f"{key[:32]}.npz" if self.cache_dir else None
