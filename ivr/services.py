@@ -14,6 +14,8 @@ from flask import current_app
 from .calls import CallStore
 from .config import Config
 from .flows.engine import Engine
+from .keyring import Keyring
+from .metrics import ScrapeCache
 from .queues import Queues
 from .speech.services import SpeechServices
 from .speech.transcribe import CommentTranscriber
@@ -26,15 +28,19 @@ class Services:
     redis: object
     flows: dict
     clock: object = time.time
+    keyring: Keyring = field(init=False)       # the server secret and the keys derived from it
     store: CallStore = field(init=False)
     queues: Queues = field(init=False)
     engines: dict = field(init=False)
     twiml: TwimlRenderer = field(init=False)
     speech: SpeechServices = field(init=False)
     transcriber: CommentTranscriber = field(init=False)   # spoken comments -> text, one background thread
+    metrics_cache: ScrapeCache = field(init=False)        # /metrics answers, reused for a moment
 
     def __post_init__(self):
-        self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock)
+        self.keyring = Keyring(self.redis, self.config.secret_key)
+        self.metrics_cache = ScrapeCache(self.config.metrics_cache_seconds)
+        self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock, keyring=self.keyring)
         self.queues = Queues(self.redis, self.config.retention_seconds)
         # Trained intent classifiers are kept under the data folder, by what they learned from:
         # a restart (or another worker loading the flows itself) reads them instead of training.
@@ -43,7 +49,7 @@ class Services:
         self.twiml = TwimlRenderer(self.config)
         self.speech = SpeechServices(self.config)
         self.transcriber = CommentTranscriber(self.store, self.speech.models, self.config.twilio_account_sid,
-                                              self.config.twilio_auth_token)
+                                              self.config.twilio_auth_token, origins=self.config.recording_origins)
 
     @property
     def default(self):

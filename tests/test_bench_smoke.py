@@ -58,6 +58,13 @@ def test_soak_json(quick_run):
     assert data["calls"] > 0 and data["error_count"] == 0 and not data["incomplete"]
 
 
+def test_metrics_json(quick_run):
+    data = json.loads((RESULTS / "metrics-quick.json").read_text())
+    assert [r["records"] for r in data["results"]] == [30, 3000]
+    for r in data["results"]:
+        assert r["cache_seconds"] == 0 and 0 < r["p50_ms"] <= r["p95_ms"] <= r["max_ms"] and r["body_bytes"] > 1000
+
+
 @pytest.mark.bench
 def test_matchers_table_scores_the_chosen_design_on_the_readable_sets():
     run = subprocess.run([sys.executable, "-m", "bench.matchers", "--design", "chosen", "--json"], cwd=ROOT,

@@ -8,6 +8,13 @@ the file exists, so a 404 is retried), decodes it free-form with the shared
 Vosk model of the call's language, removes card numbers and stores the text
 as `comment` in the call record, with a `comment_transcribed` event.
 
+Recordings are fetched only from Twilio's own HTTPS hosts (`api.twilio.com` and its
+regional `api.<edge>.<region>.twilio.com`; IVR_RECORDING_ORIGINS replaces the list):
+a RecordingUrl anywhere else is refused before any request, so the account's
+credentials can never be sent to a host an attacker names. The credentials are an
+unredirected header: a redirect (Twilio may send the media elsewhere) is followed
+over HTTPS only, and without them.
+
 The queue is bounded: when comments arrive faster than one thread decodes
 them, new ones are dropped with a warning (the recording link stays stored).
 Languages without a model: nothing is stored, and the log says so once.
@@ -18,12 +25,14 @@ import base64
 import json
 import logging
 import queue
+import re
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..media.audio import frames, to_pcm16
 from ..redact import redact
@@ -32,6 +41,8 @@ from .tts import wav_to_ulaw
 
 log = logging.getLogger("ivr.comments")
 
+# Twilio's REST API, global and regional (edge.region): where RecordingUrl points.
+TWILIO_API_HOST = re.compile(r"api(\.[a-z0-9-]+\.[a-z0-9-]+)?\.twilio\.com")
 MAX_BYTES = 16 * 1024 * 1024      # a 20 s comment is ~320 KB as 8 kHz 16-bit WAV
 CHUNK = 8000                       # 1 s of 8 kHz mu-law per decoder call
 
@@ -49,6 +60,35 @@ def transcribe_ulaw(model, lang: str, ulaw: bytes) -> str:
     return " ".join(p.strip() for p in parts if p.strip())
 
 
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def trusted_recording_url(url: str, origins=()) -> bool:
+    """An HTTPS URL on Twilio's API host, or one of the configured `origins` ("https://host[:port]")."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if parts.username or parts.password:
+        return False
+    if origins:
+        return origin(url) in {o.rstrip("/").lower() for o in origins}
+    return parts.scheme == "https" and parts.port in (None, 443) and bool(
+        TWILIO_API_HOST.fullmatch(parts.hostname or ""))
+
+
+class _HttpsRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only over HTTPS. The credentials are an unredirected header, so urllib
+    never carries them to the redirect's host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme != "https":
+            raise urllib.error.HTTPError(newurl, code, "redirect to a non-HTTPS URL refused", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def recording_wav_url(url: str) -> str:
     """Twilio's RecordingUrl has no extension; .wav asks for the 8 kHz WAV."""
     return url if url.lower().endswith((".wav", ".mp3")) else url + ".wav"
@@ -56,8 +96,10 @@ def recording_wav_url(url: str) -> str:
 
 class CommentTranscriber:
     def __init__(self, store, models, account_sid=None, auth_token=None, maxsize=64, timeout=20.0,
-                 retries=4, retry_wait=2.0):
+                 retries=4, retry_wait=2.0, origins=()):
         self.store = store
+        self.origins = tuple(origins)    # empty: Twilio's API hosts over HTTPS (trusted_recording_url)
+        self._opener = urllib.request.build_opener(_HttpsRedirectsOnly)
         self.models = models
         self.auth = None
         if account_sid and auth_token:
@@ -73,10 +115,16 @@ class CommentTranscriber:
         self.done = 0
         self.failed = 0
         self.dropped = 0
+        self.refused = 0
 
     # -- producer side (the /voice/comment webhook) -----------------------------------
     def submit(self, sid: str, url: str, lang: str) -> bool:
-        """Queue a comment; False when it will not be transcribed (no model, queue full)."""
+        """Queue a comment; False when it will not be transcribed (not Twilio's URL, no model, queue full)."""
+        if not trusted_recording_url(url, self.origins):
+            self.refused += 1
+            log.warning("comment of call %s not fetched: its RecordingUrl is not on Twilio's HTTPS hosts (%s)", sid,
+                        origin(url)[:80])
+            return False
         if not self.models.available(lang):
             with self._lock:
                 first = lang not in self._warned
@@ -135,13 +183,14 @@ class CommentTranscriber:
         return text
 
     def download(self, url: str) -> bytes:
-        headers = {"User-Agent": "ivr-comment-transcriber"}
-        if self.auth:
-            headers["Authorization"] = self.auth
+        if not trusted_recording_url(url, self.origins):      # checked at submit too; never send credentials
+            raise ValueError(f"not a Twilio recording URL: {origin(url)[:80]}")
         for attempt in range(self.retries + 1):
+            req = urllib.request.Request(url, headers={"User-Agent": "ivr-comment-transcriber"})
+            if self.auth:
+                req.add_unredirected_header("Authorization", self.auth)
             try:
-                with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                            timeout=self.timeout) as resp:
+                with self._opener.open(req, timeout=self.timeout) as resp:
                     data = resp.read(MAX_BYTES + 1)
                 if len(data) > MAX_BYTES:
                     raise ValueError(f"recording larger than {MAX_BYTES} bytes")
