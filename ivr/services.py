@@ -43,7 +43,10 @@ class Services:
         self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock, keyring=self.keyring)
         self.queues = Queues(self.redis, self.config.retention_seconds)
         if self.engines is None:
-            self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}
+            # Trained intent classifiers are kept under the data folder, by what they learned from:
+            # a restart (or another worker loading the flows itself) reads them instead of training.
+            cache = self.config.data_dir / "classifiers"
+            self.engines = {fid: Engine(flow, cache_dir=cache) for fid, flow in self.flows.items()}
         self.twiml = TwimlRenderer(self.config)
         self.speech = SpeechServices(self.config)
         self.transcriber = CommentTranscriber(self.store, self.speech.models, self.config.twilio_account_sid,

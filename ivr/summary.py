@@ -5,6 +5,8 @@ caller being bridged: the agent is about to talk with that caller, in that langu
 """
 from __future__ import annotations
 
+import re
+
 from .quality import call_topic
 
 
@@ -23,9 +25,29 @@ def agent_summary(flow, lang: str, report, queue: str | None = None) -> str:
         parts.append(flow.message("briefing_topic", lang, topic=flow.label(topic, lang)))
     if said:
         parts.append(flow.message("briefing_said", lang, said=said[-1]))
+    words = _decisive_words(callers)
+    if words:
+        parts.append(flow.message("briefing_why", lang, words=", ".join(words)))
     transfers = int(rec.get("transfers") or 0)
     if transfers > 1:
         parts.append(flow.message("briefing_transfers", lang, n=transfers - 1))
     if rec.get("boost"):
         parts.append(flow.message("briefing_priority", lang, priority=flow.label(rec["boost"], lang)))
     return " ".join(parts)
+
+
+def _decisive_words(callers) -> list:
+    """The caller's words the bot's handoff rested on (its rule, keyword or signal, or the words
+    that weighed most for the classifier), from the turn's detail: "'statement', 'never made'".
+    The caller's own words, so they read the same in every language; the full reason (rule names,
+    probabilities, the nearest training sentence) is on the call page."""
+    for turn in reversed(callers):
+        detail = turn.get("detail") or ""
+        if turn.get("decision") == "handoff" and " by " in detail:
+            why = detail.split(" by ", 1)[1].split("; ", 1)[0].split(", nearest ", 1)[0]
+            words = []
+            for w in re.findall(r"'([^']+)'", why):
+                if w not in words:
+                    words.append(w)
+            return [f"'{w}'" for w in words[:3]]
+    return []

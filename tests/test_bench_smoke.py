@@ -68,3 +68,14 @@ def test_metrics_json(quick_run):
     assert [r["records"] for r in data["results"]] == [30, 3000]
     for r in data["results"]:
         assert r["cache_seconds"] == 0 and 0 < r["p50_ms"] <= r["p95_ms"] <= r["max_ms"] and r["body_bytes"] > 1000
+
+
+@pytest.mark.bench
+def test_matchers_table_scores_the_chosen_design_on_the_readable_sets():
+    run = subprocess.run([sys.executable, "-m", "bench.matchers", "--design", "chosen", "--json"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    chosen = json.loads(run.stdout)["chosen"]
+    assert {"en val", "en dev", "ko val", "ko dev"} <= set(chosen)
+    assert not any("test" in name for name in chosen)          # the test halves only with --test
+    assert all(0.0 <= chosen[s]["routing_accuracy"] <= 1.0 for s in ("en val", "ko val"))

@@ -24,9 +24,9 @@ def test_second_miss_and_frustration_are_explained(simulate, redis):
     assert first["decision"] == "clarify" and first["intent"] is None
     assert first["detail"].startswith("low confidence: best ")
     assert second["decision"] == "handoff" and second["detail"].endswith("second miss")
-    fed_up = simulate(press("1"), say("oh this is useless"), from_number="+15005550303")
+    fed_up = simulate(press("1"), say("oh for god's sake"), from_number="+15005550303")
     last = caller_turns(redis, fed_up["call_sid"])[-1]
-    assert last["step"] == "ask_order_number" and last["detail"] == "frustration phrase 'this is useless'"
+    assert last["step"] == "ask_order_number" and last["detail"] == "frustration phrase 'for gods sake'"
     assert fed_up["queue"] == "normal" and redis.hget(keys.call(fed_up["call_sid"]), "reason") == "frustrated"
 
 

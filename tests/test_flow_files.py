@@ -12,8 +12,9 @@ GOOD = (ROOT / "flows" / "hotline.yaml").read_text()
 
 
 def write(tmp_path, text, name="hotline.yaml"):
-    (tmp_path / "data").mkdir(exist_ok=True)
-    (tmp_path / "data" / "orders.yaml").write_text((ROOT / "flows" / "data" / "orders.yaml").read_text())
+    for sub, file in (("data", "orders.yaml"), ("training", "hotline.yaml")):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        (tmp_path / sub / file).write_text((ROOT / "flows" / sub / file).read_text())
     path = tmp_path / name
     path.write_text(text)
     return path
@@ -119,3 +120,35 @@ def test_rule_with_unknown_concept_reported_with_line(tmp_path):
     [problem] = exc.value.problems
     assert problem.line == line_of(bad, "{all: [money, twise]}")
     assert problem.message == "intent 'fraud_security' rule refers to unknown concept 'twise'"
+
+
+def test_a_missing_training_file_is_reported_at_the_flow_line(tmp_path):
+    bad = GOOD.replace("training: [training/hotline.yaml]", "training: [training/nowhere.yaml]")
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    [problem] = exc.value.problems
+    assert problem.line == line_of(bad, "training: [training/nowhere.yaml]")
+    assert "training file 'training/nowhere.yaml' not found" in problem.message
+
+
+def test_training_sentences_for_an_unknown_intent_are_reported_with_their_own_file_and_line(tmp_path):
+    path = write(tmp_path, GOOD)
+    training = tmp_path / "training" / "hotline.yaml"
+    text = training.read_text().replace("  shipping:\n", "  shiping:\n", 1)
+    training.write_text(text)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    [problem] = exc.value.problems
+    assert problem.file == str(training) and problem.line == line_of(text, "  shiping:") + 1   # its sentences
+    assert "unknown intent 'shiping'" in problem.message
+
+
+def test_a_training_file_in_another_language_is_reported(tmp_path):
+    path = write(tmp_path, GOOD)
+    training = tmp_path / "training" / "hotline.yaml"
+    text = training.read_text().replace("lang: en", "lang: ko", 1)
+    training.write_text(text)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    assert "lang 'ko' is not one of the flow languages" in str(exc.value)

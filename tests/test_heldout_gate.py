@@ -4,8 +4,10 @@ request may miss the human path.
 eval/heldout/*_test.yaml are only ever scored, never read while tuning (docs/quality.md):
 this test prints figures, never their sentences. eval/heldout/baseline.json records each
 half's figures; a figure more than 2 points below its record fails, so does a false-urgent
-rate more than 2 points above it. Text mode (the transcript is what the engine hears): fast,
-no Vosk.
+rate more than 2 points above it. Money-safety, safety and person requests must all reach a
+person (100% on both halves since the intent classifier); any other urgent miss (a complaint)
+fails once its half records none, and may never grow. Text mode (the transcript is what the
+engine hears): fast, no Vosk.
 """
 import json
 
@@ -37,6 +39,17 @@ def test_figures_do_not_fall_below_the_record(scored):
     fallen = {k: (m[k], spec["figures"][k]) for k in HIGHER_IS_BETTER if m[k] < spec["figures"][k] - MARGIN}
     assert not fallen, f"{name}: now vs recorded {fallen}"
     assert m["false_urgent_rate"] <= spec["figures"]["false_urgent_rate"] + MARGIN, (name, m["false_urgent_rate"])
+
+
+MUST_REACH = ("fraud_security", "safety_hazard", "agent_request")
+
+
+def test_money_safety_and_person_requests_always_reach_a_person(scored):
+    # Money safety, physical safety and a request for a person: not one may miss, in any language.
+    name, spec, m = scored
+    missed = {k: f"{v['reached']}/{v['items']}" for k, v in m["human_path_by_intent"].items()
+              if k in MUST_REACH and v["reached"] < v["items"]}
+    assert not missed, f"{name}: reached a person on the first turn: {missed}"
 
 
 def test_every_urgent_and_person_request_reaches_a_person(scored):

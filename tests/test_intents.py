@@ -2,11 +2,14 @@
 import pytest
 
 from ivr.config import ROOT
-from ivr.flows.intents import IntentMatcher, normalize
+from ivr.flows.intents import IntentMatcher, MatcherOptions, normalize
 from ivr.flows.loader import load_flow
 from ivr.flows.model import Flow, Handoff, Intent
 
-EN = IntentMatcher(load_flow(ROOT / "flows" / "hotline.yaml"), "en")
+FLOW = load_flow(ROOT / "flows" / "hotline.yaml")
+EN = IntentMatcher(FLOW, "en")
+# Keyword mechanics on their own: every keyword lifts its intent, no classifier.
+KEYWORDS = IntentMatcher(FLOW, "en", MatcherOptions(classifier=False, floors="all"))
 
 
 def tiny_flow(lang, intents, frustration=None):
@@ -36,8 +39,8 @@ def test_recognizer_noise_is_tolerated(heard, intent):
 
 
 def test_a_near_keyword_is_weaker_than_an_exact_one():
-    near = EN.match("my phone is overheeting")
-    exact = EN.match("my phone is overheating")
+    near = KEYWORDS.match("my phone is overheeting")
+    exact = KEYWORDS.match("my phone is overheating")
     assert "near match" in near.via and exact.confidence > near.confidence
 
 
@@ -48,7 +51,7 @@ def test_short_keywords_need_an_exact_match():
 
 
 def test_a_keyword_inside_a_longer_keyword_of_another_intent_is_ignored():
-    ranked = dict((n, v) for n, _, v in EN.ranked("can i pay with american express"))
+    ranked = dict((n, v) for n, _, v in KEYWORDS.ranked("can i pay with american express"))
     assert ranked["payment_methods"].startswith("keyword 'american express'")
     assert not ranked.get("shipping", "").startswith("keyword")
 
@@ -70,8 +73,31 @@ def test_among_limits_the_candidates():
 
 
 def test_match_says_why():
-    assert EN.match("refund").via in ("keyword 'refund'", "example 'refund'")
-    assert EN.match("i would like a refund please").via.startswith("keyword 'refund'")
+    assert KEYWORDS.match("i would like a refund please").via.startswith("keyword 'refund'")
+    # The classifier names its probability, the caller's words that weighed most and the nearest
+    # sentence it learned from.
+    via = EN.match("i would like my money back for these headphones").via
+    assert via.startswith("classifier ") and "'money back' (return_words)" in via and ", nearest '" in via, via
+    # A rule of a handoff intent is named before the classifier's view.
+    via = EN.match("there is a payment on my statement that i never made").via
+    assert via.startswith("rule money + not_mine ('statement', 'never made'); classifier "), via
+
+
+def test_out_of_scope_is_a_class_of_its_own():
+    m = EN.match("can you book me a table at a pizza place tonight")
+    assert m.confidence < 0.4 and "out of scope 0." in m.via, m
+
+
+def test_training_sentences_train_the_classifier_but_stay_out_of_the_grammar():
+    sentences = [t for t, name in FLOW.training["en"] if name == "fraud_security"]
+    assert len(sentences) > 50 and all(normalize(t) not in EN.phrases(set(FLOW.intents)) for t in sentences)
+    assert any(t == normalize(sentences[0]) for t, _ in EN.training)
+    assert None in EN.classifier.classes          # out of scope
+
+
+def test_an_unchanged_flow_is_not_trained_again():
+    first = IntentMatcher(load_flow(ROOT / "flows" / "hotline.yaml"), "en")
+    assert IntentMatcher(load_flow(ROOT / "flows" / "hotline.yaml"), "en").classifier is first.classifier
 
 
 def test_frustration_phrase_is_named():
@@ -100,3 +126,19 @@ def test_korean_keywords_match_inside_words_with_particles():
 def test_a_flow_without_examples_in_a_language_matches_nothing():
     m = IntentMatcher(tiny_flow("en", {"a": (["hello"], [])}), "de")
     assert m.match("hello").intent is None
+
+
+def test_a_trained_classifier_is_kept_on_disk_and_read_back(tmp_path, caplog):
+    from ivr.flows import intents
+    flow = load_flow(ROOT / "flows" / "hotline.yaml")
+    first = IntentMatcher(flow, "en", cache_dir=tmp_path)
+    [saved] = tmp_path.glob("*.npz")
+    intents._TRAINED.clear()                       # as in a new process
+    again = IntentMatcher(flow, "en", cache_dir=tmp_path)
+    assert again.classifier is not first.classifier
+    text = "someone bought a laptop on my account and it wasn't me"
+    assert again.ranked(text) == first.ranked(text)
+    saved.write_bytes(b"not a model")              # a damaged file is trained again, and said so
+    intents._TRAINED.clear()
+    third = IntentMatcher(flow, "en", cache_dir=tmp_path)
+    assert third.ranked(text) == first.ranked(text) and "unreadable" in caplog.text

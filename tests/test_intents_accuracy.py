@@ -84,8 +84,14 @@ def test_out_of_scope_reaches_a_human_after_at_most_one_clarification(text):
 
 
 def test_out_of_scope_falls_below_threshold():
-    """Most out-of-scope questions must be recognised as such (not answered with something unrelated)."""
-    answered = [t for t in OUT_OF_SCOPE if first_turn(t)[2].decision.action != "clarify"]
+    """Most out-of-scope questions must be recognised as such (not answered with something unrelated).
+
+    A caller taken to the normal queue at once ("um hello is anybody there" read as a request for a
+    person) got what an out-of-scope caller should get, a person, and is not counted; an answer
+    or the urgent queue is."""
+    def unrelated(reply):
+        return reply.decision.action != "clarify" and not (reply.route and reply.route.queue == "normal")
+    answered = [t for t in OUT_OF_SCOPE if unrelated(first_turn(t)[2])]
     assert len(answered) <= len(OUT_OF_SCOPE) // 10, answered
     for text in ("can you recommend a good restaurant", "what's the weather", "do you sell cars"):
         intent, queue, reply, conv = first_turn(text)

@@ -185,13 +185,16 @@ def recognize(model, lang, flow, expect, audio: bytes):
 
 
 def evaluate(eval_set: EvalSet, flow, lang: str | None = None, model=None, cache_dir=None,
-             min_accuracy: float | None = None, workers: int | None = None, progress=None) -> EvalResult:
-    """Run every item; `model` is a loaded vosk.Model (None: text only, the transcript is what was heard)."""
+             min_accuracy: float | None = None, workers: int | None = None, progress=None,
+             engine: Engine | None = None) -> EvalResult:
+    """Run every item; `model` is a loaded vosk.Model (None: text only, the transcript is what was heard).
+
+    `engine`: an engine already built for `flow` (training its classifier takes a second or two)."""
     started = time.monotonic()
     lang = lang or eval_set.lang or flow.languages[0]
     if lang not in flow.languages:
         raise ValueError(f"flow {flow.id} does not speak {lang!r} (it speaks {', '.join(flow.languages)})")
-    engine = Engine(flow)
+    engine = engine or Engine(flow)
     for item in eval_set.items:
         step = item.step or flow.start
         if step not in flow.steps:

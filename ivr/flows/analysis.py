@@ -11,8 +11,9 @@ comparable form before they are weighed:
   "환불", "도착했는데요" -> "도착"), and character bigrams over the sentence without
   spaces carry the rest: recognizer spacing varies, and inflection changes the end
   of a word, not its start. A morphological analyser (kiwipiepy) does this properly
-  but costs ~220 MB per process and did not measure better here (BENCHMARKS.md,
-  "Intent matching"), so the light stripper stays.
+  but costs ~500 MB (shared by forked workers: 167 MB PSS each with two) and 1.4 ms or
+  more per sentence, for two more right answers in 130 on the Korean validation set
+  (BENCHMARKS.md, "Intent matching"), so the light stripper stays.
 
 Languages without an entry get lower case and punctuation removal only.
 """

@@ -31,6 +31,15 @@ def spoken_digits(text: str, lang: str) -> str:
     return "".join(out)
 
 
+def only_digits(text: str, lang: str) -> bool:
+    """The caller said a number and nothing else ("one zero zero two"): at a step that asks for
+    one, such words are the answer, not a request ("zero" is also how callers ask for a person)."""
+    words = _WORDS.get(lang, {})
+    tokens = normalize(text).split()
+    return bool(tokens) and all(t.isdigit() or t in words or (lang == "ko" and all(ch in words for ch in t))
+                                for t in tokens)
+
+
 def speakable(value: str) -> str:
     """Read long numbers digit by digit, as people read order numbers aloud."""
     return " ".join(value) if re.fullmatch(r"\d{5,}", value or "") else value

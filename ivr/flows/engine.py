@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from rapidfuzz import fuzz
 
 from .. import faults
-from .digits import speakable, spoken_digits
+from .digits import only_digits, speakable, spoken_digits
 from .intents import IntentMatcher, normalize
 from .model import INPUT_STEPS, Flow, wording
 
@@ -98,9 +98,10 @@ _TEMPLATE = re.compile(r"\{([a-z_][a-z0-9_]*)(?:\.([a-z_][a-z0-9_]*))?\}")
 
 
 class Engine:
-    def __init__(self, flow: Flow):
+    def __init__(self, flow: Flow, matcher_options=None, cache_dir=None):
+        """cache_dir: where trained intent classifiers are kept, so a restart does not train again."""
         self.flow = flow
-        self.matchers = {lang: IntentMatcher(flow, lang) for lang in flow.languages}
+        self.matchers = {lang: IntentMatcher(flow, lang, matcher_options, cache_dir) for lang in flow.languages}
         self.global_intents = {n for n, i in flow.intents.items() if i.handoff is not None}
         self._expects = {}   # (step, lang) -> Expect, see expect()
 
@@ -121,7 +122,7 @@ class Engine:
         if inp.kind == "dtmf" and text == "*" and step.more and step.option_for_key("*") is None:
             # The caller asked for the whole menu: not a miss, no apology.
             return self._enter(conv, step.name, [], Decision(None, 1.0, "repeat", "key *: the whole menu"), again=True)
-        if inp.kind == "speech" and text:
+        if inp.kind == "speech" and text and not (step.type == "ask" and only_digits(text, conv.lang)):
             reply = self._global_rules(conv, text)
             if reply is not None:
                 return reply
@@ -189,8 +190,10 @@ class Engine:
             # Not understood: the guess stays out of `intent` (reports and the agent's briefing
             # read it as the topic) and goes into the detail, for whoever tunes the flow.
             best = f"best {m.intent} ({m.confidence:.2f})" if m.intent else "no intent"
+            why = f" ({m.via})" if m.via else ""
             return self._miss(conv, step, Decision(None, m.confidence, "clarify",
-                                                   f"low confidence: {best} < {self.flow.confidence_threshold:.2f}"))
+                                                   f"low confidence: {best} < {self.flow.confidence_threshold:.2f}"
+                                                   + why))
         return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
 
     def _ask(self, conv, step, inp) -> Reply:

@@ -1,47 +1,50 @@
 """Match what a caller said to a flow intent, tolerant of paraphrase and ASR noise.
 
-The knowledge lives in the YAML a support manager edits: adding an example, a
-keyword or a concept word is the whole training step, and a flow loads in tens of
-milliseconds. Four signals are combined, because each fails where another holds:
+The knowledge lives in files a support manager edits: the flow (examples, keywords, concepts,
+rules) and its training sentences (flows/training/). Three kinds of evidence are combined:
 
-* similarity to the intent's examples: TF-IDF over word stems, stem pairs, concept
-  tokens and character n-grams, cosine to the nearest example. Stems and letter
-  groups absorb inflection and recognizer noise ("refunded", "warrenty", "환불을");
-  concept tokens make "a transaction I don't recognise" look like the example
-  "a charge I did not make" although they share no word. Words the flow has never
-  seen count against a match, so an out-of-scope question ("can you recommend a
-  restaurant") scores low instead of latching onto its one familiar word.
-* keywords (synonyms): a keyword heard anywhere lifts its intent above the
-  threshold. Recognizers split and glue words, so a keyword also matches adjacent
-  words joined ("re fund" -> refund) and, for long keywords, one letter off.
-* concepts: named word lists of the flow (`concepts:`, e.g. money = charge,
-  payment, transaction, ...). A concept in a sentence becomes a feature of the
-  sentence (above), and
-* rules: concepts heard together mean an intent (`rules: [{all: [money, not_mine]}]`
-  under fraud_security): "someone took money from my account" is fraud whatever
-  words carry the two ideas. Rules are what keeps recall on the two families that
-  must never be missed (money safety, physical safety) on sentences nobody wrote down.
+* a linear classifier (classifier.py) trained at flow load on the examples and the training
+  sentences, over word stems, stem pairs, letter groups and the flow's concepts, with out of
+  scope as a class of its own. It decides routine questions: it learns which words tell one
+  intent from the others across hundreds of sentences, where a keyword ("gift card", "my
+  order") also occurs in other requests.
+* keywords and concept rules of the intents that go to a person (complaint, money safety,
+  physical safety, a person): a keyword heard anywhere (also split, glued or one letter off:
+  "re fund", "overheeting") or concepts heard together (`rules: [{all: [money, not_mine]}]`)
+  lift the intent whatever the classifier says. Rules are the manager's word for the families
+  that must never be missed, on sentences nobody wrote down.
+* signals: an urgent intent's concept heard alone ("money", "heat") makes it possible: its
+  confidence sits at the flow's urgent threshold, so an uncertain caller goes to a person
+  rather than to a clarification, unless the classifier finds the sentence out of scope.
 
-Every score says why (`via`): the keyword, the rule and the words that made it, or
-the nearest example, so the call page and the agent's briefing can show it.
+Every score says why (`via`): the keyword, the rule and the words that made it, the signal, and
+the classifier's probability with the caller's words that weighed most and the nearest training
+sentence, so the call page and the agent's briefing can show it. The previous design (nearest
+example by TF-IDF) remains as an option measured against (MatcherOptions, bench/matchers.py).
 
-Alternatives measured against this (a logistic regression over the same features,
-kiwipiepy morphemes for Korean) and why they were not kept: BENCHMARKS.md,
-"Intent matching". One turn costs well under a millisecond (bench/intents.py).
+Cost: about a millisecond per turn, ~25 MB of trained classifiers per process plus numpy and
+scipy (BENCHMARKS.md, "Intent matching").
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import re
+import threading
 import unicodedata
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
 from .analysis import STOPWORDS, char_ngram_sizes, char_text, is_stopword, stem
+from .classifier import Features, LinearClassifier
 
-__all__ = ["IntentMatcher", "Match", "normalize", "STOPWORDS"]
+log = logging.getLogger(__name__)
+
+__all__ = ["IntentMatcher", "MatcherOptions", "Match", "normalize", "STOPWORDS"]
 
 _APOSTROPHE = re.compile(r"['’`´]")
 _PUNCT = re.compile(r"[^\w\s*]", re.UNICODE)
@@ -54,9 +57,38 @@ SIM_FULL = 0.8             # similarity at which confidence is 1.0 (a near copy 
 KEYWORD_FLOOR = 0.75       # confidence of a keyword hit with no example support
 NEAR_KEYWORD_FLOOR = 0.66  # ... of a keyword one letter off: "deliver" in "delivery" is weaker evidence
 RULE_FLOOR = 0.8           # ... of a concept rule: two ideas together are stronger than one word
-SIGNAL_FLOOR = 0.5         # ... of an urgent intent's signal concept alone: uncertain (settings.urgent_threshold)
 FUZZY_MIN_LEN = 7          # shorter keywords must match exactly: "shipping" is not "shopping"
 FUZZY_RATIO = 90
+
+
+@dataclass(frozen=True)
+class MatcherOptions:
+    """How the matcher decides; the defaults are the design that measured best on the validation
+    sets (bench/matchers.py compares the others, BENCHMARKS.md has the table)."""
+    classifier: bool = True          # a linear classifier trained on examples + training sentences
+    features: Features = Features()
+    l2: float = 1e-5
+    iterations: int = 100
+    concept_features: bool = True    # concepts heard become classifier features
+    similarity: bool = False         # also the nearest-example TF-IDF similarity (the previous design)
+    floors: str = "handoff"          # whose keywords and rules lift the confidence: all | handoff | none
+    keyword_sentences: bool = False  # keywords also train the classifier, as one-phrase sentences
+    # When the classifier finds a sentence out of scope with at least this probability, a signal
+    # concept ("bank" in "what time does the bank close") or a keyword heard one letter off
+    # ("parking" for "sparking") does not lift an intent; rules and exact keywords still do.
+    oos_veto: float = 0.5
+
+
+# Trained classifiers by what they were trained on (sentences, labels, concepts, options): a flow
+# loaded again unchanged (a reload, every test that builds an engine) does not train again.
+# ... and by the code that turns sentences into features and trains: a classifier kept on disk by
+# an older release is trained again rather than read with features it was not trained on.
+_CODE = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
+                                for name in ("intents.py", "classifier.py", "analysis.py"))).hexdigest()
+_TRAINED = OrderedDict()
+_TRAINED_MAX = 8
+_SAVED_MAX = 16   # trained classifiers kept on disk (cache_dir), newest first
+_TRAINED_LOCK = threading.Lock()
 
 
 def normalize(text: str) -> str:
@@ -186,6 +218,46 @@ class _Phrase:
         return (near[0], near[1], False) if near else None
 
 
+class _PhraseIndex:
+    """Phrases (keywords, concept words) indexed so that a sentence looks up only those that can be
+    in it, instead of a few hundred lookups per turn.
+
+    A Latin phrase starts at the start of a word, so its first word is a prefix of one of the
+    sentence's words; without a star it may also be heard glued or one letter off (its letters
+    among the sentence's words run together, or among the near matches). A Korean phrase matches
+    inside words, so its first syllable must be in the sentence."""
+
+    def __init__(self, items):
+        """items: [(tag, _Phrase)]."""
+        self.by_first, self.by_compact, self.by_letter = {}, {}, {}
+        for tag, phrase in items:
+            if not phrase.latin:
+                if phrase.compact:
+                    self.by_letter.setdefault(phrase.compact[0], []).append((tag, phrase))
+                continue
+            self.by_first.setdefault(phrase.first, []).append((tag, phrase))
+            if not phrase.star:
+                self.by_compact.setdefault(phrase.compact, []).append((tag, phrase))
+
+    def candidates(self, sent) -> list:
+        found = {}
+        if self.by_first:
+            for word in sent.norm.split():
+                for n in range(1, len(word) + 1):
+                    for c in self.by_first.get(word[:n], ()):
+                        found[id(c)] = c
+        if self.by_compact:
+            for joined in list(sent.joined) + list(sent.near):
+                for key in (joined, joined[:-1] if joined.endswith("s") else None):
+                    for c in self.by_compact.get(key, ()):
+                        found[id(c)] = c
+        if self.by_letter:
+            for letter in set(sent.norm):
+                for c in self.by_letter.get(letter, ()):
+                    found[id(c)] = c
+        return list(found.values())
+
+
 class _Index:
     """TF-IDF vectors of a flow's examples, one language; cosine to any sentence.
 
@@ -260,8 +332,12 @@ class _Rule:
 class IntentMatcher:
     """Scores a caller's words against every intent of a flow, for one language."""
 
-    def __init__(self, flow, lang: str):
+    def __init__(self, flow, lang: str, options: MatcherOptions | None = None, cache_dir=None):
+        """cache_dir: where trained classifiers are kept between processes (None: in this process only)."""
         self.lang = lang
+        self.flow = flow
+        self.cache_dir = cache_dir
+        self.options = options = options or MatcherOptions()
         self.concepts = {}   # name -> [_Phrase]
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
             phrases = [_Phrase(_phrase_norm(p)) for p in (langs or {}).get(lang, []) if normalize(p)]
@@ -286,7 +362,11 @@ class IntentMatcher:
             if signals:
                 self.signals[intent.name] = signals
         self.partners = {(a, b) for r in self.rules for a in r.all + r.none for b in r.all + r.none}
-        self.index = _Index([(ex, tuple(self._concepts(_Sentence(ex)))) for ex, _ in self.examples], lang)
+        self._concept_index = _PhraseIndex([(name, p) for name, ps in self.concepts.items() for p in ps])
+        self.index = None
+        if options.similarity or not options.classifier:
+            self.index = _Index([(ex, tuple(self._concepts(_Sentence(ex)))) for ex, _ in self.examples], lang)
+        self._keyword_index = _PhraseIndex([(name, phrase) for phrase, name in self.keywords])
         self.frustration = [_Phrase(_phrase_norm(p)) for p in flow.frustration.get(lang, []) if normalize(p)]
         # Keywords and frustration phrases may be heard one letter off ("overheeting"); concept
         # words list their forms (charge*), so they need not.
@@ -296,6 +376,54 @@ class IntentMatcher:
                 self.fuzzy.setdefault(len(phrase.compact), set()).add(phrase.compact)
         self.fuzzy = {n: sorted(v) for n, v in self.fuzzy.items()}
         self._last = None
+        self._last_explained = None
+        self.training = []     # (sentence, intent or None): what the classifier learned from
+        self.handoff_intents = {i.name for i in flow.intents.values() if i.handoff is not None}
+        self.classifier = self._train(flow) if options.classifier else None
+
+    def _train(self, flow):
+        """The classifier over the flow's examples and training sentences (None: fewer than two classes)."""
+        rows = [(ex, name) for ex, name in self.examples]
+        rows += [(normalize(t), name) for t, name in (getattr(flow, "training", None) or {}).get(self.lang, ())]
+        if self.options.keyword_sentences:
+            rows += [(normalize(kw.text), name) for kw, name in self.keywords]
+        rows = [(t, name) for t, name in rows if t and (name is None or name in flow.intents)]
+        if len({name for _, name in rows}) < 2:
+            return None
+        self.training = rows
+        concepts = sorted((n, tuple(p.text for p in ps)) for n, ps in self.concepts.items())
+        key = hashlib.sha256(repr((_CODE, self.lang, rows, self.options, concepts)).encode()).hexdigest()
+        with _TRAINED_LOCK:
+            clf = _TRAINED.get(key)
+        saved = Path(self.cache_dir) / f"{key[:32]}.npz" if self.cache_dir else None
+        if clf is None and saved is not None and saved.is_file():
+            try:
+                clf = LinearClassifier.load(saved)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("trained classifier %s unreadable (%s): training again", saved, exc)
+        if clf is None:
+            # Every non-empty sentence has features (its letter groups), so the classifier's rows
+            # are self.training's, in order: nearest() indexes both.
+            clf = LinearClassifier([self._features(t) for t, _ in rows], [name for _, name in rows],
+                                   l2=self.options.l2, iterations=self.options.iterations)
+        if saved is not None and not saved.is_file():
+            try:
+                clf.save(saved)
+                # Flows change: keep the newest few, not one file per edit for ever.
+                for old in sorted(saved.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)[:-_SAVED_MAX]:
+                    old.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot keep the trained classifier in %s: %s", saved, exc)
+        with _TRAINED_LOCK:
+            _TRAINED[key] = clf
+            while len(_TRAINED) > _TRAINED_MAX:
+                _TRAINED.popitem(last=False)
+        return clf
+
+    def _features(self, norm: str, heard=None) -> dict:
+        if heard is None and self.options.concept_features:
+            heard = self._concepts(_Sentence(norm))
+        return self.options.features.of(norm, self.lang, tuple(heard or ()) if self.options.concept_features else ())
 
     def _concepts(self, sent) -> dict:
         """Concepts heard in the sentence: name -> the words that carried it.
@@ -305,11 +433,12 @@ class IntentMatcher:
         combines never hide each other: "two payments" is both money and twice.
         """
         found = {}    # name -> (start, end)
-        for name, phrases in self.concepts.items():
-            for phrase in phrases:
-                hit = phrase.find(sent)
-                if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
-                    found[name] = hit[:2]
+        for name, phrase in self._concept_index.candidates(sent):
+            hit = phrase.find(sent)
+            if hit and not hit[2]:
+                continue   # one letter off a keyword ("parking" for "sparking") is not a concept's word
+            if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
+                found[name] = hit[:2]
         return {name: sent.norm[start:end] for name, (start, end) in found.items()
                 if not any(o != name and (o, name) not in self.partners and s <= start and end <= e
                            and (e - s) > (end - start) for o, (s, e) in found.items())}
@@ -324,22 +453,36 @@ class IntentMatcher:
             return cached[1]
         sent = _Sentence(norm).find_near(self.fuzzy)
         heard = self._concepts(sent)
-        sims = self.index.similarities(norm, tuple(heard))
-        found = [(phrase, name, hit) for phrase, name in self.keywords for hit in (phrase.find(sent),) if hit]
-        analysis = (heard, sims, found)
-        self._last = (norm, analysis)
+        sims = self.index.similarities(norm, tuple(heard)) if self.index is not None else []
+        found = [(phrase, name, hit) for name, phrase in self._keyword_index.candidates(sent)
+                 for hit in (phrase.find(sent),) if hit]
+        feats = probs = None
+        if self.classifier is not None:
+            feats = self._features(norm, heard)
+            probs = self.classifier.predict(feats)
+        analysis = (heard, sims, found, feats, probs)
+        self._last = (norm, analysis, sent)
         return analysis
 
     def ranked(self, text: str, among=None) -> list:
-        """[(intent, confidence, via)] best first; confidence in 0..1."""
+        """[(intent, confidence, via)] best first; confidence in 0..1.
+
+        The classifier's probability (out of scope is a class of its own, so a question the
+        hotline does not handle leaves every intent low) is lifted by the flow's keywords and
+        concept rules: a rule is the manager's word that two ideas together mean an intent."""
         norm = normalize(text)
         if not norm:
             return []
-        heard, sims, found_keywords = self._analyse(norm)
-        best = {}      # intent -> (similarity, example)
+        heard, sims, found_keywords, feats, probs = self._analyse(norm)
+        base = {}      # intent -> (confidence, via) before keywords and rules
+        if probs is not None:
+            for name, p in probs.items():
+                if name is not None and (among is None or name in among):
+                    base[name] = (p, "classifier")
         for (ex, name), sim in zip(self.examples, sims):
-            if (among is None or name in among) and sim > best.get(name, (-1.0, ""))[0]:
-                best[name] = (sim, ex)
+            conf = min(1.0, max(sim, 0.0) / SIM_FULL)
+            if (among is None or name in among) and (name not in base or conf > base[name][0]):
+                base[name] = (conf, f"example '{ex}'")
         hits = {}     # intent -> (keyword, start, end, exact)
         for phrase, name, found in found_keywords:
             if among is not None and name not in among:
@@ -354,14 +497,23 @@ class IntentMatcher:
                 fired[rule.intent] = rule
         signalled = {name: sorted(c for c in concepts if c in heard) for name, concepts in self.signals.items()
                      if (among is None or name in among) and any(c in heard for c in concepts)}
+        oos = probs.get(None, 0.0) if probs is not None else 0.0
+        if oos >= self.options.oos_veto:
+            signalled = {}
+            hits = {n: h for n, h in hits.items() if h[3]}
+        lifted = self.options.floors
+        if lifted != "all":
+            keep = self.handoff_intents if lifted == "handoff" else set()
+            hits = {n: h for n, h in hits.items() if n in keep}
+            fired = {n: r for n, r in fired.items() if n in keep}
         out = []
-        for name in set(best) | set(hits) | set(fired) | set(signalled):
-            sim, ex = best.get(name, (0.0, ""))
-            conf = min(1.0, max(sim, 0.0) / SIM_FULL)
-            via = f"example '{ex}'" if ex else ""
+        for name in set(base) | set(hits) | set(fired) | set(signalled):
+            conf, via = base.get(name, (0.0, ""))
             floor = 0.0
-            if name in signalled:
-                floor = SIGNAL_FLOOR
+            if name in signalled and conf < self.flow.urgent_threshold:
+                # Possible, not certain: at the urgent threshold, so that when nothing else is
+                # understood the caller goes to a person on this intent's queue (engine.global_intent).
+                conf = self.flow.urgent_threshold
                 via = "signal " + ", ".join(f"{c} ('{heard[c]}')" for c in signalled[name])
             if name in hits:
                 keyword, _, _, exact = hits[name]
@@ -379,6 +531,60 @@ class IntentMatcher:
                 conf = floor + (1 - floor) * conf
             out.append((name, round(conf, 3), via))
         out.sort(key=lambda r: (-r[1], r[0]))
+        if out and probs is not None:
+            name, conf, via = out[0]
+            out[0] = (name, conf, self._explain(norm, feats, probs, name, via, heard))
+        return out
+
+    def _explain(self, norm, feats, probs, name, via, heard) -> str:
+        """Why the classifier leans to `name`: its probability, the caller's words that weighed
+        most, and the nearest training sentence: "classifier 0.82 (words 'never bought'), nearest
+        'i never bought this'". Only for the intent that ranks first, once per sentence (the
+        engine asks twice per turn)."""
+        cached = self._last_explained
+        if cached is not None and cached[:2] == (norm, name):
+            said = cached[2]
+        else:
+            said = self._classifier_says(norm, feats, probs, name, heard)
+            self._last_explained = (norm, name, said)
+        return said if via == "classifier" else f"{via}; {said}"
+
+    def _classifier_says(self, norm, feats, probs, name, heard) -> str:
+        p = probs.get(name, 0.0)
+        words = self._reason_words(norm, feats, name, heard)
+        said = f"classifier {p:.2f}" + (f" (words {', '.join(words)})" if words else "")
+        row, sim = self.classifier.nearest(feats, name)
+        if sim > 0:
+            said += f", nearest '{self.training[row][0]}'"
+        oos = probs.get(None, 0.0)
+        if oos >= p:
+            said += f"; out of scope {oos:.2f}"
+        return said
+
+    def _reason_words(self, norm, feats, name, heard) -> list:
+        """Up to three of the caller's words (or concepts, with the words that carried them) that
+        raised `name` the most: ["'money back' (return_words)", "'headphones'"]."""
+        tokens = norm.split()
+        stems = {}
+        for t in tokens:
+            if not is_stopword(t, self.lang):
+                stems.setdefault(stem(t, self.lang), t)
+        pairs = {f"{stem(a, self.lang)} {stem(b, self.lang)}": f"{a} {b}" for a, b in zip(tokens, tokens[1:])}
+        out, said = [], []
+        for feature, _ in self.classifier.reasons(feats, name, top=6):
+            kind, _, value = feature.partition(" ")
+            if kind == "#" and value in heard:
+                words, label = heard[value], f"'{heard[value]}' ({value})"
+            elif kind in ("w", "p"):
+                words = (stems if kind == "w" else pairs).get(value)
+                label = f"'{words}'"
+            else:
+                continue
+            if words and not any(words in w or w in words for w in said):
+                said.append(words)
+                out.append(label)
+            if len(out) == 3:
+                break
         return out
 
     def scores(self, text: str, among=None) -> dict:
@@ -393,7 +599,9 @@ class IntentMatcher:
 
     def frustration_phrase(self, text: str) -> str | None:
         """The frustration phrase the caller used, if any."""
-        sent = _Sentence(normalize(text)).find_near(self.fuzzy)
+        norm = normalize(text)
+        cached = self._last
+        sent = cached[2] if cached is not None and cached[0] == norm else _Sentence(norm).find_near(self.fuzzy)
         return next((p.text for p in self.frustration if p.find(sent)), None)
 
     def is_frustrated(self, text: str) -> bool:

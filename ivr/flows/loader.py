@@ -187,6 +187,8 @@ def _semantic_problems(doc, lines, file, base_dir):
     for name, rel in (doc.get("data") or {}).items():
         if not (base_dir / rel).is_file():
             problem(("data", name), f"data file '{rel}' not found next to the flow")
+    for i, rel in enumerate(doc.get("training") or []):
+        out.extend(_training_problems(base_dir / rel, rel, ("training", i), langs, intents, problem))
     for name, step in steps.items():
         path = ("steps", name)
         for field in ("say", "clarify", "invalid", "more"):
@@ -313,6 +315,52 @@ def _shared_phrases(intents, problem):
                                 f"intent '{name}' {field[:-1]} '{phrase}' is also listed under intent '{first}'")
 
 
+OUT_OF_SCOPE = "out_of_scope"
+
+
+def _training_problems(path: Path, rel, where, langs, intents, problem) -> list:
+    """A training file: `lang` (one of the flow's), `intents: {intent: [sentences]}`, where
+    `out_of_scope` lists things callers ask that the hotline does not handle. Problems in the
+    file are reported with its own file and line; a missing file at the flow's `training:` line."""
+    if not path.is_file():
+        problem(where, f"training file '{rel}' not found next to the flow")
+        return []
+    doc, lines, out = parse_file(path)
+    if doc is None or out:
+        return out
+    file = str(path)
+
+    def bad(at, msg):
+        out.append(Problem(file, lines.line(at), msg))
+
+    if not isinstance(doc, dict):
+        bad((), "a training file is a mapping with `lang` and `intents`")
+        return out
+    if doc.get("lang") not in langs:
+        bad(("lang",), f"lang {doc.get('lang')!r} is not one of the flow languages ({', '.join(langs)})")
+    sets = doc.get("intents")
+    if not isinstance(sets, dict) or not sets:
+        bad(("intents",), "`intents` must map intent names (or out_of_scope) to lists of sentences")
+        return out
+    for name, sentences in sets.items():
+        if name != OUT_OF_SCOPE and name not in intents:
+            bad(("intents", name), f"training sentences for unknown intent '{name}'")
+        if not isinstance(sentences, list) or not all(isinstance(t, str) and t.strip() for t in sentences):
+            bad(("intents", name), f"intent '{name}': a list of non-empty sentences is expected")
+    return out
+
+
+def _load_training(doc, base_dir) -> dict:
+    """lang -> [(sentence, intent or None)], from every `training:` file of the flow."""
+    out = {}
+    for rel in doc.get("training") or []:
+        data = yaml.load((base_dir / rel).read_text(encoding="utf-8"), Loader=_Loader)
+        rows = out.setdefault(data["lang"], [])
+        for name, sentences in data["intents"].items():
+            rows.extend((t, None if name == OUT_OF_SCOPE else name) for t in sentences)
+    return out
+
+
 def _load_data(doc, base_dir):
     data = {}
     for name, rel in (doc.get("data") or {}).items():
@@ -345,7 +393,7 @@ def _to_flow(doc, path: Path) -> Flow:
         intents=intents, steps=steps, locale=doc.get("locale") or {}, numbers=doc.get("numbers") or [],
         settings=doc.get("settings") or {}, messages=doc.get("messages") or {}, labels=doc.get("labels") or {},
         frustration=doc.get("frustration") or {}, concepts=doc.get("concepts") or {},
-        data=_load_data(doc, path.parent),
+        data=_load_data(doc, path.parent), training=_load_training(doc, path.parent),
     )
 
 

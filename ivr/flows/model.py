@@ -75,6 +75,9 @@ class Flow:
     frustration: dict = field(default_factory=dict)
     concepts: dict = field(default_factory=dict)   # name -> {lang: [phrases]}
     data: dict = field(default_factory=dict)   # name -> loaded records
+    # lang -> [(sentence, intent or None for out of scope)]: what the intent classifier learns
+    # from besides the examples (`training:` files). Never part of a recognizer grammar.
+    training: dict = field(default_factory=dict)
 
     @property
     def confidence_threshold(self) -> float:
@@ -162,6 +165,8 @@ MESSAGES = {
     "briefing_topic": MessageSpec("briefing: what the call was about ({topic}, from labels)", fields=("topic",),
                                   agent=True),
     "briefing_said": MessageSpec("briefing: the caller's last words ({said})", fields=("said",), agent=True),
+    "briefing_why": MessageSpec("briefing: the caller's words the bot's handoff rested on ({words}, quoted)",
+                                fields=("words",), agent=True),
     "briefing_transfers": MessageSpec("briefing: earlier transfers ({n})", forms=("one", "many"), agent=True),
     "briefing_priority": MessageSpec("briefing: why the caller is ahead ({priority}, from labels)",
                                      fields=("priority",), agent=True),

@@ -1,0 +1,114 @@
+"""Intent-matching designs side by side, on the sets that may be read: validation and dev halves.
+
+Each design is a MatcherOptions (ivr.flows.intents) and, optionally, other thresholds; every
+item of each set is decided as a first turn by the flow engine, text mode (the transcript is
+what the engine hears), exactly as `ivr eval --asr text` does. Printed per design and set:
+intent + route right, human path (urgent and person requests reaching a person on the first
+turn), false urgent (share of the other items sent to the urgent queue), out of scope handled
+(a person after at most one clarification), and the seconds it took to build the engines
+(training included).
+
+The held-out TEST halves are not in this table: they are only ever scored, rarely, with
+`--test` (aggregate figures of the chosen design only, never a sentence).
+
+    .venv/bin/python -m bench.matchers [--design NAME ...] [--json]
+    .venv/bin/python -m bench.matchers --design chosen --test     # the rare test-half score
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from ivr.eval import evaluate, load_set
+from ivr.flows.classifier import Features
+from ivr.flows.engine import Engine
+from ivr.flows.intents import MatcherOptions
+from ivr.flows.loader import load_flow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev halves; tuned: regression sets
+    "en val": ("eval/hotline_en_val.yaml", "hotline"),
+    "en dev": ("eval/heldout/hotline_en_dev.yaml", "hotline"),
+    "en tuned": ("tests/data/hotline_en_labelled.yaml", "hotline"),
+    "ko val": ("eval/hotline_ko_val.yaml", "hotline_ko"),
+    "ko dev": ("eval/heldout/hotline_ko_dev.yaml", "hotline_ko"),
+    "ko tuned": ("eval/hotline_ko.yaml", "hotline_ko"),
+}
+TEST_SETS = {
+    "en test": ("eval/heldout/hotline_en_test.yaml", "hotline"),
+    "ko test": ("eval/heldout/hotline_ko_test.yaml", "hotline_ko"),
+}
+
+CHOSEN = MatcherOptions()
+DESIGNS = {   # name -> (options, settings overrides)
+    # At its own thresholds (the flows' before the classifier).
+    "previous: nearest example + keywords + rules": (MatcherOptions(classifier=False, floors="all"),
+                                                     {"confidence_threshold": 0.62, "urgent_threshold": 0.45}),
+    "classifier only (no keywords or rules)": (dataclasses.replace(CHOSEN, floors="none"), {}),
+    "classifier, rules and keywords of every intent": (dataclasses.replace(CHOSEN, floors="all"), {}),
+    "classifier, Korean concepts weigh as English ones": (
+        dataclasses.replace(CHOSEN, features=dataclasses.replace(CHOSEN.features, ko_concepts=0.7)), {}),
+    "classifier + nearest example, rules, keywords": (dataclasses.replace(CHOSEN, similarity=True), {}),
+    "classifier without concept features": (dataclasses.replace(CHOSEN, concept_features=False), {}),
+    "classifier, words only (no letter groups)": (
+        dataclasses.replace(CHOSEN, features=dataclasses.replace(CHOSEN.features, chars=0)), {}),
+    "classifier, letter groups only": (
+        dataclasses.replace(CHOSEN, features=Features(words=0, pairs=0, concepts=0)), {}),
+    "classifier + keywords as sentences": (dataclasses.replace(CHOSEN, keyword_sentences=True), {}),
+    "chosen": (CHOSEN, {}),
+}
+
+
+def score(options, overrides, sets) -> dict:
+    flows, engines, build = {}, {}, {}
+    out = {}
+    for name, (path, flow_id) in sets.items():
+        if flow_id not in engines:
+            flow = load_flow(ROOT / "flows" / f"{flow_id}.yaml")
+            if overrides:
+                flow = dataclasses.replace(flow, settings={**flow.settings, **overrides})
+            t = time.perf_counter()
+            engines[flow_id], flows[flow_id] = Engine(flow, options), flow
+            build[flow_id] = time.perf_counter() - t
+        s = load_set(ROOT / path)
+        m = evaluate(s, flows[flow_id], lang=s.lang, engine=engines[flow_id]).metrics
+        out[name] = {k: m[k] for k in ("items", "routing_accuracy", "intent_accuracy", "human_items",
+                                       "human_path_recall", "human_path_missed", "false_urgent_rate",
+                                       "oos_items", "oos_handled_rate")}
+        out[name]["human_path_by_intent"] = m["human_path_by_intent"]
+    out["build_s"] = {k: round(v, 2) for k, v in build.items()}
+    return out
+
+
+def fmt(r) -> str:
+    return (f"{r['routing_accuracy'] * 100:5.1f}%  hp {r['human_items'] - r['human_path_missed']}/{r['human_items']}"
+            f"  fu {r['false_urgent_rate'] * 100:.1f}%  oos {r['oos_handled_rate'] * 100:.0f}%")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--design", action="append", help="design names (default: all)")
+    ap.add_argument("--test", action="store_true", help="score the TEST halves (aggregates only; rarely)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    names = args.design or list(DESIGNS)
+    sets = TEST_SETS if args.test else SETS
+    results = {}
+    for name in names:
+        options, overrides = DESIGNS[name]
+        results[name] = score(options, overrides, sets)
+        if not args.json:
+            r = results[name]
+            print(f"== {name}  (engine build {r['build_s']})")
+            for set_name in sets:
+                print(f"   {set_name:9s} {fmt(r[set_name])}")
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
