@@ -21,7 +21,7 @@ MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's webhooks are a few KB; anything larger
 def create_app(config: Config | None = None, redis=None, clock=time.time) -> Flask:
     """Build the app. Raises FlowError for an invalid flow: the server must not start with one."""
     from . import dashboard
-    from .web import api, feedback, health, queue, stream, voice
+    from .web import api, callback, feedback, health, queue, stream, voice
 
     config = config or Config.from_env()
     flows = load_flows(config.flows_dir)
@@ -30,7 +30,7 @@ def create_app(config: Config | None = None, redis=None, clock=time.time) -> Fla
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     app.extensions["ivr"] = Services(config=config, redis=redis, flows=flows, clock=clock)
-    for bp in (voice.bp, stream.bp, queue.bp, feedback.bp, api.bp, health.bp):
+    for bp in (voice.bp, stream.bp, queue.bp, callback.bp, feedback.bp, api.bp, health.bp):
         app.register_blueprint(bp)
     dashboard.init_app(app)  # operator dashboard, its login, session key and security headers
 

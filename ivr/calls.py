@@ -43,8 +43,8 @@ return {1, boost, ''}
 
 _OPS = """
 -- Side effects on other keys (queues, statistics), applied in the same atomic script.
-local ALLOWED = {ZADD = true, ZREM = true, HINCRBY = true, HSET = true, ZREMRANGEBYSCORE = true, EXPIRE = true,
-                 ZINCRBY = true}
+local ALLOWED = {ZADD = true, ZREM = true, HINCRBY = true, HSET = true, HDEL = true, ZREMRANGEBYSCORE = true,
+                 EXPIRE = true, ZINCRBY = true, RPUSH = true}
 local function apply_ops(json)
   if json == nil or json == '' then return end
   for _, op in ipairs(cjson.decode(json)) do
@@ -173,6 +173,12 @@ class CallStore:
 
     def report(self, sid) -> dict | None:
         return read_report(self.r, sid)
+
+
+def entry_ops(sid: str, entry: dict, ttl: int) -> list:
+    """Add an entry to the call's transcript from a one-time effect (an operator's action, a
+    callback attempt's result), in the same script: the call page's timeline shows it."""
+    return [["RPUSH", keys.turns(sid), json.dumps(entry, ensure_ascii=False)], ["EXPIRE", keys.turns(sid), ttl]]
 
 
 def num(raw) -> float | None:

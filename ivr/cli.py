@@ -150,7 +150,7 @@ def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, 
 
 def _simulate_in_process(inputs, lang, from_number, agent, barge_in=None):
     from .server import LoopbackServer, free_port
-    from .simulate.call import CallSimulator
+    from .simulate.call import AGENT_NUMBER, CallSimulator
     from .simulate.twilio_client import TwilioClient
 
     logging.basicConfig(level="WARNING")
@@ -158,10 +158,19 @@ def _simulate_in_process(inputs, lang, from_number, agent, barge_in=None):
     port = free_port()
     cfg = Config.from_env(port=port, public_url=f"http://127.0.0.1:{port}")
     app = _build_app(cfg)
-    with LoopbackServer(app, port=port) as server:
-        client = TwilioClient(server.url, cfg.twilio_auth_token)
-        return CallSimulator(client, from_number=from_number, agent=agent,
-                             stream_options={"barge_in_after": barge_in}).run(inputs, lang)
+    agents = app.extensions["ivr"].agents
+    # The simulated agent dials the agent line from AGENT_NUMBER: admitted for this run only.
+    added = agents.by_number(AGENT_NUMBER) is None
+    if added:
+        agents.add("simulator", AGENT_NUMBER, replace=True)
+    try:
+        with LoopbackServer(app, port=port) as server:
+            client = TwilioClient(server.url, cfg.twilio_auth_token)
+            return CallSimulator(client, from_number=from_number, agent=agent,
+                                 stream_options={"barge_in_after": barge_in}).run(inputs, lang)
+    finally:
+        if added:
+            agents.remove("simulator")
 
 
 @main.group()

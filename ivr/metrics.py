@@ -44,8 +44,16 @@ FAILURES = Counter("ivr_failures", "Failures that sent a caller to the fallback 
                    ["where"], registry=PROCESS)
 
 
+AGENT_LINE_REFUSED = Counter("ivr_agent_line_refused", "Calls to the agent line refused: not a registered agent "
+                             "number, or a wrong PIN", registry=PROCESS)
+
+
 def count_failure(where: str) -> None:
     FAILURES.labels(where=where).inc()
+
+
+def count_agent_refusal() -> None:
+    AGENT_LINE_REFUSED.inc()
 
 
 class RedisCollector:

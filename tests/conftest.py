@@ -13,7 +13,8 @@ import redis as redis_lib
 from ivr import create_app
 from ivr.config import ROOT, Config
 from ivr.server import LoopbackServer, free_port
-from ivr.simulate.call import CallSimulator
+from ivr.agents import Agents
+from ivr.simulate.call import AGENT_NUMBER, CallSimulator
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support import port_of
 
@@ -43,8 +44,11 @@ def ko_model():
 
 @pytest.fixture
 def redis(redis_url):
+    """Database 15, empty but for the simulator's agent (ivr.simulate.call.AGENT_NUMBER), registered
+    as a deployment registers its agents, so simulated calls reach a person on the agent line."""
     r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     r.flushdb()
+    Agents(r).add("sim", AGENT_NUMBER)
     yield r
     r.close()
 
@@ -53,9 +57,11 @@ def redis(redis_url):
 def make_config(tmp_path, redis_url):
     def make(**overrides):
         port = overrides.pop("port", None) or free_port()
+        # Opening hours are ignored unless a test asks for them (hours="flow", with a Clock): the shipped
+        # flows close at night, and most tests are about what happens while someone is there.
         base = dict(twilio_auth_token="test-token-" + "x" * 20, public_url=f"http://127.0.0.1:{port}",
                     redis_url=redis_url, data_dir=tmp_path / "var", flows_dir=ROOT / "flows",
-                    audio_dir=ROOT / "audio", human_line="+15005550006")
+                    audio_dir=ROOT / "audio", human_line="+15005550006", hours="open")
         base.update(overrides)
         return Config(**base)
     return make

@@ -36,6 +36,9 @@ class Conversation:
     last_text: str = ""
     # Why this caller deserves priority (repeat_caller, transferred_before), if any.
     boost: str | None = None
+    # Outside the flow's opening hours (ivr.hours), decided by the caller of the engine for this
+    # turn's moment: the greeting says so, and a person becomes an offer of a call back or a message.
+    closed: bool = False
 
     def to_dict(self):
         return asdict(self)
@@ -67,6 +70,7 @@ class Route:
     queue: str              # urgent | normal
     reason: str
     boosted_by: str | None = None
+    after_hours: bool = False   # nobody to take the call now: offer a call back or a message instead
 
 
 @dataclass
@@ -103,7 +107,9 @@ class Engine:
 
     # -- entry points -------------------------------------------------------
     def start(self, conv: Conversation) -> Reply:
-        return self._enter(conv, self.flow.start, [])
+        # Out of hours the caller hears so first; the bot still answers what it can.
+        opening = [self.flow.message("closed", conv.lang)] if conv.closed else []
+        return self._enter(conv, self.flow.start, opening)
 
     def handle(self, conv: Conversation, inp: Input) -> Reply:
         faults.inject("step_error")
@@ -253,12 +259,18 @@ class Engine:
         if conv.boost and queue == "normal" and self.flow.repeat_caller_queue == "urgent":
             queue, boosted = "urgent", conv.boost
             decision.detail += f"; priority: {conv.boost}"
-        if say is None:
-            say = self.flow.message("handoff_urgent" if queue == "urgent" else "handoff", conv.lang)
-        prompts = prompts + [say]
+        if conv.closed:
+            # Nobody to connect: what to do meanwhile (an urgent safety or fraud problem), then the
+            # offer of a call back or a message, which the transport renders (ivr.web.callback).
+            guidance = self.flow.guidance(reason, conv.lang) if queue == "urgent" else None
+            prompts = prompts + [self.flow.message("closed_handoff", conv.lang)] + ([guidance] if guidance else [])
+            decision.detail += "; out of hours: call back or message"
+        else:
+            prompts = prompts + [say or self.flow.message("handoff_urgent" if queue == "urgent" else "handoff",
+                                                          conv.lang)]
         conv.step = None
         decision.action = "handoff"
-        return Reply(prompts, route=Route(queue, reason, boosted), decision=decision)
+        return Reply(prompts, route=Route(queue, reason, boosted, after_hours=conv.closed), decision=decision)
 
     def _enter(self, conv, name, prompts, decision=None) -> Reply:
         answered = False

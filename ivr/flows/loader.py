@@ -14,8 +14,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .. import hours as opening_hours
 from .intents import normalize
-from .model import Flow, Handoff, Intent, Option, Step
+from .model import REQUIRED_MESSAGES, Flow, Handoff, Intent, Option, Step
 
 SCHEMA = json.loads((Path(__file__).with_name("flow.schema.json")).read_text())
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -134,8 +135,13 @@ def _semantic_problems(doc, lines, file, base_dir):
             problem(path, f"{what} refers to unknown step '{name}'")
 
     need_step(doc["start"], ("start",), "start")
-    for name, msg in (doc.get("messages") or {}).items():
+    messages = doc.get("messages") or {}
+    for name, msg in messages.items():
         need_langs(msg, ("messages", name), f"message '{name}'")
+    for name in REQUIRED_MESSAGES:
+        if name not in messages:
+            problem(("messages",), f"message '{name}' is required (docs/flows.md, Messages)")
+    _hours_problems(doc, messages, problem)
     for name, intent in intents.items():
         path = ("intents", name)
         need_langs(intent["examples"], path + ("examples",), f"intent '{name}' examples")
@@ -211,6 +217,24 @@ def _semantic_problems(doc, lines, file, base_dir):
     return out
 
 
+def _hours_problems(doc, messages, problem):
+    """Opening hours: a real time zone, spans that make sense, dates, guidance that exists."""
+    spec = doc.get("hours")
+    if spec is None:
+        return
+    _, problems = opening_hours.parse(spec)
+    for path, msg in problems:
+        problem(("hours",) + path, msg)
+    reasons = {i["handoff"]["reason"] for i in doc["intents"].values() if i.get("handoff")}
+    reasons |= {s["reason"] for s in doc["steps"].values() if s.get("type") == "handoff"}
+    for reason, name in (spec.get("guidance") or {}).items():
+        if reason not in reasons:
+            problem(("hours", "guidance", reason),
+                    f"hours: guidance for '{reason}', which no intent or step hands off for")
+        if name not in messages:
+            problem(("hours", "guidance", reason), f"hours: guidance message '{name}' is not in messages")
+
+
 def _shared_phrases(intents, problem):
     """The same example or keyword under two intents makes the matcher toss a coin: report the second."""
     owner = {}
@@ -257,6 +281,7 @@ def _to_flow(doc, path: Path) -> Flow:
         settings=doc.get("settings") or {}, messages=doc.get("messages") or {},
         frustration=doc.get("frustration") or {}, concepts=doc.get("concepts") or {},
         data=_load_data(doc, path.parent),
+        hours=opening_hours.parse(doc["hours"])[0] if doc.get("hours") else None,
     )
 
 

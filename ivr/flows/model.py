@@ -72,6 +72,7 @@ class Flow:
     frustration: dict = field(default_factory=dict)
     concepts: dict = field(default_factory=dict)   # name -> {lang: [phrases]}
     data: dict = field(default_factory=dict)   # name -> loaded records
+    hours: object = None     # ivr.hours.OpeningHours, or None: always open
 
     @property
     def confidence_threshold(self) -> float:
@@ -88,11 +89,32 @@ class Flow:
         return self.settings.get("repeat_caller_queue", "urgent")
 
     def message(self, name: str, lang: str) -> str:
+        if name in REQUIRED_MESSAGES or name not in DEFAULT_MESSAGES:
+            return self.messages[name][lang]      # the loader made sure it is there
         return self.messages.get(name, {}).get(lang) or DEFAULT_MESSAGES[name].get(lang) or DEFAULT_MESSAGES[name]["en"]
+
+    def is_open(self, ts: float) -> bool:
+        """A person can take a call at `ts` (the flow's opening hours; none declared: always)."""
+        return self.hours is None or self.hours.is_open(ts)
+
+    def guidance(self, reason: str | None, lang: str) -> str | None:
+        """What an urgent caller hears out of hours about `reason` (safety, fraud), if the flow says."""
+        name = self.hours.guidance.get(reason or "") if self.hours is not None else None
+        return self.message(name, lang) if name else None
 
     def say_locale(self, lang: str) -> str:
         return self.locale.get(lang) or DEFAULT_LOCALES.get(lang, lang)
 
+
+# Messages every flow words itself in each of its languages (`ivr check-flows` reports a missing one):
+# opening hours, callbacks and the agent line. docs/flows.md, "Messages". Guidance for urgent callers
+# out of hours is named by the flow's `hours.guidance` and checked there.
+REQUIRED_MESSAGES = (
+    "closed", "closed_handoff", "closed_offer", "closed_callback_confirm", "closed_voicemail",
+    "callback_no_number", "callback_intro",
+    "agent_refused", "agent_pin", "agent_pin_wrong", "agent_callback", "agent_callback_calling",
+    "agent_callback_failed",
+)
 
 DEFAULT_LOCALES = {"en": "en-US", "ko": "ko-KR", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "ja": "ja-JP"}
 
