@@ -103,7 +103,7 @@ class RedisCollector:
         active.add_metric(["with_agent"], len(live["with_agent"]))
         yield active
         cb = GaugeMetricFamily("ivr_callbacks_waiting", "Callers waiting for a call back")
-        cb.add_metric([], len(live["callbacks"]))
+        cb.add_metric([], sum(1 for row in live["callbacks"] if row["state"] != "failed"))
         yield cb
 
         facts = [kpi.facts(r, inputs["waits"], inputs["abandoned"], inputs["callbacks"]) for r in inputs["records"]]

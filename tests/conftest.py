@@ -11,9 +11,9 @@ import pytest
 import redis as redis_lib
 
 from ivr import create_app
+from ivr.agents import Agents
 from ivr.config import ROOT, Config
 from ivr.server import LoopbackServer, free_port
-from ivr.agents import Agents
 from ivr.simulate.call import AGENT_NUMBER, CallSimulator
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support import port_of
@@ -90,7 +90,8 @@ def twilio(server, config):
 
 @pytest.fixture
 def serve(make_config, redis):
-    """Start another server with its own configuration: serve(handoff_mode="dial") -> TwilioClient."""
+    """Start another server with its own configuration: serve(handoff_mode="dial") -> TwilioClient
+    (its `.app` is the server's Flask app)."""
     servers = []
 
     def start(clock=None, **overrides):
@@ -99,7 +100,9 @@ def serve(make_config, redis):
                          **({"clock": clock} if clock else {}))
         srv = LoopbackServer(app, port=port_of(cfg)).__enter__()
         servers.append(srv)
-        return TwilioClient(srv.url, cfg.twilio_auth_token)
+        client = TwilioClient(srv.url, cfg.twilio_auth_token)
+        client.app = app        # for tests that also look through the dashboard (app.test_client())
+        return client
     yield start
     for srv in servers:
         srv.__exit__(None, None, None)
