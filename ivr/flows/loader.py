@@ -41,11 +41,13 @@ class FlowError(Exception):
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: a phrase list may say yes, no, on or off and mean the words."""
+    """YAML 1.2 booleans: a phrase list may say yes, no, on or off and mean the words; no dates."""
 
 
+# Dates stay text too: the few fields that hold one (holidays) parse it themselves, so an impossible
+# date like 2026-13-45 is reported with its line instead of failing inside the YAML parser.
 _Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
@@ -109,7 +111,12 @@ def _schema_problems(doc, lines, file):
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         # An if/then branch error names the offending property better than the branch.
         best = jsonschema.exceptions.best_match([err])
-        out.append(Problem(file, lines.line(err.absolute_path), f"{where}: {best.message}"))
+        path = list(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            # Point at the unexpected key itself, not at the mapping that holds it.
+            extra = [k for k in err.instance if k not in (err.schema.get("properties") or {})]
+            path += extra[:1]
+        out.append(Problem(file, lines.line(path), f"{where}: {best.message}"))
     return out
 
 
