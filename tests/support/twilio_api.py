@@ -59,6 +59,7 @@ class TwilioStandIn(_Server):
         self.recordings = {}         # RecordingSid -> bytes
         self.processing = set()      # RecordingSids answering 404 once more
         self.deleted = []
+        self.redirects = {}          # RecordingSid -> Location: the media is served elsewhere (a CDN)
         self.fail_calls_with = None  # (status, code, message): the next call creations fail like this
         outer = self
 
@@ -117,6 +118,12 @@ class TwilioStandIn(_Server):
                 if not self._authorized(m.group(1)):
                     return None
                 rec = m.group(2)
+                if rec in outer.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", outer.redirects[rec])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if rec in outer.processing or rec not in outer.recordings:
                     outer.processing.discard(rec)
                     return self._error(404, 20404, "The requested resource was not found")
