@@ -98,3 +98,35 @@ def agent_takes(client, n, call, queue_time=20):
 def end_call(client, call, duration="60"):
     status, _ = client.post("/voice/status", dict(call, CallStatus="completed", CallDuration=duration))
     assert status == 204
+
+
+def week_of_calls(client, clock, now, per_day=(6, 9, 7, 11, 8, 10, 5)):
+    """A believable week behind the live view, made through the webhooks by a server whose clock
+    the test moves (`client` serves with `clock`): answered by the bot and rated, handed off and
+    answered after a wait, hung up while waiting. Returns the number of calls placed."""
+    n = 0
+    for day, count in enumerate(per_day):
+        base = now - (6 - day) * 86400 - 3 * 3600
+        for i in range(count):
+            n += 1
+            clock.t = base - i * 700
+            call = caller(5000 + n, f"+1212555{1000 + n:04d}")
+            kind = i % 6
+            if kind in (0, 1, 2):                                # the bot answers: opening hours, rated
+                root = start(client, call, "3", "2")
+                rating = verb(root, "Gather")
+                if rating is not None:
+                    post(client, rating.get("action"), dict(call, Digits=str(3 + (i + day) % 3)))
+            elif kind in (3, 4):                                 # a person, after a wait
+                enqueue = enqueued(client, call, ("0", "9", "7")[(i + day) % 3])
+                clock.t += 8 + (i * 7 + day * 5) % 40
+                agent_takes(client, 100 + n, call, queue_time=8 + (i * 7 + day * 5) % 40)
+                clock.t += 120
+                post(client, enqueue.get("action"), dict(call, QueueResult="bridged", QueueTime="30"))
+            else:                                                # hung up while waiting
+                enqueue = enqueued(client, call, "0")
+                clock.t += 50
+                post(client, enqueue.get("action"), dict(call, QueueResult="hangup", QueueTime="50"))
+            clock.t += 30
+            end_call(client, call)
+    return n
