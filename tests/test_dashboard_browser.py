@@ -222,7 +222,8 @@ for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++
   if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5)
     overlaps.push([boxes[i].id, boxes[j].id]);
 }
-const spilling = boxes.filter(b => b.e.scrollWidth > b.e.clientWidth + 1).map(b => [b.id, b.e.scrollWidth, b.e.clientWidth]);
+const spilling = boxes.filter(b => b.e.scrollWidth > b.e.clientWidth + 1)
+  .map(b => [b.id, b.e.scrollWidth, b.e.clientWidth]);
 const empty = ids.filter(id => !document.querySelector('#' + id + ' tbody tr:not(.empty)'));
 return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth, overlaps, spilling, empty};
 """
