@@ -162,8 +162,11 @@ def test_an_operators_day(browser, serve, redis, tmp_path):
         assert "+17185550112" in callbacks and "+17185550113" in callbacks and "urgent" in callbacks
         assert "out of hours" in callbacks
 
-        # An urgent caller starts waiting: banner, highlighted row, and the sound the operator turned on.
+        # An urgent caller starts waiting: banner, highlighted row, and the sound and the browser
+        # notification the operator turned on (the browser's permission granted as a person would).
+        browser.execute_cdp_cmd("Browser.grantPermissions", {"origin": url, "permissions": ["notifications"]})
         browser.find_element(By.ID, "alert-sound").click()
+        browser.find_element(By.ID, "alert-notify").click()
         assert browser.find_element(By.ID, "urgent-alert").get_attribute("hidden")
         urgent = caller(20, "+12025550120")
         enqueued(client, urgent, "someone charged my card and i did not make it")
@@ -172,7 +175,9 @@ def test_an_operators_day(browser, serve, redis, tmp_path):
         assert "fraud security" in browser.find_element(By.ID, "urgent-alert").text
         assert "alert" in _fresh(browser, lambda: browser.find_element(
             By.CSS_SELECTOR, f"#queues tr[data-sid='{urgent['CallSid']}']").get_attribute("class"))
-        assert browser.execute_script("return document.getElementById('dashboard').dataset.soundsPlayed") == "1"
+        counts = browser.execute_script("const d = document.getElementById('dashboard').dataset;"
+                                        "return [d.soundsPlayed, d.notified]")
+        assert counts == ["1", "1"]
 
         # It fits: no sideways scroll, no panel over another, nothing spilling out of a panel.
         time.sleep(1)
