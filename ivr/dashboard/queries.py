@@ -18,10 +18,12 @@ from ..redact import mask_digits, mask_phone
 FIELDS = ("sid", "from", "to", "flow", "lang", "asr", "step", "status", "outcome", "queue", "reason", "boost",
           "boosted_by", "transfers", "started_at", "ended_at", "handoff_at", "enqueued_at", "answered_at",
           "wait_seconds", "dial_status", "answered", "rating", "callback_requested_at", "voicemail_seconds",
-          "duration", "queue_result", "queue_choice", "after_hours", "agent_name",
-          "callback_state", "callback_queue", "callback_place", "callback_after_hours", "callback_attempts",
-          "callback_failures", "callback_last_result", "callback_last_at", "callback_failed_at", "callback_by",
-          "voicemail_at", "voicemail_state", "voicemail_text", "voicemail_stored_at")
+          "duration", "queue_result", "queue_choice", "agent_name", "callback_state", "voicemail_state")
+# ...and for the call backs and voicemails panels (read only for those calls: a snapshot is sent to
+# every open dashboard after each batch of events, and its cost grows with every field read per call).
+CALLBACK_FIELDS = FIELDS + ("callback_queue", "callback_place", "callback_after_hours", "callback_attempts",
+                            "callback_last_result", "callback_by", "voicemail_at", "voicemail_text",
+                            "voicemail_stored_at")
 WAITING = ("handoff", "queued", "dialing")
 MAX_LIVE = 1000          # calls shown per panel; a hotline with more has other problems
 TURNS_PEEK = 8           # last turns read per call in the bot, to find what the caller said last
@@ -32,15 +34,15 @@ class Queries:
         self.r = redis
 
     # -- records -------------------------------------------------------------------------------
-    def records(self, sids) -> list:
-        """Call records by sid (HMGET of FIELDS), skipping calls whose record has expired."""
+    def records(self, sids, fields=FIELDS) -> list:
+        """Call records by sid (HMGET of `fields`), skipping calls whose record has expired."""
         sids = list(sids)
         pipe = self.r.pipeline(transaction=False)
         for sid in sids:
-            pipe.hmget(keys.call(sid), FIELDS)
+            pipe.hmget(keys.call(sid), fields)
         out = []
         for sid, values in zip(sids, pipe.execute()):
-            rec = {k: v for k, v in zip(FIELDS, values) if v is not None}
+            rec = {k: v for k, v in zip(fields, values) if v is not None}
             if rec:
                 rec["sid"] = sid
                 out.append(rec)
@@ -88,8 +90,11 @@ class Queries:
         active, queued = res[0], res[1:1 + len(QUEUES)]
         callbacks, failed, voicemails = dict(res[-3]), res[-2], res[-1]
         in_queue = {sid: q for q, members in zip(QUEUES, queued) for sid in members}
-        sids = list(dict.fromkeys(active + list(in_queue) + list(callbacks) + failed + voicemails))
+        open_items = list(dict.fromkeys(list(callbacks) + failed + voicemails))
+        seen = set(open_items)
+        sids = [sid for sid in dict.fromkeys(active + list(in_queue)) if sid not in seen]
         recs = {r["sid"]: r for r in self.records(sids)}
+        recs.update({r["sid"]: r for r in self.records(open_items, CALLBACK_FIELDS)})
         agents = Agents(self.r).status(now)
         agent_of = {a["caller"]: a["name"] for a in agents["agents"] if a["state"] == "on_call"}
 
