@@ -288,6 +288,11 @@ def test_without_a_twilio_account_nothing_is_placed(serve, rest, redis):
     page = web.get(f"/dashboard/calls/{call['CallSid']}").get_data(as_text=True)
     assert "Not called: call backs need TWILIO_ACCOUNT_SID" in page
     assert rest.requests == [] and redis.hget(keys.call(call["CallSid"]), "callback_state") == "waiting"
+    # The agent line does not stall on a call back it cannot place: the caller behind it is taken.
+    behind = caller(33)
+    enqueued(client, behind, "0")
+    assert dial_queue(agent_line(client, 33)).text == "ivr-normal"
+    assert redis.hget(keys.call(behind["CallSid"]), "claimed_by") == agent_sid(33)
 
 
 def test_a_withheld_number_is_asked_for_a_message_instead(hotline, redis):

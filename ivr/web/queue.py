@@ -205,7 +205,8 @@ def agent():
     now = svc.store.now()
     svc.agents.seen(name, now)
     idle = _int(request.args.get("idle"), 0)
-    found = svc.queues.claim_next(agent_call, now)
+    # Without a Twilio account nobody can be rung back from here: call backs wait for an operator.
+    found = svc.queues.claim_next(agent_call, now, callbacks=svc.twilio_api.available)
     if not found:
         if idle >= 60:
             return twiml(svc.twiml.say_then_hangup(["No callers are waiting. Goodbye."], locale))
