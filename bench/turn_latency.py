@@ -47,7 +47,7 @@ from ivr.simulate.twilio_client import TwilioClient
 
 # BENCH_RESULTS_DIR: where the JSON goes (tests use a temporary folder)
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
-SCRIPT = [("영업 시간", "opening_hours"), ("아니오", "goodbye")]
+SCRIPT = [("시간", "opening_hours"), ("아니오", "goodbye")]
 TARGET_P95 = 400          # ms at 30 calls
 CAPACITY_P95 = 800        # ms: a call is "held" below this with no dropped or late frames
 THREADS = 128

@@ -31,7 +31,7 @@ import logging
 import re
 
 from . import keys
-from .calls import entry_ops
+from .calls import entry_ops, withheld
 from .redact import mask_phone
 
 log = logging.getLogger("ivr.callbacks")
@@ -41,8 +41,6 @@ OPEN_STATES = ("waiting", "calling", "failed")
 # An attempt whose result never came (a status callback lost on the way) stops blocking after this.
 STALE_CALLING_SECONDS = 600
 E164 = re.compile(r"\+[1-9]\d{6,14}")
-# Caller IDs that are not a number anyone can ring back: withheld, unknown, Twilio's placeholders.
-WITHHELD = {"+266696687", "+86282452253", "+7378742833", "+2562533", "+8656696"}
 
 
 class CallbackError(RuntimeError):
@@ -51,7 +49,7 @@ class CallbackError(RuntimeError):
 
 def reachable(number: str | None) -> bool:
     """A caller ID we can ring back: an E.164 number, not withheld or one of Twilio's placeholders."""
-    return bool(number) and E164.fullmatch(number) is not None and number not in WITHHELD
+    return bool(number) and E164.fullmatch(number) is not None and not withheld(number)
 
 
 def is_open(record: dict) -> bool:

@@ -9,28 +9,33 @@ transfers are counted exactly once.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from . import keys
 
 _OPEN = """
 local call, caller, active, recent, events, replies = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local sid, now, ttl, caller_ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local sid, now, ttl, caller_ttl, maxlen, known =
+  ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6] == '1'
 if redis.call('EXISTS', call) == 1 then
   return {0, redis.call('HGET', call, 'boost') or '', redis.call('HGET', replies, '0') or ''}
 end
 local boost = ''
-local last_sid = redis.call('HGET', caller, 'last_sid')
+-- A withheld number is nobody's history: neither read nor written.
+local last_sid = known and redis.call('HGET', caller, 'last_sid')
 if last_sid and last_sid ~= sid then
   if redis.call('HGET', caller, 'transferred') == '1' then boost = 'transferred_before' else boost = 'repeat_caller' end
 end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
 redis.call('HSET', call, 'sid', sid, 'started_at', now, 'transfers', 0, 'boost', boost, 'status', 'in_bot')
 redis.call('EXPIRE', call, ttl)
-redis.call('HSET', caller, 'last_sid', sid, 'last_call_at', now)
-redis.call('EXPIRE', caller, caller_ttl)
+if known then
+  redis.call('HSET', caller, 'last_sid', sid, 'last_call_at', now)
+  redis.call('EXPIRE', caller, caller_ttl)
+end
 redis.call('ZADD', active, now, sid)
 redis.call('ZADD', recent, now, sid)
 redis.call('ZREMRANGEBYSCORE', recent, '-inf', tonumber(now) - ttl)
@@ -57,14 +62,14 @@ end
 # Apply one turn: the reply, state fields, transcript entries, maybe a transfer.
 _TURN = _OPS + """
 local call, turns, replies, events, caller = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local sid, turn, reply, now, ttl, transfer, nturns, etype, edata, maxlen, ops =
+local sid, turn, reply, now, ttl, transfer, nturns, etype, edata, maxlen, ops, known =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10],
-  ARGV[11]
+  ARGV[11], ARGV[12] == '1'
 if redis.call('HSETNX', replies, turn, reply) == 0 then
   return redis.call('HGET', replies, turn)
 end
 redis.call('EXPIRE', replies, ttl)
-local i = 12
+local i = 13
 for n = 1, nturns do
   redis.call('RPUSH', turns, ARGV[i]); i = i + 1
 end
@@ -74,7 +79,7 @@ for j = i, #ARGV do fields[#fields + 1] = ARGV[j] end
 if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
 if transfer == '1' then
   redis.call('HINCRBY', call, 'transfers', 1)
-  redis.call('HSET', caller, 'transferred', '1')
+  if known then redis.call('HSET', caller, 'transferred', '1') end
 end
 apply_ops(ops)
 redis.call('EXPIRE', call, ttl)
@@ -140,7 +145,8 @@ class CallStore:
         """Create the record unless it exists. Returns (created, boost, earlier turn-0 reply)."""
         created, boost, reply = self._open(
             keys=[keys.call(sid), keys.caller(caller), keys.ACTIVE, keys.RECENT, keys.EVENTS, keys.replies(sid)],
-            args=[sid, self.now(), self.ttl, keys.CALLER_TTL, keys.EVENTS_MAXLEN] + _flat(fields),
+            args=[sid, self.now(), self.ttl, keys.CALLER_TTL, keys.EVENTS_MAXLEN, "0" if withheld(caller) else "1"]
+            + _flat(fields),
         )
         return bool(created), boost or None, reply or None
 
@@ -159,7 +165,8 @@ class CallStore:
         return self._turn(
             keys=[keys.call(sid), keys.turns(sid), keys.replies(sid), keys.EVENTS, keys.caller(caller)],
             args=[sid, str(turn), reply, self.now(), self.ttl, "1" if transfer else "0", len(turns), event,
-                  json.dumps(data or {}, ensure_ascii=False), keys.EVENTS_MAXLEN, _ops(ops)]
+                  json.dumps(data or {}, ensure_ascii=False), keys.EVENTS_MAXLEN, _ops(ops),
+                  "0" if withheld(caller) else "1"]
             + [json.dumps(t, ensure_ascii=False) for t in turns] + _flat(fields),
         )
 
@@ -179,6 +186,30 @@ def entry_ops(sid: str, entry: dict, ttl: int) -> list:
     """Add an entry to the call's transcript from a one-time effect (an operator's action, a
     callback attempt's result), in the same script: the call page's timeline shows it."""
     return [["RPUSH", keys.turns(sid), json.dumps(entry, ensure_ascii=False)], ["EXPIRE", keys.turns(sid), ttl]]
+
+
+# What Twilio puts in `From` when the caller withheld their number: words, or the same words
+# spelled on a phone keypad (ANONYMOUS = 266696687, RESTRICTED = 7378742833, BLOCKED = 2562533,
+# UNKNOWN = 8656696, UNAVAILABLE = 86282452253, PRIVATE = 7748283), with or without + or a leading 1.
+_WITHHELD_WORDS = {"anonymous", "restricted", "blocked", "unknown", "unavailable", "private", "withheld",
+                   "unknown caller", "no caller id", "not available"}
+_WITHHELD_DIGITS = {"266696687", "7378742833", "2562533", "8656696", "86282452253", "7748283"}
+
+
+def withheld(number) -> bool:
+    """True when a caller ID names nobody (withheld, placeholder or empty): such calls share no
+    caller-history record, so they never count as repeat callers of each other."""
+    raw = (number or "").strip().lower()
+    if not raw or raw in _WITHHELD_WORDS:
+        return True
+    if raw.startswith(("client:", "sip:")):
+        return False         # a browser or SIP caller: a name of its own
+    digits = re.sub(r"\D", "", raw)
+    if not digits or set(digits) == {"0"}:
+        return True
+    if re.search(r"[a-z]", raw):
+        return True          # letters where a number belongs: some other "withheld" word
+    return digits in _WITHHELD_DIGITS or (digits[:1] == "1" and digits[1:] in _WITHHELD_DIGITS)
 
 
 def num(raw) -> float | None:

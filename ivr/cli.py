@@ -431,14 +431,20 @@ def models_list():
 
 @models.command("download")
 @click.argument("lang")
-def models_download(lang):
-    """Download and verify the model for LANG into IVR_MODELS_DIR."""
+@click.option("--optional", is_flag=True,
+              help="set-up use: when the model cannot be had (offline), say so in one line and exit 0")
+def models_download(lang, optional):
+    """Download, verify (SHA-256) and install the model for LANG into IVR_MODELS_DIR."""
     from .speech.models import ModelError, download
 
     cfg = Config.from_env()
     try:
-        path = download(lang, cfg.models_dir)
+        path = download(lang, cfg.models_dir, url_base=cfg.model_url_base or None)
     except ModelError as exc:
+        if optional:
+            click.echo(f"{lang}: no speech model ({str(exc).split('. ')[0]}); {lang} callers use the keypad. "
+                       f"Later: ivr models download {lang}")
+            return
         raise click.ClickException(str(exc)) from None
     click.echo(f"{lang}: model ready at {path}")
 

@@ -110,6 +110,8 @@ class Config:
     token_generated: bool = False
     # Vosk models downloaded by `ivr models download` (docs/speech.md).
     models_dir: Path = ROOT / "var" / "models"
+    # Where `ivr models download` fetches official models from (a mirror; empty: alphacephei.com).
+    model_url_base: str = ""
     # Callers talk over a media stream when their language has a model; off: keypad only.
     speech: bool = True
     # Save what callers say as WAV under data_dir/recordings (personal data: off by default).
@@ -175,6 +177,7 @@ class Config:
             trusted_proxies=_int(env, "IVR_TRUSTED_PROXIES", cls.trusted_proxies),
             metrics_token=env.get("IVR_METRICS_TOKEN") or None,
             models_dir=Path(env.get("IVR_MODELS_DIR") or cls.models_dir),
+            model_url_base=env.get("IVR_MODEL_URL_BASE") or "",
             speech=_bool(env, "IVR_SPEECH", cls.speech),
             record_calls=_bool(env, "IVR_RECORD_CALLS", cls.record_calls),
             recording_retention_seconds=_int(env, "IVR_RECORDING_RETENTION_DAYS", 30) * 86400,

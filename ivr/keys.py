@@ -11,7 +11,8 @@ these names are the contract between processes (and the dashboard).
                                    return the same answer and change nothing
   ivr:call:{sid}:once       set    markers of one-time effects (dial result recorded, call closed)
   ivr:caller:{sha256(from)} hash   last_call_at, last_sid, transferred; expires after 24 h.
-                                   Hashed so phone numbers do not appear in key names.
+                                   Hashed so phone numbers do not appear in key names. Never
+                                   read or written for a withheld number (calls.withheld).
   ivr:calls:active          zset   sid -> started_at, calls not yet closed
   ivr:calls:recent          zset   sid -> started_at, every call within retention
   ivr:queue:{name}          zset   callers waiting in queue `name` (urgent, normal): sid -> order score

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from . import keys
 from .flows.intents import normalize
+from .flows.model import NOT_TOPICS
 
 AGGREGATE_TTL = 400 * 86400  # a year of daily figures, plus a margin for year-on-year
 
@@ -42,7 +43,7 @@ def rating_ops(rating, intent, now):
 def call_topic(turns):
     """What the call was about: the last intent that is not a request for a person or a yes/no."""
     for t in reversed(turns):
-        if t.get("who") == "caller" and t.get("intent") not in (None, "agent_request", "yes", "goodbye"):
+        if t.get("who") == "caller" and t.get("intent") is not None and t["intent"] not in NOT_TOPICS:
             return t["intent"]
     return None
 

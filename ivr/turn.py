@@ -44,10 +44,11 @@ def resume(svc, sid: str, record: dict) -> CallState:
     return CallState(sid, record, conv, engine)
 
 
-def start(svc, sid: str, record: dict, flow, lang: str, boost) -> tuple:
-    """A new call: (CallState, the engine's greeting)."""
+def start(svc, sid: str, record: dict, flow, lang: str, boost, mode: str = "keypad") -> tuple:
+    """A new call: (CallState, the engine's greeting). `mode`: "speech" when the call talks over
+    a media stream, "keypad" otherwise; the flow's prompts are worded for it."""
     engine = svc.engines[flow.id]
-    conv = Conversation(flow.id, lang, boost=boost, closed=svc.closed(flow))
+    conv = Conversation(flow.id, lang, boost=boost, mode=mode, closed=svc.closed(flow))
     return CallState(sid, record, conv, engine), engine.start(conv)
 
 

@@ -55,7 +55,7 @@ def test_urgent_caller_dequeued_before_normal_who_waited_longer(serve, redis):
     assert queue.text == "ivr-urgent" and briefing.startswith("Urgent caller")
     assert "safety hazard" in briefing and "smoking" in briefing
     briefing2, queue2 = agent_dials_in(client, 901)
-    assert queue2.text == "ivr-normal" and "agent request" in briefing2
+    assert queue2.text == "ivr-normal" and "asked for a person" in briefing2
 
 
 def test_waits_and_transfers_match_the_timeline_exactly(serve, redis):
@@ -110,8 +110,8 @@ def test_wait_announcements_vary_and_count_urgent_callers_ahead(serve, redis):
         root = parse_twiml(body)
         texts.append(" ".join(v.text for v in root if v.tag == "Say"))
         assert any(v.tag == "Play" for v in root)
-    assert len(set(texts)) == 4                       # never the same words twice running
-    assert "number 2" in texts[0]                     # the urgent caller is ahead
+    assert all(a != b for a, b in zip(texts, texts[1:]))   # never the same words twice running
+    assert "one caller ahead" in texts[0]                  # the urgent caller is ahead
     assert "minute" in texts[0]
 
 
@@ -161,7 +161,7 @@ def test_dial_mode_whisper_has_intent_and_words(serve, redis):
     number = next(n for d in root if d.tag == "Dial" for n in d if n.tag == "Number")
     _, body = client.post(number.get("url"), dict(call, CallSid="CA" + "8" * 32))
     whisper = " ".join(v.text for v in parse_twiml(body) if v.tag == "Say")
-    assert "fraud security" in whisper and "someone charged my card" in whisper
+    assert "fraud or account security" in whisper and "someone charged my card" in whisper
 
 
 def test_simulate_reports_transfers_queue_and_wait():

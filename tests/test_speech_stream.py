@@ -52,7 +52,7 @@ def test_language_without_model_keeps_the_keypad_and_text_transcript(simulate):
 
 @pytest.mark.parametrize("sizes", [(160,), (56, 57, 61, 7, 139), (800,)], ids=["20ms", "odd", "100ms"])
 def test_audio_reaching_the_recognizer_equals_audio_sent(twilio, config, sizes):
-    report, result = call_ko(twilio, ("say", "영업 시간"), frame_sizes=sizes)
+    report, result = call_ko(twilio, ("say", "시간"), frame_sizes=sizes)
     recorded = read_ulaw_wav(config.data_dir / "recordings" / f"{report['call_sid']}.wav")
     assert len(result.sent) > 8000 and recorded == bytes(result.sent)
     assert report["intents"] == ["opening_hours"]
@@ -60,7 +60,7 @@ def test_audio_reaching_the_recognizer_equals_audio_sent(twilio, config, sizes):
 
 MAIN_MENU = {  # what the welcome prompt offers -> intent, and the step (or handoff reason) it leads to
     "주문 번호": ("order_status", "ask_order_number"), "환불": ("return_refund", "anything_else"),
-    "영업 시간": ("opening_hours", "anything_else"), "에이에스": ("warranty_repair", "anything_else"),
+    "시간": ("opening_hours", "anything_else"), "에이에스": ("warranty_repair", "anything_else"),
     "배송비": ("shipping", "anything_else"), "계좌 이체": ("payment_methods", "anything_else"),
     "민원": ("complaint", "handoff:complaint"), "보안": ("fraud_security", "handoff:fraud_security"),
     "위험": ("safety_hazard", "handoff:safety_hazard"), "사람 연결": ("agent_request", "handoff:agent_request"),
@@ -100,7 +100,7 @@ def test_every_directed_option_of_the_main_menu_lands_on_its_step(twilio, redis)
 def test_yes_and_no_land_on_their_steps(twilio, redis):
     with ThreadPoolExecutor(2) as pool:
         yes = pool.submit(call_ko, twilio, ("say", "환불"), ("say", "네"))
-        no = pool.submit(call_ko, twilio, ("say", "영업 시간"), ("say", "아니오"))
+        no = pool.submit(call_ko, twilio, ("say", "시간"), ("say", "아니오"))
         (yes, _), (no, _) = yes.result(), no.result()
     assert yes["intents"] == ["return_refund", "yes"] and _landed(redis, yes["call_sid"]) == "how_can_help"
     assert no["intents"] == ["opening_hours", "goodbye"] and redis.hget(keys.call(no["call_sid"]), "status") == "ended"
@@ -109,7 +109,7 @@ def test_yes_and_no_land_on_their_steps(twilio, redis):
 
 def test_open_sentence_is_recognized_and_routed_as_the_engine_decides(twilio, redis, app):
     sentence = "주문한 물건이 아직 안 왔어요"
-    report, _ = call_ko(twilio, ("say", "영업 시간"), ("say", "네"), ("say", sentence))
+    report, _ = call_ko(twilio, ("say", "시간"), ("say", "네"), ("say", sentence))
     assert report["asr"] == "vosk"
     heard = caller_turns(redis, report["call_sid"])[-1]
     assert heard["step"] == "how_can_help" and heard["input"] == "speech" and heard["text"].strip()

@@ -67,11 +67,11 @@ def assert_person_after_failure(client, redis, app, sid, where):
 
 CASES = {
     # fault -> (what the caller does, where the failure is counted, what it stands for)
-    "recognizer_error": ([("say", "영업 시간")], "recognizer", "an exception inside decoding"),
-    "recognizer_slow": ([("say", "영업 시간")], "recognizer_slow",
+    "recognizer_error": ([("say", "시간")], "recognizer", "an exception inside decoding"),
+    "recognizer_slow": ([("say", "시간")], "recognizer_slow",
                         f"decoding takes {faults.SLOW_SECONDS:.0f} s (budget 3 s)"),
-    "step_error": ([("say", "영업 시간")], "step", "an exception in a flow step"),
-    "tts_error": ([("say", "영업 시간")], "tts", "the prompt renderer fails"),
+    "step_error": ([("say", "시간")], "step", "an exception in a flow step"),
+    "tts_error": ([("say", "시간")], "tts", "the prompt renderer fails"),
 }
 
 
@@ -90,7 +90,7 @@ def test_fault_in_the_speech_path_connects_a_person(faulty, redis, caplog, fault
     if fault == "tts_error":
         assert result.bot_frames == 0                              # nothing could be said
     else:
-        assert result.bot_frames > 0 and result.labels == ["영업 시간"]
+        assert result.bot_frames > 0 and result.labels == ["시간"]
     assert_person_after_failure(client, redis, app, sid, where)
     assert failures(f"stream:{where}") == before + 1
     logged = [r for r in caplog.records if r.name == "ivr.stream" and f"{where} failed" in r.getMessage()]

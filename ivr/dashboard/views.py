@@ -182,8 +182,10 @@ def call_page(sid):
         abort(404, description="no such call (it may have expired)")
     svc = services()
     rec = report["record"]
+    flow, lang = svc.flow_for_record(rec)
+    summary = agent_summary(flow, lang, report, queue=rec.get("queue"))
     return render_template("call.html", operator=g.operator, call=timeline.header(rec),
-                           timeline=timeline.build(report), summary=mask_digits(agent_summary(report)),
+                           timeline=timeline.build(report), summary=mask_digits(summary),
                            sl=svc.config.service_level_seconds, callback=_callback_view(svc, rec),
                            voicemail=_voicemail_view(svc, sid, rec))
 

@@ -15,7 +15,7 @@ from rapidfuzz import fuzz
 from .. import faults
 from .digits import speakable, spoken_digits
 from .intents import IntentMatcher, normalize
-from .model import INPUT_STEPS, Flow
+from .model import INPUT_STEPS, Flow, wording
 
 AGENT_INTENT = "agent_request"
 MAX_MISSES = 2          # the second miss in a row goes to a person: one clarification, never a loop
@@ -36,6 +36,9 @@ class Conversation:
     last_text: str = ""
     # Why this caller deserves priority (repeat_caller, transferred_before), if any.
     boost: str | None = None
+    # "speech" when the call's language has a speech model (it talks over a media stream), else
+    # "keypad": prompts the flow words both ways are said in this call's way (model.wording).
+    mode: str = "keypad"
     # Outside the flow's opening hours (ivr.hours), decided by the caller of the engine for this
     # turn's moment: the greeting says so, and a person becomes an offer of a call back or a message.
     closed: bool = False
@@ -108,7 +111,7 @@ class Engine:
     # -- entry points -------------------------------------------------------
     def start(self, conv: Conversation) -> Reply:
         # Out of hours the caller hears so first; the bot still answers what it can.
-        opening = [self.flow.message("closed", conv.lang)] if conv.closed else []
+        opening = [self.flow.message("closed", conv.lang, mode=conv.mode)] if conv.closed else []
         return self._enter(conv, self.flow.start, opening)
 
     def handle(self, conv: Conversation, inp: Input) -> Reply:
@@ -121,6 +124,9 @@ class Engine:
 
         if inp.kind == "dtmf" and text == "0":
             return self._route_intent(conv, AGENT_INTENT, 1.0, None, [], "key 0")
+        if inp.kind == "dtmf" and text == "*" and step.more and step.option_for_key("*") is None:
+            # The caller asked for the whole menu: not a miss, no apology.
+            return self._enter(conv, step.name, [], Decision(None, 1.0, "repeat", "key *: the whole menu"), again=True)
         if inp.kind == "speech" and text:
             reply = self._global_rules(conv, text)
             if reply is not None:
@@ -166,7 +172,7 @@ class Engine:
         matcher = self.matchers[lang]
         if step.type == "ask":
             return Expect(step.name, ["0"], True, [], False)
-        keys = sorted({o.key for o in step.options if o.key} | {"0"})
+        keys = sorted({o.key for o in step.options if o.key} | {"0"} | ({"*"} if step.more else set()))
         wanted = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
         phrases = matcher.phrases(wanted if step.listen == "options" else set(self.flow.intents))
         return Expect(step.name, keys, False, phrases, step.listen == "open")
@@ -191,7 +197,7 @@ class Engine:
             best = f"best {m.intent} ({m.confidence:.2f})" if m.intent else "no intent"
             return self._miss(conv, step, Decision(None, m.confidence, "clarify",
                                                    f"low confidence: {best} < {self.flow.confidence_threshold:.2f}"))
-        return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"))
+        return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
 
     def _ask(self, conv, step, inp) -> Reply:
         slot = step.slot
@@ -206,7 +212,7 @@ class Engine:
                 if intent and m.confidence >= self.flow.confidence_threshold and intent.goto != step.name:
                     return self._route_intent(conv, m.intent, m.confidence, None, [], m.via)
         else:
-            return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"))
+            return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
         if not re.fullmatch(slot["pattern"], value or ""):
             # A wrong number hears the step's `invalid` text; no number at all hears `clarify`.
             return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value!r} does not match"),
@@ -223,7 +229,7 @@ class Engine:
             conv.slots[slot.get("record") or slot["lookup"]] = record
         return self._enter(conv, step.next, [], Decision(None, 1.0, "slot", f"{slot['name']}={value}"))
 
-    def _miss(self, conv, step, decision, invalid=False) -> Reply:
+    def _miss(self, conv, step, decision, invalid=False, silent=False) -> Reply:
         """One clarification, then a person: never a loop, not even a slow one."""
         conv.misses += 1
         conv.total_misses += 1
@@ -232,9 +238,13 @@ class Engine:
                 f"; {conv.total_misses} misses in this call"
             return self._handoff(conv, "normal", "not_understood", [], decision)
         lang = conv.lang
-        sorry = (step.invalid.get(lang) if invalid else None) or step.clarify.get(lang) \
-            or self.flow.message("clarify", lang)
-        return self._enter(conv, step.name, [sorry], decision)
+        if step.more and silent:
+            # Silence at a short menu: the caller is waiting for the options; say them, no apology.
+            return self._enter(conv, step.name, [], decision, again=True)
+        sorry = (self._text(step.invalid, conv) if invalid and step.invalid else None) \
+            or (self._text(step.clarify, conv) if step.clarify else None) \
+            or self.flow.message("clarify", lang, mode=conv.mode)
+        return self._enter(conv, step.name, [sorry], decision, again=True)
 
     # -- routing -------------------------------------------------------------
     def _route_intent(self, conv, name, confidence, goto, prompts, via="") -> Reply:
@@ -262,29 +272,37 @@ class Engine:
         if conv.closed:
             # Nobody to connect: what to do meanwhile (an urgent safety or fraud problem), then the
             # offer of a call back or a message, which the transport renders (ivr.web.callback).
-            guidance = self.flow.guidance(reason, conv.lang) if queue == "urgent" else None
-            prompts = prompts + [self.flow.message("closed_handoff", conv.lang)] + ([guidance] if guidance else [])
+            guidance = self.flow.guidance(reason, conv.lang, mode=conv.mode) if queue == "urgent" else None
+            prompts = prompts + [self.flow.message("closed_handoff", conv.lang, mode=conv.mode)]
+            prompts += [guidance] if guidance else []
             decision.detail += "; out of hours: call back or message"
         else:
-            prompts = prompts + [say or self.flow.message("handoff_urgent" if queue == "urgent" else "handoff",
-                                                          conv.lang)]
+            if say is None:
+                say = self.flow.message("handoff_urgent" if queue == "urgent" else "handoff", conv.lang,
+                                        mode=conv.mode)
+            prompts = prompts + [say]
         conv.step = None
         decision.action = "handoff"
         return Reply(prompts, route=Route(queue, reason, boosted, after_hours=conv.closed), decision=decision)
 
-    def _enter(self, conv, name, prompts, decision=None) -> Reply:
+    def _enter(self, conv, name, prompts, decision=None, again=False) -> Reply:
+        """Say the step (and the steps an answer chains to) and wait where a step waits.
+        `again`: the caller is back at the same step after a miss; a step with `more` then
+        says the rest of its menu instead of its short prompt."""
         answered = False
         for _ in range(MAX_CHAIN):
             step = self.flow.steps[name]
             conv.step = name
             if step.type == "handoff":
-                own = self._fill(step.say[conv.lang], conv) if step.say else None
+                own = self._fill(self._text(step.say, conv), conv) if step.say else None
                 reply = self._handoff(conv, step.queue, step.reason, prompts,
                                       decision or Decision(None, 0.0, "handoff", step.reason), say=own)
                 reply.answered = answered
                 return reply
-            if step.say:
-                prompts = prompts + [self._fill(step.say[conv.lang], conv)]
+            said = step.more if again and step.more else step.say
+            again = False
+            if said:
+                prompts = prompts + [self._fill(self._text(said, conv), conv)]
             if step.type == "answer":
                 answered = True
                 if decision is not None and decision.action == "goto":
@@ -296,6 +314,11 @@ class Engine:
                 return Reply(prompts, hangup=True, decision=_with(decision, "hangup"), answered=answered)
             return Reply(prompts, expect=self.expect(name, conv.lang), decision=decision, answered=answered)
         raise RuntimeError(f"flow {self.flow.id}: answer chain at {name} is too long")
+
+    @staticmethod
+    def _text(field, conv) -> str:
+        """A step's prompt in the call's language, worded for how the call talks (speech or keys)."""
+        return wording(field[conv.lang], conv.mode)
 
     def _fill(self, text, conv) -> str:
         def sub(m):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,14 @@ import yaml
 
 from .. import hours as opening_hours
 from .intents import normalize
-from .model import REQUIRED_MESSAGES, Flow, Handoff, Intent, Option, Step
+from .model import BUILTIN_LABELS, MESSAGES, NOT_TOPICS, Flow, Handoff, Intent, Option, Step
+
+# Words that ask the caller to speak. A call whose language has no speech model hears the keypad
+# wording, on a <Gather input="dtmf"> that takes keys only: these must not be in it.
+SPEECH_INVITES = {
+    "en": re.compile(r"\b(say|saying|tell (me|us)|in (a few|your own) words|speak(?!\s+(to|with)\b))\b", re.I),
+    "ko": re.compile(r"말씀(하시|해|하세|해 주)|말하|얘기해|이야기해"),
+}
 
 SCHEMA = json.loads((Path(__file__).with_name("flow.schema.json")).read_text())
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -141,14 +149,21 @@ def _semantic_problems(doc, lines, file, base_dir):
         if name not in steps:
             problem(path, f"{what} refers to unknown step '{name}'")
 
+    def keypad_safe(value, path, what):
+        """A text a keypad call hears must not ask the caller to speak."""
+        for lang, text in (value or {}).items():
+            text = text.get("keypad", "") if isinstance(text, dict) else text
+            invite = SPEECH_INVITES.get(lang)
+            found = invite.search(text) if invite and isinstance(text, str) else None
+            if found:
+                problem(path + (lang,), f"{what}: the {lang!r} text asks the caller to speak ('{found.group(0)}'), "
+                                        "but calls without a speech model use keys only: give it as "
+                                        "{speech: ..., keypad: ...}")
+
     need_step(doc["start"], ("start",), "start")
-    messages = doc.get("messages") or {}
-    for name, msg in messages.items():
-        need_langs(msg, ("messages", name), f"message '{name}'")
-    for name in REQUIRED_MESSAGES:
-        if name not in messages:
-            problem(("messages",), f"message '{name}' is required (docs/flows.md, Messages)")
-    _hours_problems(doc, messages, problem)
+    _message_problems(doc.get("messages") or {}, langs, problem, keypad_safe)
+    _label_problems(doc, langs, problem)
+    _hours_problems(doc, doc.get("messages") or {}, problem)
     for name, intent in intents.items():
         path = ("intents", name)
         need_langs(intent["examples"], path + ("examples",), f"intent '{name}' examples")
@@ -183,9 +198,10 @@ def _semantic_problems(doc, lines, file, base_dir):
             problem(("data", name), f"data file '{rel}' not found next to the flow")
     for name, step in steps.items():
         path = ("steps", name)
-        for field in ("say", "clarify", "invalid"):
+        for field in ("say", "clarify", "invalid", "more"):
             if field in step:
                 need_langs(step[field], path + (field,), f"step '{name}' {field}")
+                keypad_safe(step[field], path + (field,), f"step '{name}' {field}")
         if "next" in step:
             need_step(step["next"], path + ("next",), f"step '{name}' next")
         keys = set()
@@ -242,6 +258,74 @@ def _hours_problems(doc, messages, problem):
             problem(("hours", "guidance", reason), f"hours: guidance message '{name}' is not in messages")
 
 
+def _placeholders(text):
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        return exc
+
+
+def _message_problems(messages, langs, problem, keypad_safe):
+    """Every standard sentence in every flow language, with the count forms and placeholders it needs."""
+    for name in messages:
+        if name not in MESSAGES:
+            problem(("messages", name), f"unknown message '{name}' (known: {', '.join(MESSAGES)})")
+    for name, spec in MESSAGES.items():
+        msg = messages.get(name)
+        path = ("messages", name)
+        if msg is None:
+            problem(("messages",), f"message '{name}' is missing ({spec.when}); every flow needs it in "
+                                   f"{', '.join(langs)}")
+            continue
+        allowed = set(spec.fields) | ({"n"} if spec.forms else set())
+        for lang in langs:
+            value = msg.get(lang)
+            if not value:
+                problem(path, f"message '{name}': missing {lang!r} text (flow languages: {', '.join(langs)})")
+                continue
+            counted = isinstance(value, dict) and not {"speech", "keypad"} & set(value)
+            if spec.forms and not counted:
+                problem(path + (lang,), f"message '{name}': give one text per count form "
+                                        f"({', '.join(spec.forms)}), chosen by the number {{n}}")
+                continue
+            if counted and not spec.forms:
+                problem(path + (lang,), f"message '{name}' is not counted: give one text (or speech/keypad)")
+                continue
+            if counted:
+                for form in spec.forms:
+                    if form not in value:
+                        problem(path + (lang,), f"message '{name}': missing the '{form}' form in {lang!r}")
+            texts = value.items() if isinstance(value, dict) else [("", value)]
+            for part, text in texts:
+                found = _placeholders(text)
+                where = path + (lang, part) if part else path + (lang,)
+                if isinstance(found, ValueError):
+                    problem(where, f"message '{name}': {found} (write placeholders as {{name}})")
+                elif found - allowed:
+                    may = ", ".join("{" + f + "}" for f in sorted(allowed)) or "none"
+                    problem(where, f"message '{name}': unknown placeholder(s) "
+                                   f"{', '.join('{' + f + '}' for f in sorted(found - allowed))}"
+                                   f" (this message may use: {may})")
+        for lang in msg:
+            if lang not in langs:
+                problem(path + (lang,), f"message '{name}': language {lang!r} is not one of the flow languages")
+        if not spec.recorded and not spec.agent and not spec.forms:
+            keypad_safe(msg, path, f"message '{name}'")
+
+
+def _label_problems(doc, langs, problem):
+    """An agent hears why a caller is here and what about: every reason, topic and priority needs words."""
+    labels = doc.get("labels") or {}
+    wanted = {n for n in doc["intents"] if n not in NOT_TOPICS} | set(BUILTIN_LABELS)
+    wanted |= {i["handoff"]["reason"] for i in doc["intents"].values() if i.get("handoff")}
+    wanted |= {s["reason"] for s in doc["steps"].values() if s.get("reason")}
+    for name in sorted(wanted):
+        for lang in langs:
+            if not (labels.get(name) or {}).get(lang):
+                problem(("labels", name) if name in labels else ("labels",),
+                        f"label '{name}': missing {lang!r} words (agents hear it in briefings)")
+
+
 def _shared_phrases(intents, problem):
     """The same example or keyword under two intents makes the matcher toss a coin: report the second."""
     owner = {}
@@ -277,7 +361,8 @@ def _to_flow(doc, path: Path) -> Flow:
     for name, spec in doc["steps"].items():
         steps[name] = Step(
             name=name, type=spec["type"], say=spec.get("say") or {}, clarify=spec.get("clarify") or {},
-            invalid=spec.get("invalid") or {}, next=spec.get("next"), listen=spec.get("listen", "open"),
+            invalid=spec.get("invalid") or {}, more=spec.get("more") or {}, next=spec.get("next"),
+            listen=spec.get("listen", "open"),
             options=tuple(Option(intent=o["intent"], key=o.get("key"), goto=o.get("goto"))
                           for o in spec.get("options") or ()),
             slot=spec.get("slot"), queue=spec.get("queue"), reason=spec.get("reason"),
@@ -285,7 +370,7 @@ def _to_flow(doc, path: Path) -> Flow:
     return Flow(
         id=doc.get("id") or path.stem, path=path, languages=doc["languages"], start=doc["start"],
         intents=intents, steps=steps, locale=doc.get("locale") or {}, numbers=doc.get("numbers") or [],
-        settings=doc.get("settings") or {}, messages=doc.get("messages") or {},
+        settings=doc.get("settings") or {}, messages=doc.get("messages") or {}, labels=doc.get("labels") or {},
         frustration=doc.get("frustration") or {}, concepts=doc.get("concepts") or {},
         data=_load_data(doc, path.parent),
         hours=opening_hours.parse(doc["hours"])[0] if doc.get("hours") else None,

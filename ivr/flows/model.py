@@ -46,6 +46,8 @@ class Step:
     say: dict = field(default_factory=dict)
     clarify: dict = field(default_factory=dict)
     invalid: dict = field(default_factory=dict)
+    # The rest of the menu: said instead of `say` after a miss (silence, not understood) or key *.
+    more: dict = field(default_factory=dict)
     next: str | None = None
     listen: str = "open"
     options: tuple = ()
@@ -69,6 +71,7 @@ class Flow:
     numbers: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     messages: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)     # reason, topic or priority name -> {lang: words}
     frustration: dict = field(default_factory=dict)
     concepts: dict = field(default_factory=dict)   # name -> {lang: [phrases]}
     data: dict = field(default_factory=dict)   # name -> loaded records
@@ -88,53 +91,135 @@ class Flow:
     def repeat_caller_queue(self) -> str:
         return self.settings.get("repeat_caller_queue", "urgent")
 
-    def message(self, name: str, lang: str) -> str:
-        if name in REQUIRED_MESSAGES or name not in DEFAULT_MESSAGES:
-            return self.messages[name][lang]      # the loader made sure it is there
-        return self.messages.get(name, {}).get(lang) or DEFAULT_MESSAGES[name].get(lang) or DEFAULT_MESSAGES[name]["en"]
+    def message(self, name: str, lang: str, n: int | None = None, mode: str = "keypad", **fields) -> str:
+        """A standard sentence of this flow in `lang` (the loader made sure every flow language has it).
+
+        `n` picks the count form of a counted message (zero, one, many) and fills `{n}`; `mode`
+        picks the speech or keypad wording where the flow gives both; `fields` fill the other
+        placeholders the message may use (MESSAGES says which)."""
+        value = self.messages[name][lang]
+        if isinstance(value, dict) and n is not None:
+            value = value[count_form(n, MESSAGES[name].forms)]
+        return fill(wording(value, mode), dict(fields, n=n))
+
+    def label(self, name: str, lang: str) -> str:
+        """What the agent hears for a reason, topic or priority (`labels:` in the flow)."""
+        return (self.labels.get(name) or {}).get(lang) or name.replace("_", " ")
 
     def is_open(self, ts: float) -> bool:
         """A person can take a call at `ts` (the flow's opening hours; none declared: always)."""
         return self.hours is None or self.hours.is_open(ts)
 
-    def guidance(self, reason: str | None, lang: str) -> str | None:
+    def guidance(self, reason: str | None, lang: str, mode: str = "keypad") -> str | None:
         """What an urgent caller hears out of hours about `reason` (safety, fraud), if the flow says."""
         name = self.hours.guidance.get(reason or "") if self.hours is not None else None
-        return self.message(name, lang) if name else None
+        return self.message(name, lang, mode=mode) if name else None
 
     def say_locale(self, lang: str) -> str:
         return self.locale.get(lang) or DEFAULT_LOCALES.get(lang, lang)
 
 
-# Messages every flow words itself in each of its languages (`ivr check-flows` reports a missing one):
-# opening hours, callbacks and the agent line. docs/flows.md, "Messages". Guidance for urgent callers
-# out of hours is named by the flow's `hours.guidance` and checked there.
-REQUIRED_MESSAGES = (
-    "closed", "closed_handoff", "closed_offer", "closed_callback_confirm", "closed_voicemail",
-    "callback_no_number", "callback_intro",
-    "agent_refused", "agent_pin", "agent_pin_wrong", "agent_callback", "agent_callback_calling",
-    "agent_callback_failed",
-)
-
 DEFAULT_LOCALES = {"en": "en-US", "ko": "ko-KR", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "ja": "ja-JP"}
 
-# Used when a flow does not word these itself; a flow in another language should.
-DEFAULT_MESSAGES = {
-    "clarify": {"en": "Sorry, I did not get that.", "ko": "죄송합니다, 잘 알아듣지 못했습니다."},
-    "handoff": {"en": "I am connecting you to a person now.", "ko": "지금 상담원에게 연결해 드리겠습니다."},
-    "handoff_urgent": {"en": "I am putting you through to a person right away.",
-                       "ko": "바로 상담원에게 연결해 드리겠습니다."},
-    "agents_busy": {"en": "All our agents are busy. Please leave a message after the tone and we will call you back.",
-                    "ko": "모든 상담원이 통화 중입니다. 삐 소리 후 메시지를 남겨 주시면 다시 연락드리겠습니다."},
-    "goodbye": {"en": "Thank you for calling. Goodbye.", "ko": "전화 주셔서 감사합니다. 안녕히 계세요."},
-    "error": {"en": "Sorry, something went wrong on our side. Let me get you a person.",
-              "ko": "죄송합니다, 문제가 발생했습니다. 상담원에게 연결해 드리겠습니다."},
-    "rating": {"en": "Before you go: how well did I help? Press 1 for poor up to 5 for excellent.",
-               "ko": "통화를 마치기 전에, 도움이 얼마나 되었는지 1번부터 5번까지 눌러 주세요."},
-    "rating_after_agent": {"en": "Please stay on the line to rate the help you got, "
-                                 "from 1 for poor to 5 for excellent.",
-                           "ko": "상담 만족도를 1번부터 5번까지 눌러 평가해 주세요."},
-    "rating_thanks": {"en": "Thank you. If you like, tell us after the tone in a few words what we could do better, "
-                            "then hang up.",
-                      "ko": "감사합니다. 원하시면 삐 소리 후에 개선할 점을 짧게 말씀해 주세요."},
+# How a call talks with the bot: by voice (its language has a speech model loaded) or by keys.
+# A prompt may be worded for each ({speech: ..., keypad: ...}); a plain string serves both.
+MODES = ("speech", "keypad")
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """One standard sentence every flow words in each of its languages (docs/flows.md, "Messages")."""
+    when: str
+    fields: tuple = ()        # placeholders it may use, besides {n}
+    forms: tuple = ()         # a counted message: one wording per count form, picked by n
+    recorded: bool = False    # said before a <Record>: may ask the caller to speak on any call
+    agent: bool = False       # heard by an agent, not a caller
+
+
+COUNT_FORMS = ("zero", "one", "many")
+
+# Intents that are never what a call was about (its topic), so need no label.
+NOT_TOPICS = ("agent_request", "yes", "goodbye")
+
+# Every sentence a caller or an agent hears outside the flow's steps. No caller-facing words live
+# in Python: a flow lacking any of these in any of its languages does not load.
+MESSAGES = {
+    "clarify": MessageSpec("the caller was not understood (first time), when the step has no clarify of its own"),
+    "handoff": MessageSpec("before connecting to the normal queue or the human line"),
+    "handoff_urgent": MessageSpec("before connecting to the urgent queue"),
+    "agents_busy": MessageSpec("nobody picked up the human line; voicemail follows", recorded=True),
+    "goodbye": MessageSpec("the end of a call after a voicemail, a rating or a comment"),
+    "error": MessageSpec("something failed on our side; a person follows"),
+    "rating": MessageSpec("after the bot answered: the 1-5 rating, by key"),
+    "rating_after_agent": MessageSpec("after an agent call: the 1-5 rating, by key"),
+    "rating_thanks": MessageSpec("after a rating: the spoken comment, recorded", recorded=True),
+    "queue_position": MessageSpec("in the queue, odd rounds: callers ahead ({n}) and the wait ({minutes})",
+                                  fields=("minutes",), forms=COUNT_FORMS),
+    "queue_position_again": MessageSpec("in the queue, even rounds: the same in other words",
+                                        fields=("minutes",), forms=COUNT_FORMS),
+    "wait_minutes": MessageSpec("the estimated wait, put into queue_position as {minutes}", forms=("one", "many")),
+    "callback_offer": MessageSpec("in the queue after IVR_CALLBACK_AFTER seconds: 1 for a call back, 2 for voicemail"),
+    "callback_confirm": MessageSpec("the caller chose a call back; the call ends"),
+    "voicemail_prompt": MessageSpec("the caller chose voicemail; the recording follows", recorded=True),
+    "agent_connected": MessageSpec("to the caller, as an agent picks up from the queue"),
+    "agent_idle": MessageSpec("agent line: nobody is waiting (repeated every few seconds)", agent=True),
+    "agent_idle_goodbye": MessageSpec("agent line: nobody came for a minute; the call ends", agent=True),
+    "agent_next": MessageSpec("agent line: the last caller hung up; the next one follows", agent=True),
+    "briefing_urgent": MessageSpec("briefing: the caller comes from the urgent queue", agent=True),
+    "briefing_normal": MessageSpec("briefing: the caller comes from the normal queue", agent=True),
+    "briefing": MessageSpec("briefing: this line and why the caller is here ({reason}, from labels)",
+                            fields=("reason",), agent=True),
+    "briefing_topic": MessageSpec("briefing: what the call was about ({topic}, from labels)", fields=("topic",),
+                                  agent=True),
+    "briefing_said": MessageSpec("briefing: the caller's last words ({said})", fields=("said",), agent=True),
+    "briefing_transfers": MessageSpec("briefing: earlier transfers ({n})", forms=("one", "many"), agent=True),
+    "briefing_priority": MessageSpec("briefing: why the caller is ahead ({priority}, from labels)",
+                                     fields=("priority",), agent=True),
+    # Opening hours (the flow's `hours:`; IVR_HOURS=closed closes every flow).
+    "closed": MessageSpec("out of hours, first thing in the call: nobody is in, the bot still helps"),
+    "closed_handoff": MessageSpec("out of hours, instead of handoff: nobody can take the call now"),
+    "closed_offer": MessageSpec("out of hours, by key after any call: 1 for a call back, 2 for a message"),
+    "closed_callback_confirm": MessageSpec("out of hours, after 1 (or silence twice): the call back is booked"),
+    "closed_voicemail": MessageSpec("out of hours, after 2: the recording follows", recorded=True),
+    "guidance_safety": MessageSpec("out of hours, urgent (hours.guidance): what to do about a hazard now"),
+    "guidance_fraud": MessageSpec("out of hours, urgent (hours.guidance): what to do about fraud now"),
+    # Call backs.
+    "callback_no_number": MessageSpec("the caller's number is withheld: no call back, a message instead",
+                                      recorded=True),
+    "callback_intro": MessageSpec("the caller rung back picks up: who is calling; a person follows"),
+    "agent_callback": MessageSpec("briefing: a call back is being placed (before the usual briefing)", agent=True),
+    "agent_callback_calling": MessageSpec("briefing: after it, the caller is being rung now", agent=True),
+    "agent_callback_failed": MessageSpec("agent line: the caller rung back did not pick up", agent=True),
+    # Who may use the agent line.
+    "agent_refused": MessageSpec("agent line: not a registered agent (or a wrong PIN); the call ends", agent=True),
+    "agent_pin": MessageSpec("agent line: key in your PIN, then #", agent=True),
+    "agent_pin_wrong": MessageSpec("agent line: the PIN was wrong (agent_pin follows)", agent=True),
 }
+
+# Reasons and priorities the service itself gives (besides the flow's own handoff reasons):
+# each needs a label in every flow language, since the agent hears it.
+BUILTIN_LABELS = ("not_understood", "frustrated", "flow_ended", "stream_failed", "repeat_caller",
+                  "transferred_before")
+
+
+def count_form(n: int, forms: tuple) -> str:
+    """zero, one or many: the form of a counted message for n (a form the message lacks falls to many)."""
+    form = "zero" if n == 0 else "one" if n == 1 else "many"
+    return form if form in forms else "many"
+
+
+def wording(value, mode: str) -> str:
+    """The wording of a prompt for a call's mode: {speech, keypad} or one text for both."""
+    if isinstance(value, dict):
+        return value.get(mode) or value["keypad"]
+    return value
+
+
+class _Fields(dict):
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+def fill(text: str, fields: dict) -> str:
+    """Placeholders filled; the loader already checked that a message only uses its own."""
+    return text.format_map(_Fields({k: v for k, v in fields.items() if v is not None}))

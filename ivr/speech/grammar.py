@@ -24,8 +24,9 @@ def for_step(flow, expect, lang: str) -> tuple:
     if expect is None:
         return [], True
     if expect.digits:
-        # Number entry: the spoken digits of the language, one word at a time.
-        return list(DIGIT_WORDS.get(lang, {})), False
+        # Number entry: the spoken digits of the language, one word at a time, and the words for
+        # a person: "상담원" in the middle of an order number reaches one too.
+        return list(DIGIT_WORDS.get(lang, {})) + person_words(flow, lang), False
     if expect.open:
         return list(expect.phrases), True
     step = flow.steps.get(expect.step)
@@ -36,6 +37,14 @@ def for_step(flow, expect, lang: str) -> tuple:
         if name in wanted:
             short += [p for p in intent.examples.get(lang, []) if len(normalize(p).split()) <= DIRECTED_MAX_WORDS]
     return (short or list(expect.phrases)), False
+
+
+def person_words(flow, lang: str) -> list:
+    """The short ways to ask for a person (agent_request's examples of at most two words):
+    in every step's grammar, whatever else the step listens for."""
+    intent = flow.intents.get(AGENT_INTENT)
+    examples = intent.examples.get(lang, []) if intent else []
+    return [p for p in examples if len(normalize(p).split()) <= DIRECTED_MAX_WORDS]
 
 
 def in_vocabulary(phrases, in_vocab) -> list:

@@ -208,18 +208,24 @@ class PromptAudio:
 
 
 def static_prompts(flows):
-    """(text, lang) of every prompt a flow can speak that has no {slot} in it."""
-    from ..flows.model import DEFAULT_MESSAGES
+    """(text, lang) of every prompt a flow can speak that has no {placeholder} in it: each
+    message and step prompt, in each of its wordings (speech, keypad) and count forms."""
+    from ..flows.model import MESSAGES
+
+    def texts(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from texts(v)
+        elif value:
+            yield value
 
     seen = set()
     for flow in flows:
         for lang in flow.languages:
-            texts = [flow.message(name, lang) for name in DEFAULT_MESSAGES]
+            fields = [flow.messages.get(name, {}).get(lang) for name in MESSAGES]
             for step in flow.steps.values():
-                for field in (step.say, step.clarify, step.invalid):
-                    if field.get(lang):
-                        texts.append(field[lang])
-            for text in texts:
-                if text and "{" not in text and (text, lang) not in seen:
+                fields += [f.get(lang) for f in (step.say, step.clarify, step.invalid, step.more)]
+            for text in (t for value in fields for t in texts(value)):
+                if "{" not in text and (text, lang) not in seen:
                     seen.add((text, lang))
                     yield text, lang

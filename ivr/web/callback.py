@@ -128,9 +128,12 @@ def whisper():
     svc = services()
     sid, n = _callback_sid(), _attempt()
     _reached(svc, sid, n, "human line")
-    flow, lang = svc.agent_flow()
     report = svc.store.report(sid) or {"record": {}, "turns": []}
-    return twiml(svc.twiml.say([flow.message("agent_callback", lang), agent_summary(report)], flow.say_locale(lang)))
+    # In the caller's language, like every briefing: the agent is about to talk with them in it.
+    flow, lang = svc.flow_for_record(report["record"])
+    urgent = "urgent" if (report["record"].get("callback_queue") == "urgent") else None
+    return twiml(svc.twiml.say([flow.message("agent_callback", lang), agent_summary(flow, lang, report, queue=urgent)],
+                               flow.say_locale(lang)))
 
 
 @bp.post("/callback/connected")

@@ -30,6 +30,25 @@ def call_sid(value: str | None = None, name: str = "CallSid") -> str:
     return value
 
 
+def request_flow(svc) -> tuple:
+    """(flow, language) of the call this request is about, without trusting anything to work:
+    its record when Redis answers, else the number dialled (`To`) and `?flow=`/`?lang=`, else
+    the default flow. So an apology after a failure is in the caller's own language."""
+    sid = request.form.get("CallSid", "")
+    if is_call_sid(sid):
+        try:
+            record, _ = svc.store.load(sid)
+            if record.get("flow"):
+                return svc.flow_for_record(record)
+        except Exception:  # noqa: BLE001 - Redis may be what failed; the request itself still says enough
+            pass
+    flow = svc.pick_flow(request.args.get("flow"), request.form.get("To"))
+    lang = request.args.get("lang")
+    if lang not in flow.languages and not request.args.get("flow"):
+        flow = svc.flow_for_lang(lang or "") or flow
+    return flow, lang if lang in flow.languages else flow.languages[0]
+
+
 def twiml(xml: str) -> Response:
     return Response(xml, mimetype="text/xml")
 
@@ -54,7 +73,7 @@ def fail_safe(view):
         except Exception:  # noqa: BLE001 - any failure must end at a human, not a dropped call
             _log_failure("sending the caller to the human line")
             svc = services()
-            flow, lang = svc.default
+            flow, lang = request_flow(svc)
             return twiml(svc.twiml.emergency(flow.message("error", lang), flow.say_locale(lang)))
     return wrapper
 
@@ -71,6 +90,6 @@ def fail_safe_goodbye(view):
         except Exception:  # noqa: BLE001 - the caller still hears a proper goodbye
             _log_failure("ending politely")
             svc = services()
-            flow, lang = svc.default
+            flow, lang = request_flow(svc)
             return twiml(svc.twiml.say_then_hangup([flow.message("goodbye", lang)], flow.say_locale(lang)))
     return wrapper

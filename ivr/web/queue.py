@@ -19,27 +19,19 @@ from ..queues import NAMES as QUEUES
 from ..redact import mask_phone
 from ..signature import twilio_signed
 from ..summary import agent_summary
-from .common import call_sid, fail_safe, services, twiml
+from .common import call_sid, fail_safe, request_flow, services, twiml
 from .voice import after_agent
 
 log = logging.getLogger("ivr.queue")
 bp = Blueprint("queue", __name__)
 
-# Spoken in turn, so a caller who waits several rounds never hears the same sentence twice in a row.
-_ANNOUNCEMENTS = [
-    "You are number {position} in line. The wait is about {minutes}. Thank you for holding.",
-    "Thanks for your patience. There {are} {ahead} ahead of you, so it should be about {minutes}.",
-    "We haven't forgotten you. You are now number {position}, roughly {minutes} to go.",
-    "Still here with you: number {position} in the queue, about {minutes}. "
-    "A person will pick up as soon as one is free.",
-]
-_OFFER = ("If you'd rather not wait, press 1 and we will call you back, keeping your place in line. "
-          "Press 2 to leave a voicemail. Or stay on the line.")
-
-
-def _minutes(seconds):
-    minutes = max(1, round(seconds / 60))
-    return "one minute" if minutes == 1 else f"{minutes} minutes"
+def announcement(flow, lang, rounds, position, wait_seconds) -> str:
+    """What a waiting caller hears this round, in their language: callers ahead of them (zero,
+    one or many: the flow's count forms) and the wait. Odd and even rounds use different
+    messages, so a caller who waits several rounds never hears the same sentence twice in a row."""
+    minutes = max(1, round(wait_seconds / 60))
+    name = "queue_position" if rounds % 2 else "queue_position_again"
+    return flow.message(name, lang, n=position - 1, minutes=flow.message("wait_minutes", lang, n=minutes))
 
 
 def estimate_wait(position, queue_time, twilio_avg, ours):
@@ -76,15 +68,12 @@ def wait():
         record, rounds, urgent_waiting, ours = {}, 1, 0, {"answered": 0, "avg_wait": None}
     if queue == "normal":
         position += urgent_waiting  # urgent callers are always served first
-    flow, lang = svc.flow_for_record(record)
-    template = _ANNOUNCEMENTS[(int(rounds) - 1) % len(_ANNOUNCEMENTS)]
-    ahead = position - 1
-    text = template.format(position=position, ahead="nobody" if ahead == 0 else ahead,
-                           are="is" if ahead == 1 else "are",
-                           minutes=_minutes(estimate_wait(position, queue_time, twilio_avg, ours)))
+    flow, lang = svc.flow_for_record(record) if record else request_flow(svc)
+    text = announcement(flow, lang, int(rounds), max(1, position),
+                        estimate_wait(position, queue_time, twilio_avg, ours))
     offer = None
     if queue_time >= svc.config.callback_after and record:
-        offer = (_OFFER, svc.twiml.url("/voice/queue/option", sid=sid))
+        offer = (flow.message("callback_offer", lang), svc.twiml.url("/voice/queue/option", sid=sid))
     return twiml(svc.twiml.hold([text], locale=flow.say_locale(lang), music_url=_hold_music_url(svc), offer=offer))
 
 
@@ -141,11 +130,10 @@ def result():
                                               queue=queue, now=now, ttl=ttl)
         fields.update(cb_fields, status="callback", wait_seconds=wait)
         ops += cb_ops
-        response = svc.twiml.say_then_hangup(
-            ["We will call you back at this number as soon as it is your turn. Goodbye."], locale)
+        response = svc.twiml.say_then_hangup([flow.message("callback_confirm", lang)], locale)
     elif outcome == "leave" and choice == "voicemail":
         fields.update(status="voicemail", wait_seconds=wait)
-        response = svc.twiml.voicemail(["Please leave your message after the tone."], sid=sid, locale=locale)
+        response = svc.twiml.voicemail([flow.message("voicemail_prompt", lang)], sid=sid, locale=locale)
     elif outcome == "hangup":
         fields.update(status="abandoned", wait_seconds=wait)
         ops += stats.abandoned_ops(sid, queue, now, ttl)
@@ -180,7 +168,7 @@ def connect():
         "answered_at": now, "wait_seconds": wait, "queue_time": queue_time, "status": "with_agent",
         "agent_call": agent_call, "agent_name": agent or None}, "agent_answered", ops=ops)
     flow, lang = svc.flow_for_record(record)
-    return twiml(svc.twiml.say(["You're through to a person now."], flow.say_locale(lang)))
+    return twiml(svc.twiml.say([flow.message("agent_connected", lang)], flow.say_locale(lang)))
 
 
 @bp.post("/voice/agent")
@@ -209,23 +197,27 @@ def agent():
     found = svc.queues.claim_next(agent_call, now, callbacks=svc.twilio_api.available)
     if not found:
         if idle >= 60:
-            return twiml(svc.twiml.say_then_hangup(["No callers are waiting. Goodbye."], locale))
-        return twiml(svc.twiml.agent_idle("No callers are waiting.", locale=locale, idle=idle + 1))
+            return twiml(svc.twiml.say_then_hangup([flow.message("agent_idle_goodbye", lang)], locale))
+        return twiml(svc.twiml.agent_idle(flow.message("agent_idle", lang), locale=locale, idle=idle + 1))
     kind, queue, sid = found
     report = svc.store.report(sid) or {"record": {}, "turns": []}
+    # The briefing is in the caller's language: the agent is about to talk with them in it.
+    caller_flow, caller_lang = svc.flow_for_record(report["record"])
+    caller_locale = caller_flow.say_locale(caller_lang)
     if kind == "callback":
         try:
             attempt = svc.callbacks.call_back(sid, by=name, via="agent line", agent=name)
         except callbacks.CallbackError as exc:
             log.warning("agent %s: call back for %s not placed: %s", name, sid, exc)
             return twiml(svc.twiml.agent_idle(flow.message("agent_callback_failed", lang), locale=locale, idle=0))
-        briefing = [flow.message("agent_callback", lang), agent_summary(report),
-                    flow.message("agent_callback_calling", lang)]
+        briefing = [caller_flow.message("agent_callback", caller_lang),
+                    agent_summary(caller_flow, caller_lang, report, queue="urgent" if queue == "urgent" else None),
+                    caller_flow.message("agent_callback_calling", caller_lang)]
         log.info("agent %s rings back %s (attempt %d)", name, sid, attempt)
-        return twiml(svc.twiml.agent_await_callback(briefing, sid=sid, attempt=attempt, locale=locale))
-    briefing = ("Urgent caller. " if queue == "urgent" else "Next caller. ") + agent_summary(report)
+        return twiml(svc.twiml.agent_await_callback(briefing, sid=sid, attempt=attempt, locale=caller_locale))
+    briefing = agent_summary(caller_flow, caller_lang, report, queue=queue)
     log.info("agent %s takes the %s queue; head is %s", name, queue, sid)
-    return twiml(svc.twiml.agent_connect(briefing, queue=queue, agent=name, locale=locale))
+    return twiml(svc.twiml.agent_connect(briefing, queue=queue, agent=name, locale=caller_locale))
 
 
 def _admit(svc, agent_call, flow, lang):
@@ -263,8 +255,8 @@ def agent_done():
     """The agent's bridge (or their wait for a caller rung back) ended; offer the next caller right away."""
     svc = services()
     svc.agents.off_call_by_agent_call(call_sid())
-    flow, lang = svc.agent_flow(request.form.get("To"))
-    return twiml(svc.twiml.agent_idle("Call ended. Next caller.", locale=flow.say_locale(lang), idle=0))
+    line, lang = svc.agent_flow(request.form.get("To"))
+    return twiml(svc.twiml.agent_idle(line.message("agent_next", lang), locale=line.say_locale(lang), idle=0))
 
 
 @bp.get("/audio/hold-<int:seconds>s.wav")

@@ -21,7 +21,7 @@ from ..redact import mask_phone
 from ..signature import twilio_signed
 from ..summary import agent_summary
 from .callback import closed_offer
-from .common import call_sid, fail_safe, fail_safe_goodbye, is_call_sid, services, twiml
+from .common import call_sid, fail_safe, fail_safe_goodbye, is_call_sid, request_flow, services, twiml
 
 log = logging.getLogger("ivr.voice")
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -67,7 +67,7 @@ def incoming():
     if created:
         log.info("call %s from %s: flow=%s lang=%s%s", sid, mask_phone(caller), flow.id, lang,
                  f" priority={boost}" if boost else "")
-    state, reply = call_turn.start(svc, sid, record, flow, lang, boost)
+    state, reply = call_turn.start(svc, sid, record, flow, lang, boost, mode="speech" if streaming else "keypad")
     if streaming and reply.expect is not None:
         # The caller talks to the bot over a media stream (ivr.web.stream), which speaks this greeting.
         return twiml(call_turn.commit(svc, state, 0, reply, svc.twiml.stream(params={"flow": flow.id, "lang": lang}),
@@ -119,7 +119,7 @@ def dial_result():
         return twiml(_dial_result(svc, sid, status, turn))
     except Exception:  # recorded later or not at all; the caller still gets the right next step
         log.exception("call %s: could not record the dial result (%s)", sid, status)
-        flow, lang = svc.default
+        flow, lang = request_flow(svc)
         if status in ("completed", "answered"):
             return twiml(svc.twiml.say_then_hangup([], flow.say_locale(lang)))
         # Nobody answered the line and our state is unavailable: Twilio's queue needs no Redis.
@@ -168,12 +168,6 @@ def _dial_result(svc, sid, status, turn):
     return svc.twiml.voicemail([flow.message("agents_busy", lang)], sid=sid, locale=locale)
 
 
-def agent_locale(svc) -> str:
-    """The language agents are spoken to in (briefings, the agent line): the default flow's."""
-    flow, lang = svc.default
-    return flow.say_locale(lang)
-
-
 def after_agent(sid, flow, lang) -> str:
     """The agent hung up and the caller is still on the line: ask for a rating, or say goodbye."""
     svc = services()
@@ -197,7 +191,9 @@ def whisper():
                           ops=stats.answered_ops(sid, wait, record.get("queue") or "normal", now,
                                                  svc.config.retention_seconds))
     report = svc.store.report(sid) or {"record": {}, "turns": []}
-    return twiml(svc.twiml.say([agent_summary(report)], agent_locale(svc)))
+    # In the caller's language: the agent is about to talk with them in it.
+    flow, lang = svc.flow_for_record(report["record"])
+    return twiml(svc.twiml.say([agent_summary(flow, lang, report)], flow.say_locale(lang)))
 
 
 @bp.post("/voicemail")
@@ -246,8 +242,7 @@ def status():
 def fallback():
     """Twilio's fallback URL: when the main webhook fails, apologise and connect a person."""
     svc = services()
-    flow = svc.pick_flow(request.args.get("flow"), request.form.get("To"))
-    lang = flow.languages[0]
+    flow, lang = request_flow(svc)
     sid = request.form.get("CallSid", "")
     log.error("fallback URL used for call %s (error %s)", sid if len(sid) <= 64 else "?",
               request.form.get("ErrorCode", "?")[:16])
