@@ -62,6 +62,10 @@ class TwimlRenderer:
         resp.redirect(self.url("/voice/closed", turn=turn, silent=2 if again else 1), method="POST")
         return resp
 
+    def closed_offer_page(self, offer, *, sid, turn, locale, again=False) -> str:
+        """Only the out-of-hours offer (what led to it was said already, or is said again)."""
+        return str(self.closed_offer(VoiceResponse(), offer, sid=sid, turn=turn, locale=locale, again=again))
+
     def connect_person(self, *, sid, turn, queue) -> str:
         """Only the handoff (the words were said already)."""
         return str(self.handoff(VoiceResponse(), sid=sid, turn=turn, queue=queue))

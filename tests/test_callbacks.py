@@ -192,7 +192,7 @@ def test_agent_line_call_back_bridges_the_caller_to_the_agent_who_asked(hotline,
     sid = call["CallSid"]
     root = agent_line(client, 7)
     briefing = said(root)
-    assert briefing.startswith("Call back for a caller") and "agent request" in briefing
+    assert briefing.startswith("Call back for a caller") and "asked for a person" in briefing
     assert "dialling them now" in briefing
     enqueue = verb(root, "Enqueue")
     assert enqueue.text == f"ivr-cb-{sid}"
@@ -302,3 +302,25 @@ def test_a_withheld_number_is_asked_for_a_message_instead(hotline, redis):
     assert "can't see your phone number" in said(root) and verb(root, "Record") is not None
     assert redis.zscore(keys.CALLBACKS, call["CallSid"]) is None
 
+
+
+def test_answered_but_nobody_free_goes_back_on_the_list_and_may_leave_a_message(hotline, rest, redis):
+    client = hotline()
+    call = caller(34, "+14155550134")
+    ask_callback(client, call, enqueued(client, call, "0"))
+    client.post("/voice/status", dict(call, CallStatus="completed"))        # the first call is long over
+    sid = call["CallSid"]
+    web = operator(client, redis)
+    act(web, sid, "callback")
+    placed = rest.last_call()
+    outbound = {"CallSid": placed["_sid"], "From": HOTLINE, "To": call["From"]}
+    root = post(client, placed["Url"], dict(outbound, CallStatus="in-progress"))
+    busy = post(client, verb(root, "Dial").get("action"), dict(outbound, DialCallStatus="no-answer"))
+    assert "leave your name and a short message" in said(busy)
+    record = verb(busy, "Record")
+    post(client, record.get("action"), dict(outbound, RecordingUrl=rest.url + "/x", RecordingDuration="5"))
+    rec = redis.hgetall(keys.call(sid))
+    assert rec["callback_state"] == "waiting" and rec["callback_failures"] == "0"
+    assert rec["callback_last_result"] == "no-person" and rec["voicemail_state"] == "new"
+    assert rec["status"] == "ended"                     # the message belongs to the call; it stays ended
+    assert "Call back answered, but nobody was free" in web.get(f"/dashboard/calls/{sid}").get_data(as_text=True)

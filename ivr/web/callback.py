@@ -91,9 +91,7 @@ def closed():
         request_callback(svc, sid, record, after_hours=True, marker="closed_choice",
                          extra={"queue_choice": "callback"})
         return twiml(svc.twiml.say_then_hangup([flow.message("closed_callback_confirm", lang)], locale))
-    from twilio.twiml.voice_response import VoiceResponse
-    return twiml(str(svc.twiml.closed_offer(VoiceResponse(), offer, sid=sid, turn=turn, locale=locale,
-                                            again=True)))
+    return twiml(svc.twiml.closed_offer_page(offer, sid=sid, turn=turn, locale=locale, again=True))
 
 
 # -- the outbound call ------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, abort, request
-from twilio.twiml.voice_response import VoiceResponse
 
 from .. import turn as call_turn
 from ..flows.engine import Decision, Reply, Route
@@ -117,7 +116,7 @@ def stream_ended():
     if record.get("status") == "closed_offer":
         # Out of hours the bot said nobody is free; the offer of a call back or a message is a keypad one.
         offer = closed_offer(flow, lang, record.get("from"))
-        return twiml(str(svc.twiml.closed_offer(VoiceResponse(), offer, sid=sid, turn=turn + 1, locale=locale)))
+        return twiml(svc.twiml.closed_offer_page(offer, sid=sid, turn=turn + 1, locale=locale))
     if record.get("handoff_at") and record.get("queue"):
         # The bot already routed the caller (and said so): connect them the configured way.
         return twiml(svc.twiml.connect_person(sid=sid, turn=turn + 1, queue=record["queue"]))

@@ -209,9 +209,10 @@ def voicemail():
     flow, lang = svc.flow_for_record(record)
     fields, ops = voicemails.left(sid, url, request.form.get("RecordingDuration", "")[:8], svc.store.now(),
                                   svc.config.retention_seconds)
-    fields["status"] = "voicemail"
     if not url:   # nothing was recorded: nothing to listen to
-        fields, ops = {"status": "voicemail", "voicemail_seconds": "0"}, []
+        fields, ops = {"voicemail_seconds": "0"}, []
+    if sid == request.form.get("CallSid"):
+        fields["status"] = "voicemail"   # (a call back's leg leaves the original call's status alone)
     if svc.store.record_once(sid, "voicemail", fields, "voicemail", ops=ops) == 1 and url:
         svc.transcriber.submit_voicemail(sid, url, lang)
     return twiml(svc.twiml.say_then_hangup([flow.message("goodbye", lang)], flow.say_locale(lang)))
