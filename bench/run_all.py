@@ -20,8 +20,9 @@ BENCHES = {
     "webhooks": ["bench.webhooks"],
     "turn_latency": ["bench.turn_latency"],
     "soak": ["bench.soak", "--seconds", "60"],
+    "metrics": ["bench.metrics"],
 }
-QUICK = {"webhooks": ["--quick"], "turn_latency": ["--quick"], "soak": ["--seconds", "8"]}
+QUICK = {"webhooks": ["--quick"], "turn_latency": ["--quick"], "soak": ["--seconds", "8"], "metrics": ["--quick"]}
 
 
 def main():

@@ -13,6 +13,17 @@ import re
 import time
 
 from . import keys
+from .keyring import Keyring
+
+# Twilio call SIDs: "CA" and 32 hex digits. Anything else is not a call of ours, and must never
+# become part of a Redis key (one call's keys written through another's name). Checked where a sid
+# enters: every webhook (ivr.web.common.call_sid), the stream's `start`, the API.
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+
+
+def is_call_sid(value) -> bool:
+    return isinstance(value, str) and CALL_SID.fullmatch(value) is not None
+
 
 _OPEN = """
 local call, caller, active, recent, events, replies = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -60,7 +71,7 @@ end
 """
 
 # Apply one turn: the reply, state fields, transcript entries, maybe a transfer.
-_TURN = _OPS + """
+_TURN = _OPS + f"local CALLER_TTL = {keys.CALLER_TTL}\n" + """
 local call, turns, replies, events, caller = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local sid, turn, reply, now, ttl, transfer, nturns, etype, edata, maxlen, ops, known =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10],
@@ -79,7 +90,10 @@ for j = i, #ARGV do fields[#fields + 1] = ARGV[j] end
 if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
 if transfer == '1' then
   redis.call('HINCRBY', call, 'transfers', 1)
-  if known then redis.call('HSET', caller, 'transferred', '1') end
+  if known then
+    redis.call('HSET', caller, 'transferred', '1')
+    if redis.call('TTL', caller) < 0 then redis.call('EXPIRE', caller, CALLER_TTL) end
+  end
 end
 apply_ops(ops)
 redis.call('EXPIRE', call, ttl)
@@ -110,9 +124,34 @@ if close == '1' then
   elseif redis.call('HGET', call, 'answered') == '1' then outcome = 'answered' end
   redis.call('HSET', call, 'outcome', outcome, 'ended_at', now)
   redis.call('ZREM', active, sid)
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'sid', sid, 'ts', now)
+  return {1, outcome}
 end
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'sid', sid, 'ts', now)
 return 1
+"""
+
+
+# A media stream's `start` claims its leg (ivr/streamauth.py): only for a call that exists, has not
+# ended and has no stream live, and only once per leg. Otherwise nothing changes.
+_CLAIM_STREAM = """
+local call, once, events = KEYS[1], KEYS[2], KEYS[3]
+local sid, marker, leg, now, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+if redis.call('EXISTS', call) == 0 then return 'unknown_call' end
+if redis.call('HGET', call, 'status') == 'ended' then return 'call_ended' end
+if redis.call('HGET', call, 'stream') == 'live' then return 'stream_live' end
+if redis.call('SADD', once, marker) == 0 then return 'used' end
+redis.call('EXPIRE', once, ttl)
+redis.call('HSET', call, 'stream', 'live', 'stream_leg', leg)
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'stream_started', 'sid', sid, 'ts', now)
+return 'ok'
+"""
+
+# A counter in the record of a call that exists; an unknown sid gets 0 and no record (HINCRBY alone
+# would create one without an expiry).
+_COUNT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 """
 
 
@@ -130,13 +169,16 @@ def _flat(fields: dict) -> list:
 
 
 class CallStore:
-    def __init__(self, redis, retention_seconds: int, clock=time.time):
+    def __init__(self, redis, retention_seconds: int, clock=time.time, keyring=None):
         self.r = redis
+        self.keyring = keyring or Keyring(redis)
         self.ttl = int(retention_seconds)
         self.clock = clock
         self._open = redis.register_script(_OPEN)
         self._turn = redis.register_script(_TURN)
         self._once = redis.register_script(_ONCE)
+        self._count = redis.register_script(_COUNT)
+        self._claim_stream = redis.register_script(_CLAIM_STREAM)
 
     def now(self) -> float:
         return round(self.clock(), 3)
@@ -144,7 +186,7 @@ class CallStore:
     def open_call(self, sid, caller, fields) -> tuple:
         """Create the record unless it exists. Returns (created, boost, earlier turn-0 reply)."""
         created, boost, reply = self._open(
-            keys=[keys.call(sid), keys.caller(caller), keys.ACTIVE, keys.RECENT, keys.EVENTS, keys.replies(sid)],
+            keys=[keys.call(sid), self._caller(caller), keys.ACTIVE, keys.RECENT, keys.EVENTS, keys.replies(sid)],
             args=[sid, self.now(), self.ttl, keys.CALLER_TTL, keys.EVENTS_MAXLEN, "0" if withheld(caller) else "1"]
             + _flat(fields),
         )
@@ -163,7 +205,7 @@ class CallStore:
                    ops=()):
         """Returns None when applied, or the reply stored by an earlier delivery of this turn."""
         return self._turn(
-            keys=[keys.call(sid), keys.turns(sid), keys.replies(sid), keys.EVENTS, keys.caller(caller)],
+            keys=[keys.call(sid), keys.turns(sid), keys.replies(sid), keys.EVENTS, self._caller(caller)],
             args=[sid, str(turn), reply, self.now(), self.ttl, "1" if transfer else "0", len(turns), event,
                   json.dumps(data or {}, ensure_ascii=False), keys.EVENTS_MAXLEN, _ops(ops),
                   "0" if withheld(caller) else "1"]
@@ -172,11 +214,32 @@ class CallStore:
 
     def record_once(self, sid, marker, fields, event, close=False, transfer=False, ops=()) -> int:
         """1 applied, 0 already applied earlier, -1 unknown call."""
+        res = self._once_raw(sid, marker, fields, event, close, transfer, ops)
+        return int(res[0]) if isinstance(res, list) else res
+
+    def close(self, sid, fields, ops=()) -> tuple:
+        """Close the call once: (1, outcome) when this closed it, (0, None) already closed, (-1, None) unknown."""
+        res = self._once_raw(sid, "closed", fields, "call_ended", True, False, ops)
+        return (int(res[0]), res[1]) if isinstance(res, list) else (res, None)
+
+    def _once_raw(self, sid, marker, fields, event, close, transfer, ops):
         return self._once(
             keys=[keys.call(sid), keys.once(sid), keys.EVENTS, keys.ACTIVE],
             args=[sid, marker, self.now(), self.ttl, event, keys.EVENTS_MAXLEN, "1" if close else "0",
                   "1" if transfer else "0", _ops(ops)] + _flat(fields),
         )
+
+    def claim_stream(self, sid, leg: int, marker: str) -> str:
+        """"ok" when this stream may carry the call (now marked live), else why not."""
+        return self._claim_stream(keys=[keys.call(sid), keys.once(sid), keys.EVENTS],
+                                  args=[sid, marker, leg, self.now(), self.ttl, keys.EVENTS_MAXLEN])
+
+    def _caller(self, number) -> str:
+        return keys.caller(number, self.keyring.hash_key)
+
+    def count(self, sid, field, pipe=None):
+        """Add one to a counter field of an existing record (on `pipe` when given); 0 for an unknown call."""
+        return self._count(keys=[keys.call(sid)], args=[field], client=pipe)
 
     def report(self, sid) -> dict | None:
         return read_report(self.r, sid)

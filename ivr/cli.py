@@ -67,10 +67,29 @@ def _build_app(cfg):
               help="worker processes; all state is in Redis, so any number can share one hotline")
 def serve(host, port, threads, workers):
     """Run the hotline server (gunicorn, threaded)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    from .config import metrics_dir, use_metrics_dir
     from .redis_conn import describe
     from .server import run_gunicorn
 
     _setup_logging()
+    # Everything the server writes (the embedded Redis's dump, recordings, metrics files) is this user's only.
+    os.umask(0o077)
+    if metrics_dir() is not None:
+        # The deployer's folder: last run's counts would be added to this run's (prometheus_client's rule).
+        os.makedirs(metrics_dir(), mode=0o700, exist_ok=True)
+        for stale in Path(metrics_dir()).glob("*.db"):
+            stale.unlink()
+    else:
+        # Each worker counts into files here; a scrape sums them all (ivr/metrics.py). Fresh per run.
+        folder, owner = tempfile.mkdtemp(prefix="ivr-metrics-"), os.getpid()
+        # Removed when the master exits; forked workers run atexit too, and must leave it alone.
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, True))
+        use_metrics_dir(folder)
     cfg = Config.from_env(port=port)
     app = _build_app(cfg)
     click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe(cfg.redis_url)})")
@@ -79,6 +98,10 @@ def serve(host, port, threads, workers):
     click.echo(f"  Primary handler fails  POST {cfg.url('/voice/fallback')}")
     click.echo(f"  Call status changes    POST {cfg.url('/voice/status')}")
     click.echo(f"Health: {cfg.url('/healthz')}")
+    if not cfg.metrics_token and host not in ("127.0.0.1", "localhost", "::1"):
+        # Counts only (no personal data, no secret), but call volumes are the business's own figures.
+        click.echo("warning: /metrics is open to anyone who reaches this address; set IVR_METRICS_TOKEN or "
+                   "firewall it (docs/security.md)")
     if cfg.token_generated:
         # Printed (not logged) so the demo and the simulator can sign requests.
         click.echo(f"TWILIO_AUTH_TOKEN was not set; this run uses the generated token {cfg.twilio_auth_token}")

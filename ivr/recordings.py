@@ -4,15 +4,17 @@ A `RecordingUrl` arrives in a webhook. The webhook is signed, but the URL is sti
 fetching it with the account's credentials anywhere but Twilio would hand them to whoever
 chose the URL. So before any request is made, a recording URL must
 
-- be HTTPS on Twilio's API host (api.twilio.com, or a regional/edge api.*.twilio.com), or
-  have exactly the origin of the configured `TWILIO_API_URL` (a local stand-in in tests);
+- be HTTPS (port 443) on Twilio's API host (api.twilio.com, or a regional
+  api.<edge>.<region>.twilio.com), or have one of the origins IVR_RECORDING_ORIGINS lists
+  instead (a deployment's own proxy), or the origin of TWILIO_API_URL (where ivr's REST calls
+  go; a local stand-in in the tests);
 - name a recording: /2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}, of this
   account when its SID is configured.
 
 Anything else raises RecordingRefused and nothing is sent anywhere. Credentials travel in an
 "unredirected" header: Twilio may answer a media request with a redirect to its storage,
-which is followed (HTTPS only) without them. Comments (ivr.speech.transcribe) and voicemail
-(ivr.voicemail) both download through this one module.
+which is followed (HTTPS only) without them. Comments and voicemail (ivr.speech.transcribe's
+RecordingWorker) both download through this one module.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("ivr.recordings")
 
-TWILIO_HOST = re.compile(r"api(?:\.[a-z0-9-]+){0,2}\.twilio\.com")
+# Twilio's REST API, global and regional (edge.region): where RecordingUrl points.
+TWILIO_API_HOST = re.compile(r"api(\.[a-z0-9-]+\.[a-z0-9-]+)?\.twilio\.com")
 RECORDING_PATH = re.compile(r"/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})"
                             r"(?:\.(wav|mp3|json))?")
 MAX_BYTES = 32 * 1024 * 1024      # two minutes of 8 kHz 16-bit WAV is ~2 MB; far more is not a recording
@@ -34,6 +37,29 @@ MAX_BYTES = 32 * 1024 * 1024      # two minutes of 8 kHz 16-bit WAV is ~2 MB; fa
 
 class RecordingRefused(ValueError):
     """A URL that is not a recording on Twilio's host: nothing was requested."""
+
+
+def origin(url: str) -> str:
+    try:
+        parts = urlsplit(url or "")
+        return f"{parts.scheme}://{parts.netloc}".lower()
+    except ValueError:
+        return "?"
+
+
+def trusted_recording_url(url: str, origins=()) -> bool:
+    """An HTTPS URL on Twilio's API host, or on one of the configured `origins` ("https://host[:port]")
+    instead. The host only; Recordings.check also wants a recording of this account."""
+    try:
+        parts = urlsplit(url or "")
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.username or parts.password:
+        return False
+    if origins:
+        return origin(url) in {o.rstrip("/").lower() for o in origins}
+    return parts.scheme == "https" and port in (None, 443) and bool(TWILIO_API_HOST.fullmatch(parts.hostname or ""))
 
 
 def _origin(url: str) -> tuple:
@@ -55,8 +81,9 @@ class Recordings:
     """Download and delete recordings of one Twilio account, from Twilio only."""
 
     def __init__(self, api_url: str = "https://api.twilio.com", account_sid: str | None = None,
-                 credentials: tuple | None = None, timeout: float = 20.0):
+                 credentials: tuple | None = None, timeout: float = 20.0, origins=()):
         self.api_origin = _origin(api_url)
+        self.origins = tuple(origins)
         self.account_sid = account_sid
         self.auth = None
         if credentials:
@@ -66,15 +93,16 @@ class Recordings:
 
     @classmethod
     def from_config(cls, config) -> Recordings:
-        return cls(config.twilio_api_url, config.twilio_account_sid, config.twilio_credentials)
+        return cls(config.twilio_api_url, config.twilio_account_sid, config.twilio_credentials,
+                   origins=config.recording_origins)
 
     def check(self, url: str) -> str:
         """The recording's URL without extension; RecordingRefused unless it is one of ours at Twilio."""
         parts = urlsplit(url or "")
         scheme, host, _ = _origin(url or "")
-        twilio = scheme == "https" and TWILIO_HOST.fullmatch(host) is not None
-        if not (twilio or _origin(url or "") == self.api_origin) or parts.username or parts.password:
-            raise RecordingRefused(f"recording URL on {host or 'no host'!r} refused: not Twilio's API host")
+        ours = _origin(url or "") == self.api_origin and not (parts.username or parts.password)
+        if not (ours or trusted_recording_url(url, self.origins)):
+            raise RecordingRefused(f"recording URL on {host or 'no host'!r} refused: not on Twilio's HTTPS hosts")
         m = RECORDING_PATH.fullmatch(parts.path)
         if m is None or parts.query or parts.fragment:
             raise RecordingRefused("recording URL refused: not /2010-04-01/Accounts/AC…/Recordings/RE…")

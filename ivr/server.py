@@ -55,19 +55,31 @@ def free_port(host="127.0.0.1") -> int:
 
 def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64):
     """Production server. Threads, not processes, carry concurrent calls: media
-    streams are long-lived sockets and decoding releases the GIL."""
+    streams are long-lived sockets and decoding releases the GIL. The worker is gthread
+    guarded against slow clients (ivr/worker.py), with the limits from the app's config."""
     from gunicorn.app.base import BaseApplication
+
+    from . import metrics, worker
+
+    cfg = app.extensions["ivr"].config
+    worker.on_close = metrics.count_slow_client
+    worker.GuardedWorker.limits = worker.Limits(
+        header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout, per_client=cfg.client_connections,
+        max_body=app.config["MAX_CONTENT_LENGTH"])
 
     class _App(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", worker.GuardedWorker)
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 0)  # media streams last as long as the call
             self.cfg.set("graceful_timeout", GRACEFUL_TIMEOUT)
             self.cfg.set("post_worker_init", _stop_streams_on_sigterm)
             self.cfg.set("accesslog", None)
+            self.cfg.set("control_socket_disable", True)   # gunicorn 27's management socket: ivr needs none
+            # A worker that died or was replaced: its open-stream gauge must stop counting.
+            self.cfg.set("child_exit", lambda _server, w: metrics.mark_process_dead(w.pid))
 
         def load(self):
             return app

@@ -16,6 +16,8 @@ from .callbacks import Dialer
 from .calls import CallStore
 from .config import Config
 from .flows.engine import Engine
+from .keyring import Keyring
+from .metrics import ScrapeCache
 from .queues import Queues
 from .recordings import Recordings
 from .speech.services import SpeechServices
@@ -30,6 +32,7 @@ class Services:
     redis: object
     flows: dict
     clock: object = time.time
+    keyring: Keyring = field(init=False)       # the server secret and the keys derived from it
     store: CallStore = field(init=False)
     queues: Queues = field(init=False)
     engines: dict = field(init=False)
@@ -37,13 +40,16 @@ class Services:
     speech: SpeechServices = field(init=False)
     # Recordings (comments, voicemail): fetched from Twilio only, stored, transcribed; one background thread.
     transcriber: RecordingWorker = field(init=False)
+    metrics_cache: ScrapeCache = field(init=False)        # /metrics answers, reused for a moment
     agents: Agents = field(init=False)
     twilio_api: TwilioApi = field(init=False)
     callbacks: Dialer = field(init=False)
 
     def __post_init__(self):
         cfg = self.config
-        self.store = CallStore(self.redis, cfg.retention_seconds, clock=self.clock)
+        self.keyring = Keyring(self.redis, cfg.secret_key)
+        self.metrics_cache = ScrapeCache(cfg.metrics_cache_seconds)
+        self.store = CallStore(self.redis, cfg.retention_seconds, clock=self.clock, keyring=self.keyring)
         self.queues = Queues(self.redis, cfg.retention_seconds)
         self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}
         self.twiml = TwimlRenderer(cfg)

@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from . import quality
+from . import metrics, quality
 from .flows.engine import Conversation, Engine, Input, Reply
 from .redact import redact
 
@@ -120,6 +120,7 @@ def commit(svc, state: CallState, turn, reply: Reply, rendered: str, entry: dict
         data={"step": conv.step, "decision": decision.action if decision else None,
               "intent": decision.intent if decision else None})
     if reply.route is not None and earlier is None:
+        metrics.HANDOFFS.labels(queue=reply.route.queue, reason=reply.route.reason or "").inc()
         log.info("call %s handed off: queue=%s reason=%s%s", sid, reply.route.queue, reply.route.reason,
                  " (out of hours: call back or message)" if reply.route.after_hours else "")
     return earlier or rendered

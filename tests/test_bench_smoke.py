@@ -56,3 +56,10 @@ def test_turn_latency_json(quick_run):
 def test_soak_json(quick_run):
     data = json.loads((RESULTS / "soak.json").read_text())
     assert data["calls"] > 0 and data["error_count"] == 0 and not data["incomplete"]
+
+
+def test_metrics_json(quick_run):
+    data = json.loads((RESULTS / "metrics-quick.json").read_text())
+    assert [r["records"] for r in data["results"]] == [30, 3000]
+    for r in data["results"]:
+        assert r["cache_seconds"] == 0 and 0 < r["p50_ms"] <= r["p95_ms"] <= r["max_ms"] and r["body_bytes"] > 1000

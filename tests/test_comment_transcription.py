@@ -29,6 +29,9 @@ def comment_wav(tmp_path_factory):
     return out.read_bytes()
 
 
+TOKEN = "test-token-" + "x" * 20     # conftest's make_config
+
+
 @pytest.fixture
 def config(make_config, ko_model, recordings):
     return make_config(twilio_account_sid=ACCOUNT_SID, twilio_api_url=recordings.url)
@@ -37,7 +40,7 @@ def config(make_config, ko_model, recordings):
 @pytest.fixture
 def recordings():
     """Twilio's recording media, served locally as Twilio serves it (basic auth, 404 while processing)."""
-    with TwilioStandIn("test-token-" + "x" * 20) as srv:
+    with TwilioStandIn(TOKEN) as srv:
         yield srv
 
 
@@ -81,7 +84,7 @@ def test_a_recording_url_on_another_host_is_refused_and_nothing_is_sent_there(tw
         twilio.post("/voice/comment", dict(call, RecordingUrl=elsewhere.url + genuine[len(recordings.url):]))
         assert transcriber.wait(30)
         assert elsewhere.requests == []
-    assert transcriber.failed == 1 and recordings.requests == []
+    assert transcriber.refused == 1 and recordings.requests == []
     assert "comment" not in redis.hgetall(keys.call(sid))
 
 
@@ -117,3 +120,45 @@ def test_language_without_model_stores_no_text_and_logs_once(twilio, app, redis,
     assert recordings.requests == []                           # nothing was downloaded
     warnings = [r for r in caplog.records if "no Vosk model for lang=en" in r.getMessage() and r.name == "ivr.comments"]
     assert len(warnings) == 1
+
+
+@pytest.mark.parametrize("where", ["other_host", "http_twilio", "lookalike"])
+def test_recording_url_elsewhere_is_refused_and_nothing_is_sent(make_config, redis, recordings, where, caplog):
+    """Production configuration (Twilio's HTTPS hosts only): a RecordingUrl naming any other host,
+    here a local server standing in for an attacker's, is refused; not one request reaches it."""
+    import redis as redis_lib
+
+    from ivr import create_app
+    from ivr.server import LoopbackServer
+    from ivr.simulate.twilio_client import TwilioClient
+    from tests.support import port_of
+
+    cfg = make_config(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=TOKEN)        # no origins: Twilio only
+    app = create_app(cfg, redis=redis_lib.Redis.from_url(cfg.redis_url, decode_responses=True))
+    url = {"other_host": f"{recordings.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE{'1' * 32}",
+           "http_twilio": f"http://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE1",
+           "lookalike": f"https://api.twilio.com.{recordings.url[7:]}/Recordings/RE1"}[where]
+    sid = "CA" + "c2" * 16
+    call = {"CallSid": sid, "From": "+15005550179"}
+    with LoopbackServer(app, port=port_of(cfg)) as srv:
+        twilio = TwilioClient(srv.url, TOKEN)
+        twilio.post("/voice?lang=ko", call)
+        status, body = twilio.post("/voice/comment", dict(call, RecordingUrl=url, RecordingDuration="4"))
+        transcriber = app.extensions["ivr"].transcriber
+        assert status == 200 and "<Hangup" in body            # the caller still hears the goodbye
+        assert transcriber.wait(10)
+    assert recordings.requests == []                            # no request, so no credentials, went there
+    assert transcriber.refused == 1 and transcriber.done == 0
+    assert "comment_asr" not in redis.hgetall(keys.call(sid))
+    assert any("not on Twilio's HTTPS hosts" in r.getMessage() for r in caplog.records)
+
+
+def test_twilio_recording_hosts():
+    from ivr.recordings import trusted_recording_url as ok
+
+    assert ok("https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1")
+    assert ok("https://api.dublin.ie1.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1")
+    for bad in ("http://api.twilio.com/x", "https://api.twilio.com.evil.example/x", "https://evil.example/x",
+                "https://user:pw@api.twilio.com/x", "https://api.twilio.com:8443/x", "ftp://api.twilio.com/x",
+                "https://apiXtwilio.com/x", "https://twilio.com.evil/x"):
+        assert not ok(bad), bad

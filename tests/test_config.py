@@ -31,6 +31,12 @@ CASES = [
     ("IVR_RECORD_CALLS", "on", "record_calls", True),
     ("IVR_RECORDING_RETENTION_DAYS", "2", "recording_retention_seconds", 2 * 86400),
     ("IVR_ENDPOINT_SILENCE_MS", "300", "endpoint_silence_ms", 300),
+    ("IVR_HEADER_TIMEOUT", "4", "header_timeout", 4),
+    ("IVR_BODY_TIMEOUT", "6", "body_timeout", 6),
+    ("IVR_CLIENT_CONNECTIONS", "8", "client_connections", 8),
+    ("IVR_METRICS_CACHE_SECONDS", "0", "metrics_cache_seconds", 0),
+    ("IVR_RECORDING_ORIGINS", "https://a.example, https://b.example", "recording_origins",
+     ("https://a.example", "https://b.example")),
 ]
 
 

@@ -63,16 +63,17 @@ def test_wrong_password_and_unknown_name_look_the_same(client):
     assert "Wrong name or password" in b.get_data(as_text=True)
 
 
-def test_five_failures_lock_the_account(client, config, redis):
+def test_five_failures_lock_the_account(client, config, redis, app):
     for _ in range(config.login_max_failures):
         assert login(client, password="not the password").status_code == 401
     locked = login(client)  # the right password, too late
     assert locked.status_code == 429 and "Too many failed attempts" in locked.get_data(as_text=True)
     assert client.get("/dashboard/api/live").status_code == 401
-    ttl = redis.ttl(keys.login_failures("op", "alice"))
+    pair = keys.login_failures("pair", "alice|127.0.0.1", app.extensions["ivr"].keyring.hash_key)
+    ttl = redis.ttl(pair)
     assert 0 < ttl <= config.login_lock_seconds
     # The lock ends by itself: expire it as time would.
-    redis.delete(keys.login_failures("op", "alice"))
+    redis.delete(pair)
     assert login(client).status_code == 302
 
 

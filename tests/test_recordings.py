@@ -17,15 +17,15 @@ def test_twilio_hosts_are_allowed(url):
 
 
 @pytest.mark.parametrize("url, why", [
-    (f"http://api.twilio.com{PATH}", "not Twilio's API host"),                 # not HTTPS
-    (f"https://api.twilio.com.example.net{PATH}", "not Twilio's API host"),
-    (f"https://evil.example{PATH}", "not Twilio's API host"),
-    (f"https://user:pw@api.twilio.com{PATH}", "not Twilio's API host"),
-    (f"https://twilio.com{PATH}", "not Twilio's API host"),
+    (f"http://api.twilio.com{PATH}", "not on Twilio's HTTPS hosts"),                 # not HTTPS
+    (f"https://api.twilio.com.example.net{PATH}", "not on Twilio's HTTPS hosts"),
+    (f"https://evil.example{PATH}", "not on Twilio's HTTPS hosts"),
+    (f"https://user:pw@api.twilio.com{PATH}", "not on Twilio's HTTPS hosts"),
+    (f"https://twilio.com{PATH}", "not on Twilio's HTTPS hosts"),
     (f"https://api.twilio.com/2010-04-01/Accounts/AC{'9' * 32}/Recordings/{REC}", "another account"),
     (f"https://api.twilio.com{PATH}?x=1", "not /2010-04-01"),
     ("https://api.twilio.com/fake/RE0", "not /2010-04-01"),
-    ("", "not Twilio's API host"),
+    ("", "not on Twilio's HTTPS hosts"),
 ])
 def test_anything_else_is_refused(url, why):
     with pytest.raises(RecordingRefused, match=why):

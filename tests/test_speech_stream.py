@@ -41,7 +41,9 @@ def test_voice_answers_with_a_media_stream_for_a_language_with_a_model(twilio, c
     assert status == 200 and connect.get("action").endswith("/voice/stream-ended")
     assert stream.get("url") == config.public_url.replace("http://", "ws://") + "/media"
     assert "?" not in stream.get("url")
-    assert {p.get("name"): p.get("value") for p in stream} == {"flow": "hotline_ko", "lang": "ko"}
+    params = {p.get("name"): p.get("value") for p in stream}
+    assert params.pop("credential").startswith("v1.0.")      # the call's own, single-use (docs/security.md)
+    assert params == {"flow": "hotline_ko", "lang": "ko"}
     assert redis.hget(keys.call("CA" + "5" * 32), "asr") == "vosk"
 
 
@@ -167,8 +169,9 @@ def _raw_stream(twilio, config, sid, custom=None):
 
 def test_stream_that_dies_mid_call_continues_to_a_human(twilio, config, redis):
     sid = "CA" + secrets.token_hex(16)
-    twilio.post("/voice?lang=ko", {"CallSid": sid, "From": "+15005550123"})
-    ws, tw = _raw_stream(twilio, config, sid, {"lang": "ko"})
+    body = twilio.post("/voice?lang=ko", {"CallSid": sid, "From": "+15005550123"})[1]
+    custom = {p.get("name"): p.get("value") for p in parse_twiml(body).find("Connect").find("Stream")}
+    ws, tw = _raw_stream(twilio, config, sid, custom)
     ws.send(tw.media(b"\xff" * 1600))
     ws.sock.close()          # the connection drops: no stop event, no close frame
     status, body = twilio.post("/voice/stream-ended", {"CallSid": sid, "From": "+15005550123"})
@@ -183,14 +186,15 @@ def test_stream_that_dies_mid_call_continues_to_a_human(twilio, config, redis):
 
 def test_bad_messages_on_the_socket_are_ignored_and_the_call_goes_on(twilio, config, redis):
     sid = "CA" + secrets.token_hex(16)
-    twilio.post("/voice?lang=ko", {"CallSid": sid, "From": "+15005550124"})
+    body = twilio.post("/voice?lang=ko", {"CallSid": sid, "From": "+15005550124"})[1]
+    custom = {p.get("name"): p.get("value") for p in parse_twiml(body).find("Connect").find("Stream")}
     url = config.public_url.replace("http://", "ws://") + "/media"
     from ivr.media import protocol
     tw = protocol.TwilioStream("MZ" + secrets.token_hex(16), sid)
     ws = websocket.create_connection(url, header=[f"X-Twilio-Signature: {twilio.validator.compute_signature(url, {})}"])
     ws.send(tw.media(b"\xff" * 160))                       # media before start
     ws.send(tw.connected())
-    ws.send(tw.start({"lang": "ko"}))
+    ws.send(tw.start(custom))
     for junk in ["{not json", json.dumps({"event": "party"}), "x" * 100_000,
                  json.dumps({"event": "media", "media": {"payload": "!!"}}), json.dumps([1])]:
         ws.send(junk)

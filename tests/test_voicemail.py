@@ -110,7 +110,7 @@ def test_a_voicemail_url_on_another_host_is_refused(hotline, media, redis):
         leave_voicemail(client, call, enqueued(client, call, "0"), elsewhere.url + genuine[len(media.url):])
         assert worker(client).wait(20)
         assert elsewhere.requests == []                  # no request, so no credentials either
-    assert media.requests == [] and worker(client).failed == 1
+    assert media.requests == [] and worker(client).refused == 1
     data_dir = client.app.extensions["ivr"].config.data_dir
     assert not audio_path(data_dir, call["CallSid"]).exists()
     assert redis.hget(keys.call(call["CallSid"]), "voicemail_state") == "new"   # still listed, to ring back

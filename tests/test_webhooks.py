@@ -78,14 +78,14 @@ def test_status_callback_closes_record_once(twilio, redis):
     assert len(ended) == 1
 
 
-def test_keys_expire_after_retention(twilio, redis, config):
+def test_keys_expire_after_retention(twilio, redis, config, app):
     sid = CALL["CallSid"]
     twilio.post("/voice", CALL)
     twilio.post("/voice/gather?turn=1", dict(CALL, Digits="3"))
     for key in keys.call_keys(sid)[:3]:
         ttl = redis.ttl(key)
         assert 0 < ttl <= config.retention_seconds, key
-    assert 0 < redis.ttl(keys.caller(CALL["From"])) <= keys.CALLER_TTL
+    assert 0 < redis.ttl(keys.caller(CALL["From"], app.extensions["ivr"].keyring.hash_key)) <= keys.CALLER_TTL
 
 
 def test_unknown_call_goes_to_human(twilio, redis):

@@ -11,5 +11,5 @@ def init_app(app):
     from . import security, views
 
     svc = app.extensions["ivr"]
-    security.init_app(app, svc.config, svc.redis)
+    security.init_app(app, svc.config, svc.keyring)
     app.register_blueprint(views.bp)

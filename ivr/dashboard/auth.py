@@ -92,53 +92,65 @@ class Operators:
 
     def _drop_sessions(self, name: str):
         # Sessions are few (one per open browser); a SCAN on removal is cheaper than an index.
-        for key in self.r.scan_iter(match=keys.session("*"), count=500):
+        for key in self.r.scan_iter(match=keys.SESSIONS_MATCH, count=500):
             if self.r.hget(key, "operator") == name:
                 self.r.delete(key)
 
 
-class Lockout:
-    """Counts failed logins per account and per client address; too many lock both out.
+# One attempt, counted before the password is checked: both counters go up in one atomic step and
+# the attempt may go on only while both are within their limits. Twelve concurrent wrong passwords
+# with a limit of 5 therefore get exactly 5 checks; a check-then-count would let all 12 through.
+_ATTEMPT = """
+local pair, ip = KEYS[1], KEYS[2]
+local max_pair, max_ip, lock = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local p = redis.call('INCR', pair)
+redis.call('EXPIRE', pair, lock)
+local i = redis.call('INCR', ip)
+redis.call('EXPIRE', ip, lock)
+if p > max_pair or i > max_ip then return lock end
+return 0
+"""
 
-    A counter expires lock_seconds after the last failure, so a lock ends by itself and
-    an attacker who keeps trying keeps it locked rather than getting fresh attempts.
+# The attempt was right: the pair starts afresh, the address gets the attempt back (never below zero,
+# and never a counter without its expiry).
+_SUCCEEDED = """
+redis.call('DEL', KEYS[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+"""
+
+
+class Lockout:
+    """Login attempts per (account, client address) pair and per client address; too many lock.
+
+    Keyed by the pair, not the account alone, so that nobody can lock an operator out from
+    everywhere by failing at their name: a lock holds for the address it came from. The
+    per-address limit (IP_FACTOR times higher, for a shared office NAT) stops one address from
+    guessing across accounts. Argon2 and 10-character passwords make guessing from many
+    addresses slow as well (docs/security.md). A counter expires lock_seconds after the last
+    attempt, so a lock ends by itself and an attacker who keeps trying keeps it locked.
     """
 
-    def __init__(self, redis, max_failures: int, lock_seconds: int):
+    def __init__(self, redis, max_failures: int, lock_seconds: int, hash_key: bytes):
         self.r = redis
         self.max = max(1, int(max_failures))
         self.lock_seconds = max(1, int(lock_seconds))
+        self.hash_key = hash_key
+        self._attempt = redis.register_script(_ATTEMPT)
+        self._succeeded = redis.register_script(_SUCCEEDED)
 
     def _keys(self, name, ip):
-        return keys.login_failures("op", name or "-"), keys.login_failures("ip", ip or "-")
+        return (keys.login_failures("pair", f"{name or '-'}|{ip or '-'}", self.hash_key),
+                keys.login_failures("ip", ip or "-", self.hash_key))
 
-    def locked_for(self, name: str, ip: str) -> int:
-        """Seconds until a login may be tried again; 0 when not locked."""
-        op_key, ip_key = self._keys(name, ip)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(op_key)
-        pipe.ttl(op_key)
-        pipe.get(ip_key)
-        pipe.ttl(ip_key)
-        op_n, op_ttl, ip_n, ip_ttl = pipe.execute()
-        wait = 0
-        if int(op_n or 0) >= self.max:
-            wait = max(wait, op_ttl)
-        if int(ip_n or 0) >= self.max * IP_FACTOR:
-            wait = max(wait, ip_ttl)
-        return max(0, int(wait))
+    def attempt(self, name: str, ip: str) -> int:
+        """Count one attempt; seconds until another may be tried when over a limit (refuse it), else 0."""
+        return int(self._attempt(keys=list(self._keys(name, ip)),
+                                 args=[self.max, self.max * IP_FACTOR, self.lock_seconds]))
 
-    def failed(self, name: str, ip: str):
-        pipe = self.r.pipeline()
-        for key in self._keys(name, ip):
-            pipe.incr(key)
-            pipe.expire(key, self.lock_seconds)
-        pipe.execute()
-
-    def succeeded(self, name: str):
-        # Only the account's counter: a valid login must not wipe an address's record of
-        # guesses at other accounts.
-        self.r.delete(self._keys(name, "")[0])
+    def succeeded(self, name: str, ip: str):
+        """The attempt was right: it was no failure. The pair starts afresh; the address gives the
+        attempt back but keeps its record of guesses at other accounts."""
+        self._succeeded(keys=list(self._keys(name, ip)))
 
 
 class Sessions:

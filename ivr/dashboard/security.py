@@ -6,13 +6,12 @@ session or a CSRF token; everything here is set up so it cannot get in their way
 from __future__ import annotations
 
 import logging
-import secrets
 
 from flask import request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
-from .. import keys
+from ..keyring import shared_secret  # noqa: F401 - the one key every process shares (ivr/keyring.py)
 
 log = logging.getLogger("ivr.dashboard")
 
@@ -25,37 +24,30 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "media-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-def shared_secret(redis) -> str:
-    """A random key created once and kept in Redis, so every process signs sessions alike
-    and logins survive restarts. SET NX makes concurrent first starts agree on one key."""
-    redis.set(keys.SECRET_KEY, secrets.token_hex(32), nx=True)
-    return redis.get(keys.SECRET_KEY)
-
-
 class LazyKeySessions(SecureCookieSessionInterface):
     """Fetches the shared key from Redis on the first dashboard request, not at start-up:
     the hotline must start and route callers to a person even while Redis is down."""
 
-    def __init__(self, redis):
-        self.redis = redis
+    def __init__(self, keyring):
+        self.keyring = keyring
 
     def get_signing_serializer(self, app):
         if not app.secret_key:
             if not request.path.startswith("/dashboard"):
                 return None  # webhooks need no session; no Redis round trip for them
             try:
-                app.secret_key = shared_secret(self.redis)
+                app.secret_key = self.keyring.secret()
             except Exception as exc:  # noqa: BLE001 - no session this time; the view reports Redis down
                 log.warning("dashboard session key unavailable: %s", type(exc).__name__)
                 return None
         return super().get_signing_serializer(app)
 
 
-def init_app(app, config, redis):
+def init_app(app, config, keyring):
     if config.secret_key:
         app.secret_key = config.secret_key
     else:
-        app.session_interface = LazyKeySessions(redis)
+        app.session_interface = LazyKeySessions(keyring)
     app.config.update(
         SESSION_COOKIE_NAME="ivr_session",
         SESSION_COOKIE_HTTPONLY=True,

@@ -100,8 +100,12 @@ def _client_ip() -> str:
 
 
 def _safe_next(target: str) -> str:
-    """Only back into the dashboard: never an open redirect to another site."""
-    parts = urlsplit(target or "")
+    """Only back into the dashboard: never an open redirect to another site, never a header
+    broken by a control character (CR/LF would make the redirect itself fail)."""
+    target = target or ""
+    if any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return url_for("dashboard.index")
+    parts = urlsplit(target)
     if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard") or "\\" in target:
         return url_for("dashboard.index")
     return target
@@ -116,19 +120,18 @@ def login():
         return render_template("login.html", error=None, next=nxt)
     name = (request.form.get("name") or "").strip().lower()[:64]
     password = request.form.get("password") or ""
-    lock = Lockout(svc.redis, svc.config.login_max_failures, svc.config.login_lock_seconds)
+    lock = Lockout(svc.redis, svc.config.login_max_failures, svc.config.login_lock_seconds, svc.keyring.hash_key)
     ip = _client_ip()
-    wait = lock.locked_for(name, ip)
+    wait = lock.attempt(name, ip)
     if wait:
         log.warning("dashboard login refused while locked (account %r)", name)
         minutes = max(1, round(wait / 60))
         return render_template("login.html", error=f"Too many failed attempts. Try again in {minutes} min.",
                                next=nxt), 429
     if not Operators(svc.redis, clock=svc.clock).verify(name, password):
-        lock.failed(name, ip)
         log.warning("dashboard login failed for %r", name)  # never the password
         return render_template("login.html", error="Wrong name or password.", next=nxt), 401
-    lock.succeeded(name)
+    lock.succeeded(name, ip)
     session.clear()  # a fresh session (and CSRF token) at every login: no session fixation
     session["token"] = _sessions().create(name, ip)
     session.permanent = True

@@ -105,6 +105,9 @@ def parse(message) -> object:
         msg = json.loads(message)
     except ValueError:
         raise ProtocolError("invalid JSON") from None
+    except RecursionError:
+        # "[[[[...": 64 KB of nesting exhausts the decoder's stack long before the size limit.
+        raise ProtocolError("JSON nested too deeply") from None
     if not isinstance(msg, dict):
         raise ProtocolError("message is not a JSON object")
     event = msg.get("event")

@@ -57,14 +57,14 @@ class InlineServer(Server):
             return self.input_buffer.pop(0)
         raise ConnectionClosed(self.close_reason, self.close_message)
 
-    def finish(self, linger: float = 1.0):
-        """Close the WebSocket and then the socket (the reader thread's last act before).
+    def finish(self, linger: float = 1.0, reason: int | None = None):
+        """Close the WebSocket (with close code `reason`, default 1000) and then the socket.
 
         When we close first, wait up to `linger` seconds for the peer's close frame, reading
         and discarding whatever it still sends, so it sees a clean close and not a reset."""
         if self.connected:
             try:
-                self.close()
+                self.close(reason=reason)
                 deadline = time.monotonic() + linger
                 while self.ws.state != ConnectionState.CLOSED:
                     left = deadline - time.monotonic()

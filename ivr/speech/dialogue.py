@@ -1,6 +1,7 @@
 """The media stream's view of a call: the flow engine and the Redis call record, one turn at a time.
 
-StreamSession asks `begin` when Twilio's `start` arrives, `respond` for every
+StreamSession asks `admit` when Twilio's `start` arrives (is this stream the call's?
+ivr/streamauth.py), then `begin`, `respond` for every
 caller input, `close` when the stream ends; each answer is a session Turn
 (prompts, grammar for the next utterance, or how the stream ends). The turn
 itself is ivr.turn's, exactly as for a keypad webhook; a stream turn stores
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import json
 
+from .. import streamauth
 from .. import turn as call_turn
+from ..calls import is_call_sid
 from . import grammar
 from .session import Turn
 
@@ -32,14 +35,24 @@ class FlowDialogue:
         record, _ = self.svc.store.load(self.sid)
         return call_turn.resume(self.svc, self.sid, record)
 
-    def begin(self, call_sid, custom) -> Turn:
-        self.sid = call_sid
+    def admit(self, call_sid, custom) -> None:
+        """Claim the call for this stream, or raise StreamRefused having changed nothing: the
+        `start` must name a CallSid and carry the credential ivr issued for it (ivr/streamauth.py)."""
+        if not is_call_sid(call_sid):
+            raise streamauth.StreamRefused("bad_call_sid")
+        leg = streamauth.verify(self.svc.keyring.stream_key, call_sid, custom.get(streamauth.PARAMETER),
+                                self.svc.clock())
+        if leg > MAX_RESUMES:
+            raise streamauth.StreamRefused("bad_credential")
+        self.sid, self.leg = call_sid, leg
+        claimed = self.svc.store.claim_stream(call_sid, leg, self._marker("stream_started"))
+        if claimed != "ok":
+            raise streamauth.StreamRefused(claimed)
+
+    def begin(self) -> Turn:
+        """The admitted call's greeting (leg 0) or its last prompt again (a resumed call)."""
         state = self._load()
         self.turn = int(state.record.get("turn") or 0)
-        resume = str(custom.get("resume", "0"))
-        self.leg = int(resume) if resume.isdigit() and int(resume) <= MAX_RESUMES else 0
-        self.svc.store.record_once(self.sid, self._marker("stream_started"), {"stream": "live", "stream_leg": self.leg},
-                                   "stream_started")
         prompts = json.loads(state.record.get("say") or "[]")
         conv = state.conv
         expect = state.engine.expect(conv.step, conv.lang) if conv.step else None

@@ -9,7 +9,7 @@ This module only knows audio, timing and the stream protocol.
 
 A session goes through four phases:
 
-    WAITING --start--> TALKING --last prompt queued--> ENDING --its mark--> DONE
+    WAITING --start (admitted: ivr/streamauth.py)--> TALKING --last prompt queued--> ENDING --its mark--> DONE
                           `------------ stop / drain / failure ------------^
 """
 from __future__ import annotations
@@ -32,6 +32,16 @@ log = logging.getLogger("ivr.stream")
 FINAL_MARK_GRACE = 3.0     # seconds past the last prompt's length to wait for its mark
 DECODE_BUDGET = 3.0        # seconds a final recognition may take before the caller goes to a person
 DRAIN_WAIT = 5.0           # server stopping: seconds to let a caller finish speaking before the hand-off
+# Twilio sends `connected` and `start` as soon as the socket opens; a socket that has not sent an admitted
+# `start` after this long is not a call, and must not hold a server thread (docs/security.md).
+START_WAIT = 5.0
+
+
+_SPEECH_TURN = metrics.TURN_LATENCY.labels(input="speech")
+
+
+class StartTimeout(Exception):
+    """No `start` within START_WAIT of the socket opening: close it, nothing was recorded."""
 
 
 class StreamFailure(RuntimeError):
@@ -97,7 +107,8 @@ class StreamSession:
         self.gather_frames = max(1, int(gather_timeout * 1000 // FRAME_MS))
         self.recordings_dir = recordings_dir
         self.phase = Phase.WAITING
-        self.start = None                      # the `start` event once it came
+        self.start_deadline = time.monotonic() + START_WAIT
+        self.start = None                      # the `start` event once it came (and was admitted)
         self.lang = ""
         self.player = None
         self.listener = None
@@ -157,7 +168,9 @@ class StreamSession:
         # Connected carries nothing we need.
 
     def tick(self) -> None:
-        """Called when no message came for a while: enforce the end-of-call timeout."""
+        """Called when no message came for a while: enforce the start and end-of-call timeouts."""
+        if self.phase == Phase.WAITING and time.monotonic() > self.start_deadline:
+            raise StartTimeout()
         if self.failure is not None and not self.done:
             raise StreamFailure(*self.failure)
         if self.phase == Phase.ENDING and time.monotonic() > self.ending.deadline:
@@ -204,8 +217,10 @@ class StreamSession:
             return
         if start.encoding != protocol.ENCODING or start.sample_rate != 8000 or start.channels != 1:
             raise ValueError(f"unsupported media format {start.encoding} {start.sample_rate} Hz x{start.channels}")
+        # Is this the call's stream? StreamRefused leaves the session unstarted: nothing is recorded.
+        self.dialogue.admit(start.call_sid, start.custom)
         self.start = start
-        turn = self.dialogue.begin(start.call_sid, start.custom)
+        turn = self.dialogue.begin()
         self.lang = turn.lang
         self.listener = self.make_listener(self.models.get(self.lang), self.lang, self.endpoint)
         self.player = Player(self.send, start.stream_sid, on_error=self._playback_failed)
@@ -332,6 +347,8 @@ class StreamSession:
                 now = time.perf_counter()
                 timing["prompt_ms"] = round((now - queued) * 1000, 2)
                 timing["server_ms"] = round((now - voiced_at) * 1000, 2)   # last voiced frame in -> reply out
+                if voiced_at:
+                    _SPEECH_TURN.observe(now - voiced_at)
         if timing is not None:
             self.timings.append(timing)
         mark = self.player.play(parts, on_first_frame=first_frame)

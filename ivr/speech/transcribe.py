@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from ..media.audio import frames, to_pcm16
-from ..recordings import RecordingRefused
+from ..recordings import RecordingRefused, origin
 from ..redact import redact
 from .recognizer import Recognizer
 from .tts import wav_to_ulaw
@@ -70,10 +70,14 @@ class RecordingWorker:
         self.done = 0
         self.failed = 0
         self.dropped = 0
+        self.refused = 0
 
     # -- producer side (the /voice/comment and /voice/voicemail webhooks) ------------------
     def submit(self, sid: str, url: str, lang: str) -> bool:
-        """Queue a spoken comment; False when it will not be transcribed (no model, queue full)."""
+        """Queue a spoken comment; False when it will not be transcribed (not Twilio's URL, no model,
+        queue full)."""
+        if not self._trusted(sid, url, "comment"):
+            return False
         if not self.models.available(lang):
             self._warn_no_model(lang, "spoken comments stay recordings, not text")
             return False
@@ -81,7 +85,19 @@ class RecordingWorker:
 
     def submit_voicemail(self, sid: str, url: str, lang: str) -> bool:
         """Queue a voicemail to download and store (and transcribe where a model exists)."""
+        if not self._trusted(sid, url, "voicemail"):
+            return False
         return self._put(("voicemail", sid, url, lang))
+
+    def _trusted(self, sid, url, what) -> bool:
+        """Refused before anything is queued, let alone requested: not one of our recordings at Twilio."""
+        try:
+            self.source.check(url)
+            return True
+        except RecordingRefused as exc:
+            self.refused += 1
+            log.warning("%s of call %s not fetched: %s (%s)", what, sid, exc, origin(url)[:80])
+            return False
 
     def _warn_no_model(self, lang, what):
         with self._lock:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from flask import Blueprint, abort, request
 
-from .. import callbacks
+from .. import callbacks, metrics
 from ..signature import twilio_signed
 from ..summary import agent_summary
 from .common import call_sid, fail_safe, fail_safe_goodbye, services, twiml
@@ -65,7 +65,10 @@ def request_callback(svc, sid, record, *, after_hours, marker, extra=None):
                                     ttl=svc.config.retention_seconds, after_hours=after_hours)
     fields.update(extra or {}, status="callback")
     ops += svc.queues.leave_ops(sid)
-    return svc.store.record_once(sid, marker, fields, "callback_requested", ops=ops)
+    applied = svc.store.record_once(sid, marker, fields, "callback_requested", ops=ops)
+    if applied == 1:
+        metrics.CALLBACKS.inc()
+    return applied
 
 
 @bp.post("/closed")

@@ -2,25 +2,17 @@
 from __future__ import annotations
 
 import logging
-import re
 from functools import wraps
 
 from flask import Response, abort, request
 from werkzeug.exceptions import HTTPException
 
+from .. import streamauth
+from ..calls import is_call_sid
 from ..metrics import count_failure
 from ..services import services
 
 log = logging.getLogger("ivr.web")
-
-# Twilio call SIDs: "CA" and 32 hex digits. Anything else is not a call of ours, and must never
-# become part of a Redis key (one call's keys written through another's name).
-CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
-
-
-def is_call_sid(value) -> bool:
-    return isinstance(value, str) and CALL_SID.fullmatch(value) is not None
-
 
 def call_sid(value: str | None = None, name: str = "CallSid") -> str:
     """The request's CallSid (form field `name`, or the value given); 400 unless it is one."""
@@ -51,6 +43,12 @@ def request_flow(svc) -> tuple:
 
 def twiml(xml: str) -> Response:
     return Response(xml, mimetype="text/xml")
+
+
+def stream_twiml(svc, sid: str, leg: int, **params) -> str:
+    """<Connect><Stream> for stream `leg` of call `sid`, with its single-use credential (ivr/streamauth.py)."""
+    params[streamauth.PARAMETER] = streamauth.issue(svc.keyring.stream_key, sid, leg, svc.clock())
+    return svc.twiml.stream(params=params)
 
 
 def _log_failure(what):

@@ -1,14 +1,35 @@
-"""Monitoring: liveness and readiness for load balancers (/healthz), Prometheus figures (/metrics)."""
+"""Monitoring: liveness and readiness for load balancers (/healthz), Prometheus figures (/metrics),
+and the duration of every request, per route (ivr_http_request_duration_seconds)."""
 import hmac
+import time
 
-from flask import Blueprint, Response, jsonify, request
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from flask import Blueprint, Response, g, jsonify, request
 
-from ..metrics import exposition
+from ..metrics import HTTP_DURATION, TURN_LATENCY
 from ..redis_conn import describe
 from .common import services
 
 bp = Blueprint("health", __name__)
+
+# Requests that last as long as a call or a dashboard session: not what a latency histogram is for.
+UNTIMED = {"stream.media", "dashboard.events"}
+
+
+@bp.before_app_request
+def _start_timer():
+    g.ivr_t0 = time.perf_counter()
+
+
+@bp.after_app_request
+def _observe(resp):
+    t0 = g.get("ivr_t0")
+    if t0 is not None and request.endpoint not in UNTIMED:
+        seconds = time.perf_counter() - t0
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        HTTP_DURATION.labels(route=rule, method=request.method, code=str(resp.status_code)).observe(seconds)
+        if request.endpoint == "voice.gather":
+            TURN_LATENCY.labels(input="keypad").observe(seconds)
+    return resp
 
 
 def model_status(svc) -> dict:
@@ -45,5 +66,6 @@ def metrics():
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return Response("unauthorized\n", status=401, mimetype="text/plain",
                             headers={"WWW-Authenticate": 'Bearer realm="ivr metrics"'})
-    return Response(exposition(svc.redis, svc.clock), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+    body, content_type = svc.metrics_cache.get(svc.redis, request.headers.get("Accept", ""))
+    # content_type, not mimetype: Flask would replace the exposition format's version with its own charset.
+    return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})

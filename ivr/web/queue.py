@@ -11,7 +11,7 @@ import logging
 
 from flask import Blueprint, abort, request, send_file
 
-from .. import callbacks, keys, stats
+from .. import callbacks, keys, metrics, stats
 from ..agents import MAX_PIN_FAILURES
 from ..hold_music import ensure as ensure_hold_music
 from ..metrics import count_agent_refusal
@@ -59,7 +59,7 @@ def wait():
     try:
         pipe = svc.redis.pipeline(transaction=False)
         pipe.hgetall(keys.call(sid))
-        pipe.hincrby(keys.call(sid), "announcements", 1)
+        svc.store.count(sid, "announcements", pipe)   # never creates a record for an unknown call
         svc.queues.read_size(pipe, "urgent")
         record, rounds, urgent_waiting = pipe.execute()
         ours = stats.wait_stats(svc.redis, svc.store.now(), stats.HOUR, queue)
@@ -69,7 +69,7 @@ def wait():
     if queue == "normal":
         position += urgent_waiting  # urgent callers are always served first
     flow, lang = svc.flow_for_record(record) if record else request_flow(svc)
-    text = announcement(flow, lang, int(rounds), max(1, position),
+    text = announcement(flow, lang, max(1, int(rounds)), max(1, position),
                         estimate_wait(position, queue_time, twilio_avg, ours))
     offer = None
     if queue_time >= svc.config.callback_after and record:
@@ -143,7 +143,9 @@ def result():
         log.warning("call %s: queue result %s; dialling the human line", sid, outcome)
         fields.update(status="dialing")
         response = svc.twiml.emergency(flow.message("handoff", lang), locale)
-    svc.store.record_once(sid, f"queue_result:{request.args.get('turn', '')[:8]}", fields, "queue_result", ops=ops)
+    if svc.store.record_once(sid, f"queue_result:{request.args.get('turn', '')[:8]}", fields, "queue_result",
+                             ops=ops) == 1:
+        metrics.count_queue_result(queue, fields)
     return twiml(response)
 
 
@@ -164,9 +166,10 @@ def connect():
     ops = svc.queues.leave_ops(sid, queue) + stats.answered_ops(sid, wait, queue, now, svc.config.retention_seconds)
     if agent:
         ops += svc.agents.on_call_ops(sid, agent, agent_call, now)
-    svc.store.record_once(sid, "agent_answered", {
-        "answered_at": now, "wait_seconds": wait, "queue_time": queue_time, "status": "with_agent",
-        "agent_call": agent_call, "agent_name": agent or None}, "agent_answered", ops=ops)
+    if svc.store.record_once(sid, "agent_answered", {
+            "answered_at": now, "wait_seconds": wait, "queue_time": queue_time, "status": "with_agent",
+            "agent_call": agent_call, "agent_name": agent or None}, "agent_answered", ops=ops) == 1:
+        metrics.observe_wait(queue, wait)
     flow, lang = svc.flow_for_record(record)
     return twiml(svc.twiml.say([flow.message("agent_connected", lang)], flow.say_locale(lang)))
 

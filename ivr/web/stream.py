@@ -2,10 +2,11 @@
 
 POST /voice answers <Connect><Stream> when the call's language has a Vosk
 model; this module accepts the stream (signature checked before the
-upgrade) and runs a StreamSession (ivr.speech.session) on the socket's
-thread, whose turns go through the same ivr.turn as keypad webhooks. When
-the stream ends, Twilio calls /voice/stream-ended, which hands off, says
-goodbye, or, whenever the stream did not end as planned, connects a person.
+upgrade, the per-call credential at `start`: ivr/streamauth.py) and runs
+a StreamSession (ivr.speech.session) on the socket's thread, whose turns
+go through the same ivr.turn as keypad webhooks. When the stream ends,
+Twilio calls /voice/stream-ended, which hands off, says goodbye, or,
+whenever the stream did not end as planned, connects a person.
 """
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ import logging
 
 from flask import Blueprint, abort, request
 
+from .. import streamauth
 from .. import turn as call_turn
 from ..flows.engine import Decision, Reply, Route
 from ..media.websocket import ConnectionClosed, InlineServer, websocket_response
-from ..metrics import ACTIVE_STREAMS, count_failure
+from ..metrics import ACTIVE_STREAMS, count_failure, count_refused_stream
 from ..server import STOPPING
 from ..signature import is_valid, twilio_signed
 from ..speech.dialogue import MAX_RESUMES, FlowDialogue
 from ..speech.recording import recordings_dir
-from ..speech.session import StreamFailure, StreamSession
+from ..speech.session import START_WAIT, StartTimeout, StreamFailure, StreamSession
 from .callback import closed_offer
-from .common import call_sid, fail_safe, services, twiml
+from .common import call_sid, fail_safe, services, stream_twiml, twiml
 
 log = logging.getLogger("ivr.stream")
 bp = Blueprint("stream", __name__)
@@ -33,6 +35,7 @@ bp = Blueprint("stream", __name__)
 # person): a stream buffers at most this much of one message.
 MAX_SOCKET_MESSAGE = 256 * 1024
 RECEIVE_TICK = 0.25
+POLICY_VIOLATION = 1008    # WebSocket close code for a stream that is not the call's (RFC 6455)
 
 
 # -- the WebSocket ----------------------------------------------------------------
@@ -52,16 +55,18 @@ def _signed_upgrade():
 def media():
     ws = InlineServer(request.environ, max_message_size=MAX_SOCKET_MESSAGE)
     ACTIVE_STREAMS.inc()
+    close = None
     try:
-        converse(ws)
+        close = converse(ws)
     finally:
         ACTIVE_STREAMS.dec()
-        ws.finish()
+        ws.finish(reason=close)
     return websocket_response(ws)
 
 
 def converse(ws):
-    """Run one call's session until the stream ends; any failure is recorded for stream-ended."""
+    """Run one call's session until the stream ends; any failure is recorded for stream-ended.
+    Returns the close code when the stream was refused (not the call's, or no `start` in time)."""
     svc = services()
     cfg, sp = svc.config, svc.speech
     session = StreamSession(ws.send, FlowDialogue(svc), models=sp.models, prompts=sp.prompts, listener=sp.listener,
@@ -76,6 +81,15 @@ def converse(ws):
             session.tick()
             if STOPPING.is_set():
                 session.drain()
+    except streamauth.StreamRefused as exc:
+        # Nothing was written: the stream is not the call's (docs/security.md).
+        log.warning("media stream refused at start: %s", exc.reason)
+        count_refused_stream(exc.reason)
+        return POLICY_VIOLATION
+    except StartTimeout:
+        log.warning("media stream closed: no start within %.0f s of the socket opening", START_WAIT)
+        count_refused_stream("no_start")
+        return POLICY_VIOLATION
     except ConnectionClosed:
         if not session.done:
             error = "dropped"
@@ -97,6 +111,7 @@ def converse(ws):
         if error and session.started:
             count_failure(f"stream:{error}")
         session.close(error)
+    return None
 
 
 # -- the <Connect action> ------------------------------------------------------------
@@ -132,7 +147,7 @@ def stream_ended():
         leg = int(record.get("stream_leg") or 0) + 1
         if state.conv.step and leg <= MAX_RESUMES and svc.speech.speaks(lang, sid):
             log.info("call %s: its stream's server stopped; reconnecting to the bot (stream %d)", sid, leg + 1)
-            return twiml(svc.twiml.stream(params={"flow": flow.id, "lang": lang, "resume": str(leg)}))
+            return twiml(stream_twiml(svc, sid, leg, flow=flow.id, lang=lang, resume=str(leg)))
     # Mid-conversation, dropped, server error, no stop event: never drop the caller.
     log.warning("call %s: media stream ended unexpectedly (stream=%s); connecting a person", sid, outcome or "none")
     state.conv.step = None

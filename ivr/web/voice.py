@@ -12,7 +12,7 @@ import logging
 
 from flask import Blueprint, abort, request
 
-from .. import stats
+from .. import metrics, stats
 from .. import turn as call_turn
 from .. import voicemail as voicemails
 from ..calls import num
@@ -21,7 +21,7 @@ from ..redact import mask_phone
 from ..signature import twilio_signed
 from ..summary import agent_summary
 from .callback import closed_offer
-from .common import call_sid, fail_safe, fail_safe_goodbye, is_call_sid, request_flow, services, twiml
+from .common import call_sid, fail_safe, fail_safe_goodbye, is_call_sid, request_flow, services, stream_twiml, twiml
 
 log = logging.getLogger("ivr.voice")
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -65,12 +65,13 @@ def incoming():
     if earlier:
         return twiml(earlier)
     if created:
+        metrics.CALLS.labels(lang=lang, asr=record["asr"]).inc()
         log.info("call %s from %s: flow=%s lang=%s%s", sid, mask_phone(caller), flow.id, lang,
                  f" priority={boost}" if boost else "")
     state, reply = call_turn.start(svc, sid, record, flow, lang, boost, mode="speech" if streaming else "keypad")
     if streaming and reply.expect is not None:
         # The caller talks to the bot over a media stream (ivr.web.stream), which speaks this greeting.
-        return twiml(call_turn.commit(svc, state, 0, reply, svc.twiml.stream(params={"flow": flow.id, "lang": lang}),
+        return twiml(call_turn.commit(svc, state, 0, reply, stream_twiml(svc, sid, 0, flow=flow.id, lang=lang),
                                       extra={"turn": 0, "say": reply.prompts}))
     return twiml(call_turn.commit(svc, state, 0, reply, render_keypad(svc, state, reply, 0)))
 
@@ -155,7 +156,9 @@ def _dial_result(svc, sid, status, turn):
         ops += svc.queues.join_ops(queue, sid, now)
     # A dial from the failure path was not counted when it was made (that is what failed): count it now.
     emergency = turn == "emergency"
-    svc.store.record_once(sid, marker, fields, "dial_result", transfer=overflow or emergency, ops=ops)
+    applied = svc.store.record_once(sid, marker, fields, "dial_result", transfer=overflow or emergency, ops=ops)
+    if applied == 1 and "answered_at" in fields:
+        metrics.observe_wait(queue, wait)
     flow, lang = svc.flow_for_record(record)
     locale = flow.say_locale(lang)
     if picked_up:
@@ -187,9 +190,10 @@ def whisper():
     record, _ = svc.store.load(sid)
     now = svc.store.now()
     wait = max(0.0, now - (num(record.get("handoff_at")) or now))
-    svc.store.record_once(sid, "agent_answered", {"answered_at": now, "status": "with_agent"}, "agent_answered",
-                          ops=stats.answered_ops(sid, wait, record.get("queue") or "normal", now,
-                                                 svc.config.retention_seconds))
+    if svc.store.record_once(sid, "agent_answered", {"answered_at": now, "status": "with_agent"}, "agent_answered",
+                             ops=stats.answered_ops(sid, wait, record.get("queue") or "normal", now,
+                                                    svc.config.retention_seconds)) == 1:
+        metrics.observe_wait(record.get("queue"), wait)
     report = svc.store.report(sid) or {"record": {}, "turns": []}
     # In the caller's language: the agent is about to talk with them in it.
     flow, lang = svc.flow_for_record(report["record"])
@@ -225,9 +229,9 @@ def status():
     svc = services()
     sid = call_sid()
     try:
-        result = svc.store.record_once(sid, "closed", {
+        result, outcome = svc.store.close(sid, {
             "status": "ended", "call_status": request.form.get("CallStatus", "")[:20],
-            "duration": request.form.get("CallDuration", "")[:8]}, "call_ended", close=True,
+            "duration": request.form.get("CallDuration", "")[:8]},
             # Whatever else happened, a finished call no longer waits in any queue, nor talks to an agent.
             ops=svc.queues.leave_ops(sid) + svc.agents.off_call_ops(sid))
     except Exception:  # nothing to tell the caller; the record expires with its TTL
@@ -235,6 +239,8 @@ def status():
         return ("", 503)
     if result == -1:
         log.warning("status callback for unknown call %s", sid)
+    elif result == 1:
+        metrics.CALLS_ENDED.labels(outcome=outcome or "hangup").inc()
     return ("", 204)
 
 

