@@ -131,7 +131,7 @@ def round_trips():
     from ivr.config import Config
 
     url = bench_redis()
-    cfg = Config.from_env({}, public_url=PUBLIC, twilio_auth_token=TOKEN, redis_url=url)
+    cfg = Config.from_env({}, public_url=PUBLIC, twilio_auth_token=TOKEN, redis_url=url, hours="open")
     conn = CountingRedis.from_url(url, decode_responses=True)
     client = create_app(cfg, redis=conn).test_client()
     v = RequestValidator(TOKEN)
@@ -163,7 +163,8 @@ def main():
     args = ap.parse_args()
     rate, seconds, repeat = (50, 3, 1) if args.quick else (args.rate, args.seconds, args.repeat)
     redis_url = bench_redis()
-    env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url, "IVR_DATA_DIR": str(VAR / "bench")}
+    env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url, "IVR_DATA_DIR": str(VAR / "bench"),
+           "IVR_HOURS": "open"}
     srv = ServeProcess(env, threads=args.threads)
     srv.proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port",
                                  str(srv.port), "--threads", str(args.threads), "--workers", str(args.workers)],

@@ -26,7 +26,7 @@ def create_app(config: Config | None = None, redis=None, clock=time.time, engine
     suite builds them once per session instead of once per app (~0.6 s of CPU each, parsing the
     YAML and indexing the intents). None: load and build them here, as a server does."""
     from . import dashboard
-    from .web import api, feedback, health, queue, stream, voice
+    from .web import api, callback, feedback, health, queue, stream, voice
 
     config = config or Config.from_env()
     flows = load_flows(config.flows_dir) if engines is None else {fid: e.flow for fid, e in engines.items()}
@@ -35,7 +35,7 @@ def create_app(config: Config | None = None, redis=None, clock=time.time, engine
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     app.extensions["ivr"] = Services(config=config, redis=redis, flows=flows, clock=clock, engines=engines)
-    for bp in (voice.bp, stream.bp, queue.bp, feedback.bp, api.bp, health.bp):
+    for bp in (voice.bp, stream.bp, queue.bp, callback.bp, feedback.bp, api.bp, health.bp):
         app.register_blueprint(bp)
     dashboard.init_app(app)  # operator dashboard, its login, session key and security headers
 

@@ -60,7 +60,7 @@ return {1, boost, ''}
 # Side effects on other keys (queues, statistics) a turn may carry into its script. Checked in Python
 # before the script runs: by then the turn's reply is stored, and an op refused inside the script
 # would be lost while the turn counted as applied.
-OPS_ALLOWED = ("ZADD", "ZREM", "HINCRBY", "HSET", "ZREMRANGEBYSCORE", "EXPIRE", "ZINCRBY")
+OPS_ALLOWED = ("ZADD", "ZREM", "HINCRBY", "HSET", "HDEL", "ZREMRANGEBYSCORE", "EXPIRE", "ZINCRBY", "RPUSH")
 
 _OPS = "local ALLOWED = {" + ", ".join(f"{op} = true" for op in OPS_ALLOWED) + "}" + """
 -- Side effects on other keys (queues, statistics), applied in the same atomic script.
@@ -250,6 +250,12 @@ class CallStore:
 
     def report(self, sid) -> dict | None:
         return read_report(self.r, sid)
+
+
+def entry_ops(sid: str, entry: dict, ttl: int) -> list:
+    """Add an entry to the call's transcript from a one-time effect (an operator's action, a
+    callback attempt's result), in the same script: the call page's timeline shows it."""
+    return [["RPUSH", keys.turns(sid), json.dumps(entry, ensure_ascii=False)], ["EXPIRE", keys.turns(sid), ttl]]
 
 
 # What Twilio puts in `From` when the caller withheld their number: words, or the same words

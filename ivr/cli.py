@@ -173,7 +173,7 @@ def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, 
 
 def _simulate_in_process(inputs, lang, from_number, agent, barge_in=None):
     from .server import LoopbackServer, free_port
-    from .simulate.call import CallSimulator
+    from .simulate.call import AGENT_NUMBER, CallSimulator
     from .simulate.twilio_client import TwilioClient
 
     logging.basicConfig(level="WARNING")
@@ -181,10 +181,19 @@ def _simulate_in_process(inputs, lang, from_number, agent, barge_in=None):
     port = free_port()
     cfg = Config.from_env(port=port, public_url=f"http://127.0.0.1:{port}")
     app = _build_app(cfg)
-    with LoopbackServer(app, port=port) as server:
-        client = TwilioClient(server.url, cfg.twilio_auth_token)
-        return CallSimulator(client, from_number=from_number, agent=agent,
-                             stream_options={"barge_in_after": barge_in}).run(inputs, lang)
+    agents = app.extensions["ivr"].agents
+    # The simulated agent dials the agent line from AGENT_NUMBER: admitted for this run only.
+    added = agents.by_number(AGENT_NUMBER) is None
+    if added:
+        agents.add("simulator", AGENT_NUMBER, replace=True)
+    try:
+        with LoopbackServer(app, port=port) as server:
+            client = TwilioClient(server.url, cfg.twilio_auth_token)
+            return CallSimulator(client, from_number=from_number, agent=agent,
+                                 stream_options={"barge_in_after": barge_in}).run(inputs, lang)
+    finally:
+        if added:
+            agents.remove("simulator")
 
 
 @main.group()
@@ -244,6 +253,69 @@ def operators_remove(name):
     if not removed:
         raise click.ClickException(f"no operator named {name}")
     click.echo(f"operator {name} removed")
+
+
+@main.group()
+def agents():
+    """Agents who may take callers on the agent line (registered number, optional keypad PIN)."""
+
+
+def _agents():
+    from .agents import Agents
+    from .redis_conn import connect
+
+    cfg = Config.from_env()
+    return Agents(connect(cfg.redis_url, cfg.data_dir))
+
+
+@agents.command("add")
+@click.argument("name")
+@click.argument("number")
+@click.option("--pin", "with_pin", is_flag=True, help="ask for a 4-8 digit PIN the agent keys in on the line")
+@click.option("--pin-stdin", is_flag=True, help="read the PIN from standard input (scripts)")
+@click.option("--replace", is_flag=True, help="change an existing agent's number or PIN")
+def agents_add(name, number, with_pin, pin_stdin, replace):
+    """Let NAME reach callers on the agent line when calling from NUMBER (E.164, e.g. +15551234567)."""
+    from .agents import AgentError
+
+    pin = None
+    if pin_stdin:
+        pin = sys.stdin.readline().strip()
+    elif with_pin:
+        pin = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
+    try:
+        name = _agents().add(name, number, pin=pin, replace=replace)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"agent {name} {'updated' if replace else 'added'}{' with a PIN' if pin else ''}")
+
+
+@agents.command("list")
+def agents_list():
+    """Agents, their (masked) numbers and whether they need a PIN."""
+    import datetime as dt
+
+    from .redact import mask_phone
+
+    for name, agent in sorted(_agents().all().items()):
+        added = dt.datetime.fromtimestamp(int(agent.get("added_at") or 0)).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{name:<32} {mask_phone(agent.get('number', '')):<16} {'PIN' if agent.get('pin') else 'no PIN':<7}"
+                   f" added {added}")
+
+
+@agents.command("remove")
+@click.argument("name")
+def agents_remove(name):
+    """Stop NAME from reaching callers on the agent line."""
+    from .agents import AgentError
+
+    try:
+        removed = _agents().remove(name)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not removed:
+        raise click.ClickException(f"no agent named {name}")
+    click.echo(f"agent {name} removed")
 
 
 @main.command()

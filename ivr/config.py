@@ -68,8 +68,15 @@ class Config:
     # Externally visible base URL; signatures are checked against it, so behind a
     # proxy or tunnel it must be the URL Twilio calls, not the local one.
     public_url: str
-    # Account SID (AC...): with the auth token, downloads caller comment recordings to transcribe them.
+    # Account SID (AC...): with the auth token (or an API key), ivr downloads recordings (comments,
+    # voicemail) and places callbacks through Twilio's REST API.
     twilio_account_sid: str | None = None
+    # An API key (SK...) and its secret, used instead of the auth token for REST calls and downloads.
+    twilio_api_key: str | None = None
+    twilio_api_secret: str | None = None
+    # Base URL of Twilio's REST API. Recordings are fetched only from Twilio's own HTTPS hosts or
+    # from this origin; tests point it at a local server speaking Twilio's wire format.
+    twilio_api_url: str = "https://api.twilio.com"
     # Where recordings may be fetched from ("https://host[:port]" origins); empty: Twilio's API hosts over HTTPS.
     recording_origins: tuple = ()
     # E.164 number of the human agents' line.
@@ -136,6 +143,17 @@ class Config:
     recording_retention_seconds: int = 30 * 86400
     # Trailing silence (ms) after which a caller's utterance is taken as finished.
     endpoint_silence_ms: int = 220
+    # Callbacks: failed attempts (busy, no answer, failed) before a callback is marked failed, and
+    # how long after a failed attempt it is offered again.
+    callback_max_attempts: int = 3
+    callback_retry_seconds: int = 300
+    # The number call backs come from; empty: the hotline number the caller dialled.
+    callback_from: str = ""
+    # Delete a voicemail on Twilio's side once it is stored here.
+    voicemail_delete_remote: bool = False
+    # Opening hours: "flow" obeys each flow's `hours:`; "open" ignores them (staffed around the
+    # clock); "closed" treats every flow as closed (an unplanned closure).
+    hours: str = "flow"
     # Faults injected on purpose for reliability tests (IVR_FAULTS, ivr/faults.py); empty in production.
     faults: frozenset = frozenset()
 
@@ -155,6 +173,9 @@ class Config:
             token_generated=generated,
             public_url=public_url,
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            twilio_api_key=env.get("TWILIO_API_KEY") or None,
+            twilio_api_secret=env.get("TWILIO_API_SECRET") or None,
+            twilio_api_url=(env.get("TWILIO_API_URL") or cls.twilio_api_url).rstrip("/"),
             recording_origins=tuple(o.strip() for o in (env.get("IVR_RECORDING_ORIGINS") or "").split(",")
                                     if o.strip()),
             human_line=env.get("HUMAN_LINE") or cls.human_line,
@@ -191,9 +212,24 @@ class Config:
             record_calls=_bool(env, "IVR_RECORD_CALLS", cls.record_calls),
             recording_retention_seconds=_int(env, "IVR_RECORDING_RETENTION_DAYS", 30) * 86400,
             endpoint_silence_ms=_int(env, "IVR_ENDPOINT_SILENCE_MS", cls.endpoint_silence_ms),
+            callback_max_attempts=_int(env, "IVR_CALLBACK_MAX_ATTEMPTS", cls.callback_max_attempts),
+            callback_retry_seconds=_int(env, "IVR_CALLBACK_RETRY_SECONDS", cls.callback_retry_seconds),
+            callback_from=env.get("IVR_CALLBACK_FROM") or "",
+            voicemail_delete_remote=_bool(env, "IVR_VOICEMAIL_DELETE_REMOTE", cls.voicemail_delete_remote),
+            hours=_choice(env, "IVR_HOURS", ("flow", "open", "closed"), cls.hours),
             faults=_faults(env.get("IVR_FAULTS") or ""),
         )
         return replace(cfg, **overrides) if overrides else cfg
+
+    @property
+    def twilio_credentials(self) -> tuple | None:
+        """(user, password) for Twilio's REST API and recordings: an API key and its secret when
+        both are set, else the account SID and auth token; None when the account SID is unknown."""
+        if not self.twilio_account_sid:
+            return None
+        if self.twilio_api_key and self.twilio_api_secret:
+            return self.twilio_api_key, self.twilio_api_secret
+        return self.twilio_account_sid, self.twilio_auth_token
 
     def url(self, path: str) -> str:
         """Absolute public URL for a path; Twilio needs absolute callback URLs."""

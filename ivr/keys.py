@@ -21,7 +21,20 @@ these names are the contract between processes (and the dashboard).
   ivr:waits                 zset   "{sid}|{wait_seconds}|{queue}" -> answered_at, one member per caller
                                    who reached a person; rolling average/p90 read a time window
   ivr:abandoned             zset   "{sid}|{queue}" -> time, callers who hung up while waiting
-  ivr:callbacks             zset   sid -> requested_at, callers waiting for a call back
+  ivr:callbacks             zset   sid -> place: callers waiting for a call back (ivr.callbacks), scored by
+                                   the moment they first joined the queue (or asked, out of hours), so a
+                                   callback keeps the caller's place against callers who came later
+  ivr:callbacks:failed      zset   sid -> failed_at: callbacks given up after the last failed attempt; they
+                                   stay in sight until an operator closes them
+  ivr:voicemails            zset   sid -> left_at: voicemails nobody has handled yet (ivr.voicemail)
+  ivr:agents                hash   agent name -> JSON {number, pin (argon2 hash or ""), added_at}: who may use
+                                   the agent line (ivr.agents); kept until removed, like operator accounts
+  ivr:agents:seen           zset   agent name -> last time the agent line heard from them (idle agents poll)
+  ivr:agents:calls          hash   caller sid -> JSON {agent, since, agent_call}: agents on a call now
+  ivr:agent_line:{CallSid}  hash   name, admitted_at, pin_failures: one agent-line call, admitted once
+  ivr:counts:{YYYY-MM-DD}   hash   event -> count that day (agent_line_refused ...); kept 400 days
+  ivr:audit                 stream operator actions that reveal personal data (CSV with numbers): who,
+                                   when, what; capped at AUDIT_MAXLEN entries, kept 400 days
   ivr:unanswered:{flow}:{lang}       zset  normalized caller utterance -> times the bot did not
                                    understand it (clarification or handoff for low confidence)
   ivr:unanswered_last:{flow}:{lang}  hash  utterance -> last time heard
@@ -54,6 +67,14 @@ CALLER_TTL = 24 * 3600
 WAITS = f"{PREFIX}:waits"
 ABANDONED = f"{PREFIX}:abandoned"
 CALLBACKS = f"{PREFIX}:callbacks"
+CALLBACKS_FAILED = f"{PREFIX}:callbacks:failed"
+VOICEMAILS = f"{PREFIX}:voicemails"
+AGENTS = f"{PREFIX}:agents"
+AGENTS_SEEN = f"{PREFIX}:agents:seen"
+AGENTS_CALLS = f"{PREFIX}:agents:calls"
+AUDIT = f"{PREFIX}:audit"
+AUDIT_MAXLEN = 10_000
+LONG_TTL = 400 * 86400
 QUEUES = ("urgent", "normal")
 
 
@@ -67,6 +88,14 @@ def unanswered_last(flow: str, lang: str) -> str:
 
 def ratings(day: str) -> str:
     return f"{PREFIX}:ratings:{day}"
+
+
+def agent_line(call_sid: str) -> str:
+    return f"{PREFIX}:agent_line:{call_sid}"
+
+
+def counts(day: str) -> str:
+    return f"{PREFIX}:counts:{day}"
 
 
 def queue(name: str) -> str:

@@ -98,8 +98,16 @@ def count_refused_stream(reason: str) -> None:
     STREAMS_REFUSED.labels(reason=reason).inc()
 
 
+AGENT_LINE_REFUSED = Counter("ivr_agent_line_refused", "Calls to the agent line refused: not a registered agent "
+                             "number, or a wrong PIN", registry=PROCESS)
+
+
 def count_failure(where: str) -> None:
     FAILURES.labels(where=where).inc()
+
+
+def count_agent_refusal() -> None:
+    AGENT_LINE_REFUSED.inc()
 
 
 def count_slow_client(reason: str) -> None:

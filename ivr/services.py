@@ -11,14 +11,18 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
+from .agents import Agents
+from .callbacks import Dialer
 from .calls import CallStore
 from .config import Config
 from .flows.engine import Engine
 from .keyring import Keyring
 from .metrics import ScrapeCache
 from .queues import Queues
+from .recordings import Recordings
 from .speech.services import SpeechServices
-from .speech.transcribe import CommentTranscriber
+from .speech.transcribe import RecordingWorker
+from .twilio_api import TwilioApi
 from .twiml import TwimlRenderer
 
 
@@ -34,23 +38,39 @@ class Services:
     engines: dict | None = None       # flow id -> Engine; None: built from `flows` (see create_app)
     twiml: TwimlRenderer = field(init=False)
     speech: SpeechServices = field(init=False)
-    transcriber: CommentTranscriber = field(init=False)   # spoken comments -> text, one background thread
+    # Recordings (comments, voicemail): fetched from Twilio only, stored, transcribed; one background thread.
+    transcriber: RecordingWorker = field(init=False)
     metrics_cache: ScrapeCache = field(init=False)        # /metrics answers, reused for a moment
+    agents: Agents = field(init=False)
+    twilio_api: TwilioApi = field(init=False)
+    callbacks: Dialer = field(init=False)
 
     def __post_init__(self):
-        self.keyring = Keyring(self.redis, self.config.secret_key)
-        self.metrics_cache = ScrapeCache(self.config.metrics_cache_seconds)
-        self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock, keyring=self.keyring)
-        self.queues = Queues(self.redis, self.config.retention_seconds)
+        cfg = self.config
+        self.keyring = Keyring(self.redis, cfg.secret_key)
+        self.metrics_cache = ScrapeCache(cfg.metrics_cache_seconds)
+        self.store = CallStore(self.redis, cfg.retention_seconds, clock=self.clock, keyring=self.keyring)
+        self.queues = Queues(self.redis, cfg.retention_seconds)
         if self.engines is None:
             # Trained intent classifiers are kept under the data folder, by what they learned from:
             # a restart (or another worker loading the flows itself) reads them instead of training.
-            cache = self.config.data_dir / "classifiers"
+            cache = cfg.data_dir / "classifiers"
             self.engines = {fid: Engine(flow, cache_dir=cache) for fid, flow in self.flows.items()}
-        self.twiml = TwimlRenderer(self.config)
-        self.speech = SpeechServices(self.config)
-        self.transcriber = CommentTranscriber(self.store, self.speech.models, self.config.twilio_account_sid,
-                                              self.config.twilio_auth_token, origins=self.config.recording_origins)
+        self.twiml = TwimlRenderer(cfg)
+        self.speech = SpeechServices(cfg)
+        self.transcriber = RecordingWorker(self.store, self.speech.models, Recordings.from_config(cfg),
+                                           data_dir=cfg.data_dir, retention_seconds=cfg.recording_retention_seconds,
+                                           delete_remote=cfg.voicemail_delete_remote)
+        self.agents = Agents(self.redis, clock=self.clock)
+        self.twilio_api = TwilioApi(cfg)
+        self.callbacks = Dialer(self.store, self.twilio_api, self.twiml, cfg)
+
+    def closed(self, flow, now: float | None = None) -> bool:
+        """Outside `flow`'s opening hours now (IVR_HOURS=open / closed overrides the flows)."""
+        mode = self.config.hours
+        if mode != "flow":
+            return mode == "closed"
+        return not flow.is_open(self.clock() if now is None else now)
 
     @property
     def default(self):
@@ -72,6 +92,11 @@ class Services:
         flow = self.flows.get(record.get("flow")) or self.default[0]
         lang = record.get("lang")
         return flow, lang if lang in flow.languages else flow.languages[0]
+
+    def agent_flow(self, to_number: str | None = None) -> tuple:
+        """(flow, language) whose words agents hear: the flow of the agent line's number, else the default."""
+        flow = self.pick_flow(None, to_number)
+        return flow, flow.languages[0]
 
     def flow_for_lang(self, lang: str):
         """The default flow if it speaks `lang`, else the first flow that does."""

@@ -39,14 +39,16 @@ def resume(svc, sid: str, record: dict) -> CallState:
         raise LookupError(f"no record for call {sid}")
     conv = Conversation.from_dict(json.loads(record["state"]))
     conv.boost = record.get("boost") or None      # set once when the call opened; kept in the record
-    return CallState(sid, record, conv, svc.engines[conv.flow])
+    engine = svc.engines[conv.flow]
+    conv.closed = svc.closed(engine.flow)          # opening hours at this turn's moment
+    return CallState(sid, record, conv, engine)
 
 
 def start(svc, sid: str, record: dict, flow, lang: str, boost, mode: str = "keypad") -> tuple:
     """A new call: (CallState, the engine's greeting). `mode`: "speech" when the call talks over
     a media stream, "keypad" otherwise; the flow's prompts are worded for it."""
     engine = svc.engines[flow.id]
-    conv = Conversation(flow.id, lang, boost=boost, mode=mode)
+    conv = Conversation(flow.id, lang, boost=boost, mode=mode, closed=svc.closed(flow))
     return CallState(sid, record, conv, engine), engine.start(conv)
 
 
@@ -81,13 +83,19 @@ def commit(svc, state: CallState, turn, reply: Reply, rendered: str, entry: dict
     now = svc.store.now()
     conv_state = conv.to_dict()
     conv_state.pop("boost", None)  # lives in the record, set once when the call opens
+    conv_state.pop("closed", None)  # decided afresh at every turn
     fields = {"state": conv_state, "step": conv.step or "", "misses": conv.misses, "updated_at": now,
               **(extra or {})}
     decision = reply.decision
     if reply.answered:
         fields["answered"] = 1
     ops = []
-    if reply.route is not None:
+    if reply.route is not None and reply.route.after_hours:
+        # Nobody to take the call: the caller is offered a call back or a message (ivr.web.callback);
+        # the queue and reason are kept, so a call back keeps its priority.
+        fields.update(status="closed_offer", queue=reply.route.queue, reason=reply.route.reason, handoff_at=now,
+                      boosted_by=reply.route.boosted_by, after_hours=1)
+    elif reply.route is not None:
         queued = svc.config.handoff_mode == "queue"
         fields.update(status="queued" if queued else "dialing", queue=reply.route.queue, reason=reply.route.reason,
                       handoff_at=now, boosted_by=reply.route.boosted_by)
@@ -113,5 +121,6 @@ def commit(svc, state: CallState, turn, reply: Reply, rendered: str, entry: dict
               "intent": decision.intent if decision else None})
     if reply.route is not None and earlier is None:
         metrics.HANDOFFS.labels(queue=reply.route.queue, reason=reply.route.reason or "").inc()
-        log.info("call %s handed off: queue=%s reason=%s", sid, reply.route.queue, reply.route.reason)
+        log.info("call %s handed off: queue=%s reason=%s%s", sid, reply.route.queue, reply.route.reason,
+                 " (out of hours: call back or message)" if reply.route.after_hours else "")
     return earlier or rendered

@@ -18,11 +18,12 @@ import pytest
 import redis as redis_lib
 
 from ivr import create_app
+from ivr.agents import Agents
 from ivr.config import ROOT, Config
 from ivr.flows.engine import Engine
 from ivr.flows.loader import load_flows
 from ivr.server import LoopbackServer, free_port
-from ivr.simulate.call import CallSimulator
+from ivr.simulate.call import AGENT_NUMBER, CallSimulator
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support import port_of, repo_guard
 
@@ -96,8 +97,11 @@ def ko_model():
 
 @pytest.fixture
 def redis(redis_url):
+    """Database 15, empty but for the simulator's agent (ivr.simulate.call.AGENT_NUMBER), registered
+    as a deployment registers its agents, so simulated calls reach a person on the agent line."""
     r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     r.flushdb()
+    Agents(r).add("sim", AGENT_NUMBER)
     yield r
     r.close()
 
@@ -106,9 +110,12 @@ def redis(redis_url):
 def make_config(tmp_path, redis_url, audio_dir):
     def make(**overrides):
         port = overrides.pop("port", None) or free_port()
+        # Opening hours are ignored unless a test asks for them (hours="flow", with a Clock): the shipped
+        # flows close at night, and most tests are about what happens while someone is there.
         base = dict(twilio_auth_token="test-token-" + "x" * 20, public_url=f"http://127.0.0.1:{port}",
                     redis_url=redis_url, data_dir=tmp_path / "var", flows_dir=ROOT / "flows",
-                    audio_dir=audio_dir, models_dir=tmp_path / "models", human_line="+15005550006")
+                    audio_dir=audio_dir, models_dir=tmp_path / "models", human_line="+15005550006",
+                    hours="open")
         base.update(overrides)
         return Config(**base)
     return make
@@ -153,7 +160,8 @@ def twilio(server, config):
 
 @pytest.fixture
 def serve(make_config, redis, build_app):
-    """Start another server with its own configuration: serve(handoff_mode="dial") -> TwilioClient."""
+    """Start another server with its own configuration: serve(handoff_mode="dial") -> TwilioClient
+    (its `.app` is the server's Flask app)."""
     servers = []
 
     def start(clock=None, **overrides):
@@ -161,7 +169,9 @@ def serve(make_config, redis, build_app):
         app = build_app(cfg, **({"clock": clock} if clock else {}))
         srv = LoopbackServer(app, port=port_of(cfg)).__enter__()
         servers.append(srv)
-        return TwilioClient(srv.url, cfg.twilio_auth_token)
+        client = TwilioClient(srv.url, cfg.twilio_auth_token)
+        client.app = app        # for tests that also look through the dashboard (app.test_client())
+        return client
     yield start
     for srv in servers:
         srv.__exit__(None, None, None)

@@ -1,20 +1,18 @@
 """Spoken comments after a rating: downloaded like Twilio serves them, transcribed by the real Korean model.
 
-The recording is real espeak-ng speech, served as an 8 kHz 16-bit WAV (Twilio's format) by a real
-HTTP server that checks the basic-auth credentials and answers 404 first, as Twilio does while
-a recording is still being processed.
+The recording is real espeak-ng speech, served as an 8 kHz 16-bit WAV (Twilio's format) by a local
+stand-in for Twilio's media URLs (tests/support/twilio_api.py) that checks the basic-auth credentials
+and answers 404 first, as Twilio does while a recording is still being processed. A recording URL on
+any other host is refused before anything is sent there.
 """
-import base64
-import http.server
 import logging
 import subprocess
-import threading
 
 import pytest
 
 from ivr import keys
+from tests.support.twilio_api import ACCOUNT_SID, Bystander, TwilioStandIn
 
-ACCOUNT_SID = "AC" + "a1" * 16
 pytestmark = pytest.mark.speech      # espeak-ng speech decoded by the Korean model
 
 
@@ -33,58 +31,19 @@ def comment_wav(tmp_path_factory):
     return out.read_bytes()
 
 
-class RecordingServer:
-    """Serves /Recordings/<id>.wav with basic auth; the first request for each file gets 404."""
-
-    def __init__(self, wav: bytes, user: str, password: str):
-        self.wav = wav
-        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        self.requests = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests.append((self.path, self.headers.get("Authorization")))
-                if self.headers.get("Authorization") != outer.expected:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                if not self.path.endswith(".wav") or sum(p == self.path for p, _ in outer.requests) == 1:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "audio/x-wav")
-                self.send_header("Content-Length", str(len(outer.wav)))
-                self.end_headers()
-                self.wfile.write(outer.wav)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-TOKEN = "comment-token-" + "x" * 20
-
-
-@pytest.fixture
-def recordings(comment_wav):
-    srv = RecordingServer(comment_wav, ACCOUNT_SID, TOKEN)
-    yield srv
-    srv.close()
+TOKEN = "test-token-" + "x" * 20     # conftest's make_config
 
 
 @pytest.fixture
 def config(make_config, ko_model, recordings):
-    # The local server stands in for Twilio's recording host (production: Twilio's HTTPS hosts only).
-    return make_config(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=TOKEN, recording_origins=(recordings.url,))
+    return make_config(twilio_account_sid=ACCOUNT_SID, twilio_api_url=recordings.url)
+
+
+@pytest.fixture
+def recordings():
+    """Twilio's recording media, served locally as Twilio serves it (basic auth, 404 while processing)."""
+    with TwilioStandIn(TOKEN) as srv:
+        yield srv
 
 
 def _transcriber(app):
@@ -93,12 +52,12 @@ def _transcriber(app):
     return t
 
 
-def test_spoken_comment_is_downloaded_transcribed_and_stored(twilio, app, redis, recordings):
+def test_spoken_comment_is_downloaded_transcribed_and_stored(twilio, app, redis, recordings, comment_wav):
     sid = "CA" + "c0" * 16
     call = {"CallSid": sid, "From": "+15005550177"}
     twilio.post("/voice?lang=ko", call)
     transcriber = _transcriber(app)
-    recording_url = f"{recordings.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE{'7' * 32}"
+    recording_url = recordings.add_recording(comment_wav)
     status, body = twilio.post("/voice/comment", dict(call, RecordingUrl=recording_url, RecordingDuration="4"))
     assert status == 200 and "<Hangup" in body           # the caller is not kept waiting for the decoder
     assert transcriber.wait(60), "comment still queued after 60 s"
@@ -108,19 +67,35 @@ def test_spoken_comment_is_downloaded_transcribed_and_stored(twilio, app, redis,
     words = rec["comment"].split()
     assert words and "네" in words, rec["comment"]       # the short directed word is recognized reliably
     # Credentials went with the request, .wav was asked for, and a 404 (still processing) was retried.
-    assert [p for p, _ in recordings.requests] == [recording_url[len(recordings.url):] + ".wav"] * 2
-    assert all(a == recordings.expected for _, a in recordings.requests)
+    assert [r["path"] for r in recordings.requests] == [recording_url[len(recordings.url):] + ".wav"] * 2
+    assert all(r["auth"] == next(iter(recordings.accepted)) for r in recordings.requests)
     events = [e for _, e in redis.xrange(keys.EVENTS) if e.get("sid") == sid]
     assert "comment_transcribed" in [e["type"] for e in events]
     assert transcriber.done >= 1 and transcriber.failed == 0
 
 
-def test_retried_comment_webhook_transcribes_once(twilio, app, redis, recordings):
+def test_a_recording_url_on_another_host_is_refused_and_nothing_is_sent_there(twilio, app, redis, recordings,
+                                                                           comment_wav):
+    sid = "CA" + "c2" * 16
+    call = {"CallSid": sid, "From": "+15005550179"}
+    twilio.post("/voice?lang=ko", call)
+    transcriber = _transcriber(app)
+    genuine = recordings.add_recording(comment_wav, processing=False)
+    with Bystander() as elsewhere:
+        # Same path, another host: the credentials must never leave for it.
+        twilio.post("/voice/comment", dict(call, RecordingUrl=elsewhere.url + genuine[len(recordings.url):]))
+        assert transcriber.wait(30)
+        assert elsewhere.requests == []
+    assert transcriber.refused == 1 and recordings.requests == []
+    assert "comment" not in redis.hgetall(keys.call(sid))
+
+
+def test_retried_comment_webhook_transcribes_once(twilio, app, redis, recordings, comment_wav):
     sid = "CA" + "c1" * 16
     call = {"CallSid": sid, "From": "+15005550178"}
     twilio.post("/voice?lang=ko", call)
     transcriber = _transcriber(app)
-    url = f"{recordings.url}/Recordings/RE{'8' * 32}"
+    url = recordings.add_recording(comment_wav)
     for _ in range(2):
         twilio.post("/voice/comment", dict(call, RecordingUrl=url, RecordingDuration="4"))
     assert transcriber.wait(60)
@@ -137,7 +112,7 @@ def test_language_without_model_stores_no_text_and_logs_once(twilio, app, redis,
         sid = f"CA{i:02d}" + "e" * 30
         call = {"CallSid": sid, "From": f"+1500555019{i}"}
         twilio.post("/voice", call)                            # English: no model here
-        status, _ = twilio.post("/voice/comment", dict(call, RecordingUrl=f"{recordings.url}/Recordings/RE{i}"))
+        status, _ = twilio.post("/voice/comment", dict(call, RecordingUrl=recordings.add_recording(b"RIFF")))
         assert status == 200
         sids.append(sid)
     assert transcriber.wait(5)
@@ -181,7 +156,7 @@ def test_recording_url_elsewhere_is_refused_and_nothing_is_sent(make_config, red
 
 
 def test_twilio_recording_hosts():
-    from ivr.speech.transcribe import trusted_recording_url as ok
+    from ivr.recordings import trusted_recording_url as ok
 
     assert ok("https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1")
     assert ok("https://api.dublin.ie1.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1")

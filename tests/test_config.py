@@ -37,6 +37,15 @@ CASES = [
     ("IVR_METRICS_CACHE_SECONDS", "0", "metrics_cache_seconds", 0),
     ("IVR_RECORDING_ORIGINS", "https://a.example, https://b.example", "recording_origins",
      ("https://a.example", "https://b.example")),
+    ("TWILIO_ACCOUNT_SID", "AC" + "1" * 32, "twilio_account_sid", "AC" + "1" * 32),
+    ("TWILIO_API_KEY", "SK" + "2" * 32, "twilio_api_key", "SK" + "2" * 32),
+    ("TWILIO_API_SECRET", "key-secret", "twilio_api_secret", "key-secret"),
+    ("TWILIO_API_URL", "http://127.0.0.1:9/", "twilio_api_url", "http://127.0.0.1:9"),
+    ("IVR_CALLBACK_MAX_ATTEMPTS", "5", "callback_max_attempts", 5),
+    ("IVR_CALLBACK_RETRY_SECONDS", "60", "callback_retry_seconds", 60),
+    ("IVR_CALLBACK_FROM", "+15551230009", "callback_from", "+15551230009"),
+    ("IVR_VOICEMAIL_DELETE_REMOTE", "on", "voicemail_delete_remote", True),
+    ("IVR_HOURS", "closed", "hours", "closed"),
 ]
 
 
@@ -52,7 +61,15 @@ def test_missing_token_is_generated_never_off():
 
 
 @pytest.mark.parametrize("var,raw", [("IVR_HANDOFF_MODE", "carrier-pigeon"), ("IVR_DIAL_TIMEOUT", "soon"),
-                                     ("IVR_SPEECH", "maybe")])
+                                     ("IVR_SPEECH", "maybe"), ("IVR_HOURS", "sometimes")])
 def test_bad_values_are_refused_by_name(var, raw):
     with pytest.raises(ValueError, match=var):
         Config.from_env({var: raw})
+
+
+def test_twilio_credentials_prefer_an_api_key():
+    sid = "AC" + "1" * 32
+    assert Config.from_env({"TWILIO_AUTH_TOKEN": "tok"}).twilio_credentials is None      # no account: no REST
+    assert Config.from_env({"TWILIO_AUTH_TOKEN": "tok", "TWILIO_ACCOUNT_SID": sid}).twilio_credentials == (sid, "tok")
+    assert Config.from_env({"TWILIO_AUTH_TOKEN": "tok", "TWILIO_ACCOUNT_SID": sid, "TWILIO_API_KEY": "SK1",
+                            "TWILIO_API_SECRET": "s"}).twilio_credentials == ("SK1", "s")

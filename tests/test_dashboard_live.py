@@ -9,6 +9,7 @@ from ivr import keys
 from ivr.dashboard import sse
 from ivr.dashboard.queries import Queries
 from tests.support.dashboard import HeldCall, add_operator, login, write_call
+from tests.support.hotline import ask_callback, caller, enqueued
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_waiting_caller_appears_in_the_queue(client, twilio, simulate):
     assert all(c["sid"] != sid for q in live["queues"] for c in q["calls"])
 
 
-def test_live_panels_order_and_highlight(client, redis, app):
+def test_live_panels_order_and_highlight(client, redis, app, twilio):
     now = time.time()
     write_call(redis, "CAbot", started_at=now - 40, status="in_bot", step="ask_order_number",
                turns=[{"who": "bot", "text": "Your order number?"},
@@ -47,8 +48,8 @@ def test_live_panels_order_and_highlight(client, redis, app):
                transfers=1, handoff_at=now - 50, boost="repeat_caller")
     write_call(redis, "CAagent", started_at=now - 300, status="with_agent", queue="urgent", reason="complaint",
                transfers=1, answered_at=now - 100)
-    write_call(redis, "CAcb", started_at=now - 900, status="ended", outcome="handoff", queue="normal",
-               reason="agent_request", transfers=1, callback_requested_at=now - 600, callback_at=now - 800)
+    cb = caller(77, "+14155550177")
+    ask_callback(twilio, cb, enqueued(twilio, cb, "0"))          # a call back, through the webhooks
     live = client.get("/dashboard/api/live").get_json()
     normal = next(q for q in live["queues"] if q["name"] == "normal")["calls"]
     assert [c["sid"] for c in normal] == ["CAold", "CAnew"]          # longest wait first
@@ -60,7 +61,8 @@ def test_live_panels_order_and_highlight(client, redis, app):
     assert bot["sid"] == "CAbot" and bot["step"] == "ask_order_number"
     assert bot["last_said"] == "it is ••••4567" and bot["confidence"] == 0.82
     assert [c["sid"] for c in live["with_agent"]] == ["CAagent"]
-    assert [c["sid"] for c in live["callbacks"]] == ["CAcb"] and live["callbacks"][0]["seconds"] >= 799
+    [callback] = live["callbacks"]
+    assert callback["sid"] == cb["CallSid"] and callback["number"] == "+14155550177" and callback["state"] == "waiting"
 
 
 def test_call_page_shows_timeline_summary_and_masks(client, simulate, redis):

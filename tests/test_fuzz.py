@@ -17,7 +17,13 @@ PATHS = ["/voice", "/voice/gather?turn=1", "/voice/gather?turn=abc", "/voice/gat
          "/voice/dial?turn=emergency", "/voice/whisper?sid=CAx", "/voice/status", "/voice/queue/wait?queue=normal",
          "/voice/queue/wait?queue=bogus", "/voice/queue/result?turn=3", "/voice/queue/connect?queue=urgent",
          "/voice/queue/option?sid=CA1", "/voice/agent", "/voice/rating?after=bot", "/voice/comment",
-         "/voice/voicemail", "/voice/fallback"]
+         "/voice/voicemail", "/voice/fallback", "/voice/agent?pin=1", "/voice/agent/done", "/voice/closed?turn=2",
+         "/voice/closed?turn=2&silent=2", f"/voice/callback/answer?sid={'CA' + '1' * 32}&attempt=1",
+         f"/voice/callback/status?sid={'CA' + '1' * 32}&attempt=1", "/voice/callback/status?sid=CA1&attempt=x",
+         f"/voice/callback/agent-wait?sid={'CA' + '1' * 32}&attempt=1",
+         f"/voice/callback/dialed?sid={'CA' + '1' * 32}&attempt=1",
+         f"/voice/callback/whisper?sid={'CA' + '1' * 32}&attempt=1",
+         f"/voice/callback/connected?sid={'CA' + '1' * 32}&attempt=1&agent=x"]
 NAMES = ["CallSid", "From", "To", "Digits", "SpeechResult", "Confidence", "DialCallStatus", "DialCallDuration",
          "QueueResult", "QueueTime", "QueuePosition", "AvgQueueTime", "CallStatus", "RecordingUrl"]
 values = st.one_of(st.text(max_size=80), st.integers().map(str), st.just(""), st.just("0"),

@@ -6,7 +6,9 @@ import pytest
 from ivr import keys
 from ivr.dashboard import kpi
 from ivr.stats import percentile
+from tests.support import Clock
 from tests.support.dashboard import add_operator, login, write_call
+from tests.support.hotline import ask_callback, caller, end_call, post, verb
 
 NOW = datetime(2026, 3, 11, 15, 0, 0, tzinfo=UTC).timestamp()
 TODAY = datetime(2026, 3, 11, tzinfo=UTC).timestamp()
@@ -26,9 +28,6 @@ def seed(redis):
     write_call(redis, "c5", started_at=t + 400, outcome="handoff", status="ended", transfers=1, queue="urgent",
                reason="fraud_security", handoff_at=t + 420, ended_at=t + 500, queue_result="hangup",
                abandoned_at=t + 500)
-    write_call(redis, "c6", started_at=t + 500, outcome="handoff", status="ended", transfers=1, queue="normal",
-               reason="agent_request", handoff_at=t + 520, enqueued_at=t + 520, queue_result="leave",
-               queue_choice="callback", callback_requested_at=t + 590, ended_at=t + 600, callback_at=t + 520)
     write_call(redis, "c7", started_at=t + 600, outcome="hangup", status="ended", ended_at=t + 610)
     write_call(redis, "c8", started_at=NOW - 30, status="in_bot", step="menu")
     write_call(redis, "c9", started_at=NOW - 90, status="queued", transfers=1, queue="urgent",
@@ -44,11 +43,28 @@ def seed(redis):
     write_call(redis, "f1", started_at=first - 1, outcome="answered", answered=1, status="ended", ended_at=first + 9)
 
 
+def callback_call(serve):
+    """c6, through the webhooks: starts at t+500, asks for a person at t+520, asks for a call back
+    at t+590 (leaving the queue), hangs up at t+600."""
+    t = TODAY + 9 * 3600 + 500
+    clock = Clock(t)
+    client = serve(clock=clock, callback_after=60)
+    call = caller(6)
+    post(client, "/voice", call)
+    clock.advance(20)
+    enqueue = verb(post(client, "/voice/gather?turn=1", dict(call, Digits="0")), "Enqueue")
+    clock.advance(70)
+    ask_callback(client, call, enqueue, queue_time=70)
+    clock.advance(10)
+    end_call(client, call)
+
+
 @pytest.fixture
-def figures(make_config, redis, build_app):
+def figures(make_config, redis, build_app, serve):
     cfg = make_config(timezone="UTC", service_level_seconds=20)
     app = build_app(cfg, clock=lambda: NOW)
     seed(redis)
+    callback_call(serve)
     add_operator(redis)
     client = app.test_client()
     login(client)

@@ -231,12 +231,14 @@ def test_no_route_creates_a_record_for_an_unknown_call(server, twilio, redis):
     for path in ("/voice/queue/wait?queue=normal", "/voice/gather?turn=1", "/voice/dial?turn=1",
                  f"/voice/whisper?sid={sid}", "/voice/voicemail", "/voice/status", "/voice/stream-ended",
                  f"/voice/queue/option?sid={sid}", "/voice/queue/result?turn=1", "/voice/queue/connect?queue=normal",
-                 "/voice/rating", "/voice/comment"):
+                 "/voice/rating", "/voice/comment", "/voice/closed?turn=1", "/voice/agent",
+                 f"/voice/callback/answer?sid={sid}&attempt=1", f"/voice/callback/status?sid={sid}&attempt=1",
+                 f"/voice/callback/dialed?sid={sid}&attempt=1", f"/voice/callback/agent-wait?sid={sid}&attempt=1"):
         status, _ = twilio.post(path, {"CallSid": sid, "Digits": "1", "QueuePosition": "1"})
         assert status in (200, 204), (path, status)
     assert not [k for k in redis.scan_iter(f"{keys.CALL_PREFIX}{sid}*")]
     forever = [k for k in redis.scan_iter("ivr:*") if redis.ttl(k) == -1
-               and k not in (keys.OPERATORS, keys.SECRET_KEY) and not k.startswith("ivr:operator:")]
+               and k not in (keys.OPERATORS, keys.SECRET_KEY, keys.AGENTS) and not k.startswith("ivr:operator:")]
     assert forever == []
 
 

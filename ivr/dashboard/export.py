@@ -1,4 +1,5 @@
-"""CSV export of calls: masked numbers, and no cell a spreadsheet would run as a formula."""
+"""CSV export of calls: masked numbers (callers waiting for a call back unmasked only on an operator's
+recorded choice), and no cell a spreadsheet would run as a formula."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,7 @@ from ..calls import num
 from ..redact import mask_phone
 
 COLUMNS = ("sid", "started_at", "ended_at", "from", "flow", "lang", "status", "outcome", "queue", "reason",
-           "boost", "transfers", "wait_seconds", "rating")
+           "boost", "transfers", "wait_seconds", "rating", "callback")
 
 
 def _iso(raw, tz):
@@ -28,17 +29,19 @@ def _cell(value) -> str:
     return text
 
 
-def rows(records, tz=None):
+def rows(records, tz=None, unmask=()):
+    """CSV rows; numbers masked except for the calls in `unmask` (an operator's recorded choice)."""
     for rec in sorted(records, key=lambda r: num(r.get("started_at")) or 0):
-        values = dict(rec, **{"from": mask_phone(rec.get("from", "")),
+        number = rec.get("from", "") if rec.get("sid") in unmask else mask_phone(rec.get("from", ""))
+        values = dict(rec, **{"from": number, "callback": rec.get("callback_state") or "",
                               "started_at": _iso(rec.get("started_at"), tz),
                               "ended_at": _iso(rec.get("ended_at"), tz)})
         yield [_cell(values.get(c)) for c in COLUMNS]
 
 
-def to_csv(records, tz=None) -> str:
+def to_csv(records, tz=None, unmask=()) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    writer.writerows(rows(records, tz))
+    writer.writerows(rows(records, tz, unmask))
     return buf.getvalue()

@@ -8,6 +8,7 @@ deployed yet) yields None or an empty list, never an error. Nothing here writes.
 from __future__ import annotations
 
 from .. import keys
+from ..agents import Agents
 from ..calls import num, parse_turn, read_report
 from ..queues import NAMES as QUEUES
 from ..queues import Queues
@@ -16,8 +17,13 @@ from ..redact import mask_digits, mask_phone
 # Fields the dashboard reads from a call record; `state` (engine JSON) is never needed.
 FIELDS = ("sid", "from", "to", "flow", "lang", "asr", "step", "status", "outcome", "queue", "reason", "boost",
           "boosted_by", "transfers", "started_at", "ended_at", "handoff_at", "enqueued_at", "answered_at",
-          "wait_seconds", "dial_status", "answered", "rating", "callback_requested_at", "callback_at",
-          "voicemail_seconds", "duration", "queue_result", "queue_choice")
+          "wait_seconds", "dial_status", "answered", "rating", "callback_requested_at", "voicemail_seconds",
+          "duration", "queue_result", "queue_choice", "agent_name", "callback_state", "voicemail_state")
+# ...and for the call backs and voicemails panels (read only for those calls: a snapshot is sent to
+# every open dashboard after each batch of events, and its cost grows with every field read per call).
+CALLBACK_FIELDS = FIELDS + ("callback_queue", "callback_place", "callback_after_hours", "callback_attempts",
+                            "callback_last_result", "callback_by", "voicemail_at", "voicemail_text",
+                            "voicemail_stored_at")
 WAITING = ("handoff", "queued", "dialing")
 MAX_LIVE = 1000          # calls shown per panel; a hotline with more has other problems
 TURNS_PEEK = 8           # last turns read per call in the bot, to find what the caller said last
@@ -28,15 +34,15 @@ class Queries:
         self.r = redis
 
     # -- records -------------------------------------------------------------------------------
-    def records(self, sids) -> list:
-        """Call records by sid (HMGET of FIELDS), skipping calls whose record has expired."""
+    def records(self, sids, fields=FIELDS) -> list:
+        """Call records by sid (HMGET of `fields`), skipping calls whose record has expired."""
         sids = list(sids)
         pipe = self.r.pipeline(transaction=False)
         for sid in sids:
-            pipe.hmget(keys.call(sid), FIELDS)
+            pipe.hmget(keys.call(sid), fields)
         out = []
         for sid, values in zip(sids, pipe.execute()):
-            rec = {k: v for k, v in zip(FIELDS, values) if v is not None}
+            rec = {k: v for k, v in zip(fields, values) if v is not None}
             if rec:
                 rec["sid"] = sid
                 out.append(rec)
@@ -71,16 +77,26 @@ class Queries:
 
     # -- live view -----------------------------------------------------------------------------
     def live(self, now: float, service_level_seconds: int, last_said: bool = True) -> dict:
-        """Calls in the bot, waiting per queue, with an agent, and callbacks waiting, masked."""
+        """Calls in the bot, waiting per queue, with an agent; call backs and voicemails to deal with;
+        the agents. Numbers are masked, except the full number of a caller waiting for a call back
+        or whose message nobody has handled yet: the operator needs it to ring them."""
         pipe = self.r.pipeline(transaction=False)
         pipe.zrange(keys.ACTIVE, 0, MAX_LIVE - 1)
         Queues.read_members(pipe, MAX_LIVE)
         pipe.zrange(keys.CALLBACKS, 0, MAX_LIVE - 1, withscores=True)
+        pipe.zrange(keys.CALLBACKS_FAILED, 0, MAX_LIVE - 1)
+        pipe.zrange(keys.VOICEMAILS, 0, MAX_LIVE - 1)
         res = pipe.execute()
-        active, queued, callbacks = res[0], res[1:-1], dict(res[-1])
+        active, queued = res[0], res[1:1 + len(QUEUES)]
+        callbacks, failed, voicemails = dict(res[-3]), res[-2], res[-1]
         in_queue = {sid: q for q, members in zip(QUEUES, queued) for sid in members}
-        sids = list(dict.fromkeys(active + list(in_queue) + list(callbacks)))
+        open_items = list(dict.fromkeys(list(callbacks) + failed + voicemails))
+        seen = set(open_items)
+        sids = [sid for sid in dict.fromkeys(active + list(in_queue)) if sid not in seen]
         recs = {r["sid"]: r for r in self.records(sids)}
+        recs.update({r["sid"]: r for r in self.records(open_items, CALLBACK_FIELDS)})
+        agents = Agents(self.r).status(now)
+        agent_of = {a["caller"]: a["name"] for a in agents["agents"] if a["state"] == "on_call"}
 
         in_bot, with_agent, waiting = [], [], {q: [] for q in QUEUES}
         for sid in active + [s for s in in_queue if s not in active]:
@@ -89,27 +105,50 @@ class Queries:
                 continue
             status = rec.get("status") or "in_bot"
             if status == "with_agent":
-                with_agent.append(self._row(rec, now, since=num(rec.get("answered_at"))))
+                row = self._row(rec, now, since=num(rec.get("answered_at")))
+                row["agent"] = agent_of.get(sid) or rec.get("agent_name") or None
+                with_agent.append(row)
             elif sid in in_queue or status in WAITING:
                 q = in_queue.get(sid) or rec.get("queue") or "normal"
                 since = num(rec.get("enqueued_at")) or num(rec.get("handoff_at")) or num(rec.get("started_at"))
                 row = self._row(rec, now, since=since)
                 row["late"] = row["seconds"] >= service_level_seconds
                 waiting.setdefault(q, []).append(row)
-            elif sid in active and status != "callback":
+            elif sid in active and status not in ("callback", "voicemail"):
                 in_bot.append(self._row(rec, now, since=num(rec.get("started_at"))))
         if last_said:
             self._add_last_said(in_bot)
         for rows in waiting.values():
             rows.sort(key=lambda row: -row["seconds"])
-        cb_rows = []
-        for sid, requested_at in callbacks.items():
-            if sid in recs:
-                cb_rows.append(self._row(recs[sid], now, since=requested_at))
-        cb_rows.sort(key=lambda row: -row["seconds"])
+        cb_rows = [self._callback_row(recs[sid], now) for sid in list(callbacks) + failed if sid in recs]
+        # The list's order is the order agents take them: urgent first, then by the place kept.
+        cb_rows.sort(key=lambda row: (row["state"] == "failed", not row["urgent"], row["place"] or 0))
+        vm_rows = [self._voicemail_row(recs[sid], now) for sid in voicemails if sid in recs]
+        vm_rows.sort(key=lambda row: -(row["seconds"]))
+        for a in agents["agents"]:
+            rec = recs.get(a["caller"]) or {}
+            a["caller_from"] = mask_phone(rec.get("from", "")) if a["caller"] else None
         return {"now": now, "service_level_seconds": service_level_seconds, "in_bot": in_bot,
                 "queues": [{"name": q, "calls": rows} for q, rows in waiting.items()],
-                "with_agent": with_agent, "callbacks": cb_rows}
+                "with_agent": with_agent, "callbacks": cb_rows, "voicemails": vm_rows, "agents": agents}
+
+    def _callback_row(self, rec, now):
+        since = num(rec.get("callback_requested_at")) or num(rec.get("started_at"))
+        row = self._row(rec, now, since=since)
+        queue = rec.get("callback_queue") or rec.get("queue") or "normal"
+        row.update(number=rec.get("from") or None, state=rec.get("callback_state") or "waiting",
+                   urgent=queue == "urgent", queue=queue, after_hours=rec.get("callback_after_hours") == "1",
+                   attempts=int(num(rec.get("callback_attempts")) or 0),
+                   last_result=rec.get("callback_last_result") or None, place=num(rec.get("callback_place")),
+                   by=rec.get("callback_by") or None)
+        return row
+
+    def _voicemail_row(self, rec, now):
+        row = self._row(rec, now, since=num(rec.get("voicemail_at")) or num(rec.get("started_at")))
+        row.update(number=rec.get("from") or None, length=num(rec.get("voicemail_seconds")),
+                   stored=bool(rec.get("voicemail_stored_at")), urgent=(rec.get("queue") or "") == "urgent",
+                   text=mask_digits(rec.get("voicemail_text") or "") or None)
+        return row
 
     @staticmethod
     def _row(rec, now, since):

@@ -18,9 +18,10 @@ log = logging.getLogger("ivr.dashboard")
 csrf = CSRFProtect()
 
 # No inline script or style anywhere in the dashboard: scripts and styles come from
-# /dashboard/static only, data from same-origin fetch and EventSource.
+# /dashboard/static only, data from same-origin fetch and EventSource, voicemail audio from the
+# dashboard itself (media-src).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+       "media-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 class LazyKeySessions(SecureCookieSessionInterface):

@@ -32,6 +32,30 @@ def _caller_turn(t):
     return _entry(num(t.get("ts")), "caller", f"Caller {how}", text, "; ".join(details))
 
 
+_RESULTS = {"answered": "answered", "busy": "line busy", "no-answer": "no answer", "failed": "could not be placed"}
+
+
+def _action(t):
+    """An operator's action or a call back's progress, recorded in the transcript with who did it."""
+    who, action, n = t.get("operator") or "", t.get("action"), t.get("attempt")
+    ts = num(t.get("ts"))
+    if action == "callback_attempt":
+        via = "from the agent line" if t.get("via") == "agent line" else "from the dashboard"
+        return _entry(ts, "operator", f"{who}: call back, attempt {n}", f"placed {via}")
+    if action == "callback_result":
+        result = _RESULTS.get(t.get("result"), _words(t.get("result")))
+        return _entry(ts, "callback", f"Call back attempt {n}: {result}")
+    if action == "callback_reached":
+        return _entry(ts, "callback", "Call back reached a person", who)
+    if action == "callback_no_person":
+        return _entry(ts, "callback", "Call back answered, but nobody was free", "back on the call back list")
+    if action == "callback_done":
+        return _entry(ts, "operator", f"{who}: marked the call back done")
+    if action == "voicemail_handled":
+        return _entry(ts, "operator", f"{who}: marked the voicemail handled")
+    return _entry(ts, "operator", f"{who}: {_words(action)}")
+
+
 def build(report: dict) -> list:
     rec, turns = report["record"], report["turns"]
     out = []
@@ -43,6 +67,8 @@ def build(report: dict) -> list:
     for t in turns:
         if t.get("who") == "caller":
             out.append(_caller_turn(t))
+        elif t.get("who") in ("operator", "system"):
+            out.append(_action(t))
         else:
             out.append(_entry(num(t.get("ts")), "bot", "Bot" + (f" at {t['step']}" if t.get("step") else ""),
                               t.get("text", "")))
@@ -65,10 +91,15 @@ def build(report: dict) -> list:
         wait = num(rec.get("wait_seconds"))
         out.append(_entry(None, "wait", f"Human line: {rec['dial_status']}",
                           f"after {wait:.0f} s" if wait is not None else ""))
+    if rec.get("after_hours") and rec.get("handoff_at"):
+        out.append(_entry(num(rec["handoff_at"]), "event", "Out of hours: offered a call back or a message"))
     if rec.get("voicemail_seconds"):
-        out.append(_entry(None, "event", "Voicemail left", f"{rec['voicemail_seconds']} s"))
-    if rec.get("callback_at"):
-        out.append(_entry(num(rec["callback_at"]), "event", "Callback requested"))
+        out.append(_entry(num(rec.get("voicemail_at")), "event", "Voicemail left", f"{rec['voicemail_seconds']} s"))
+    if rec.get("callback_requested_at"):
+        urgent = (rec.get("callback_queue") or rec.get("queue")) == "urgent"
+        out.append(_entry(num(rec["callback_requested_at"]), "event", "Callback requested",
+                          ("urgent; " if urgent else "") + ("out of hours" if rec.get("callback_after_hours")
+                                                            else "keeps the caller's place in the queue")))
     if rec.get("ended_at"):
         out.append(_entry(num(rec["ended_at"]), "event", "Call ended", f"outcome: {rec.get('outcome', '?')}"))
     # Entries without a time of their own sort right after the entry before them.
@@ -82,6 +113,7 @@ def header(rec: dict) -> dict:
     """The call's facts for the page header, masked."""
     rating = rec.get("rating")
     return {"sid": rec.get("sid"), "from": mask_phone(rec.get("from", "")), "flow": rec.get("flow"),
+            "agent": rec.get("agent_name") or None,
             "lang": rec.get("lang"), "status": rec.get("status"), "outcome": rec.get("outcome"),
             "queue": rec.get("queue"), "reason": rec.get("reason"), "boost": rec.get("boost"),
             "transfers": int(num(rec.get("transfers")) or 0), "wait_seconds": num(rec.get("wait_seconds")),

@@ -14,22 +14,25 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    flash,
     g,
     jsonify,
     redirect,
     render_template,
     request,
+    send_file,
     session,
     url_for,
 )
 from flask_wtf.csrf import CSRFError
 
-from .. import quality
+from .. import callbacks, quality, voicemail
 from ..calls import num
 from ..redact import mask_digits
 from ..services import services
 from ..summary import agent_summary  # the words the agent heard, from the function that spoke them
-from . import export, kpi, security, sse, timeline
+from ..web.common import is_call_sid
+from . import audit, export, kpi, security, sse, timeline
 from .auth import Lockout, Operators, Sessions
 from .queries import Queries
 
@@ -180,11 +183,106 @@ def call_page(sid):
     report = _queries().call(sid[:64])
     if report is None:
         abort(404, description="no such call (it may have expired)")
-    flow, lang = services().flow_for_record(report["record"])
-    summary = agent_summary(flow, lang, report, queue=report["record"].get("queue"))
-    return render_template("call.html", operator=g.operator, call=timeline.header(report["record"]),
+    svc = services()
+    rec = report["record"]
+    flow, lang = svc.flow_for_record(rec)
+    summary = agent_summary(flow, lang, report, queue=rec.get("queue"))
+    return render_template("call.html", operator=g.operator, call=timeline.header(rec),
                            timeline=timeline.build(report), summary=mask_digits(summary),
-                           sl=services().config.service_level_seconds)
+                           sl=svc.config.service_level_seconds, callback=_callback_view(svc, rec),
+                           voicemail=_voicemail_view(svc, sid, rec))
+
+
+def _callback_view(svc, rec):
+    """The call back on a call page; the full number only while the call back is open."""
+    state = rec.get("callback_state")
+    if not state:
+        return None
+    queue = rec.get("callback_queue") or rec.get("queue") or "normal"
+    return {"state": state, "attempts": int(num(rec.get("callback_attempts")) or 0),
+            "failures": int(num(rec.get("callback_failures")) or 0), "max": svc.config.callback_max_attempts,
+            "last_result": rec.get("callback_last_result") or None, "urgent": queue == "urgent",
+            "after_hours": rec.get("callback_after_hours") == "1",
+            "requested_at": num(rec.get("callback_requested_at")), "done_by": rec.get("callback_done_by"),
+            "done_at": num(rec.get("callback_done_at")),
+            "number": rec.get("from") if callbacks.is_open(rec) else None,
+            "reachable": callbacks.reachable(rec.get("from")), "can_call": svc.twilio_api.available}
+
+
+def _voicemail_view(svc, sid, rec):
+    """The voicemail on a call page: player (when stored here), transcript, handled or not."""
+    if not rec.get("voicemail_state"):
+        return None
+    stored = voicemail.audio_path(svc.config.data_dir, sid).is_file()
+    return {"state": rec.get("voicemail_state"), "seconds": num(rec.get("voicemail_seconds")),
+            "at": num(rec.get("voicemail_at")), "text": mask_digits(rec.get("voicemail_text") or "") or None,
+            "asr": rec.get("voicemail_asr"), "stored": stored,
+            "audio_url": url_for("dashboard.voicemail_audio", sid=sid) if stored else None,
+            "handled_by": rec.get("voicemail_handled_by"), "handled_at": num(rec.get("voicemail_handled_at")),
+            "number": rec.get("from") if rec.get("voicemail_state") == "new" else None}
+
+
+@bp.get("/calls/<sid>/voicemail.wav")
+@login_required(api=True)
+def voicemail_audio(sid):
+    """The voicemail's audio, for operators only (range requests: the player can seek)."""
+    if not is_call_sid(sid):
+        abort(404)
+    path = voicemail.audio_path(services().config.data_dir, sid)
+    if not path.is_file():
+        abort(404, description="no voicemail stored for this call")
+    return send_file(path, mimetype="audio/wav", conditional=True, max_age=0)
+
+
+# -- operators' actions --------------------------------------------------------------------------
+def _back(sid):
+    return redirect(_safe_next(request.form.get("next") or url_for("dashboard.call_page", sid=sid)))
+
+
+def _known_call(sid):
+    if not is_call_sid(sid):
+        abort(404)
+    record, _ = services().store.load(sid)
+    if not record:
+        abort(404, description="no such call (it may have expired)")
+    return record
+
+
+@bp.post("/calls/<sid>/callback")
+@login_required()
+def call_back_now(sid):
+    """"Call back now": ring the caller through Twilio and bridge them to the human line."""
+    _known_call(sid)
+    try:
+        n = services().callbacks.call_back(sid, by=g.operator, via="dashboard")
+        flash(f"Calling back now (attempt {n}). The human line rings when the caller answers.", "ok")
+    except callbacks.CallbackError as exc:
+        flash(f"Not called: {exc}.", "error")
+    return _back(sid)
+
+
+@bp.post("/calls/<sid>/callback/done")
+@login_required()
+def callback_done(sid):
+    svc = services()
+    record = _known_call(sid)
+    if callbacks.is_open(record):
+        fields, ops = callbacks.close(sid, operator=g.operator, now=svc.store.now(), ttl=svc.config.retention_seconds)
+        svc.store.record_once(sid, "callback:done", fields, "callback_done", ops=ops)
+        log.info("call back for %s marked done by %s", sid, g.operator)
+    return _back(sid)
+
+
+@bp.post("/calls/<sid>/voicemail/handled")
+@login_required()
+def voicemail_handled(sid):
+    svc = services()
+    record = _known_call(sid)
+    if record.get("voicemail_state") == "new":
+        fields, ops = voicemail.handled(sid, g.operator, svc.store.now(), svc.config.retention_seconds)
+        svc.store.record_once(sid, "voicemail:handled", fields, "voicemail_handled", ops=ops)
+        log.info("voicemail of %s marked handled by %s", sid, g.operator)
+    return _back(sid)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -246,7 +344,15 @@ def export_csv():
     days = min(MAX_EXPORT_DAYS, int(days)) if days.isdigit() and int(days) > 0 else 7
     now, tz = svc.clock(), _tz()
     start = kpi.day_starts(now, days, tz)[0]
-    body = export.to_csv(_queries().started_between(start, now), tz)
+    records = _queries().started_between(start, now)
+    unmask = set()
+    if request.args.get("numbers") == "callbacks":
+        # An explicit choice, recorded with who and when: the numbers of callers who asked to be
+        # called back (or left a message). Every other number stays masked.
+        unmask = {r["sid"] for r in records if r.get("callback_state") or r.get("voicemail_state")}
+        audit.record(svc.redis, g.operator, "csv_with_numbers", now, days=days, numbers=len(unmask))
+        log.warning("CSV export of %d days WITH %d callers' numbers by %s", days, len(unmask), g.operator)
+    body = export.to_csv(records, tz, unmask=unmask)
     stamp = datetime.fromtimestamp(now, tz).strftime("%Y%m%d-%H%M") if tz else datetime.fromtimestamp(now).strftime(
         "%Y%m%d-%H%M")
     log.info("CSV export of %d days by %s", days, g.operator)

@@ -39,6 +39,9 @@ class Conversation:
     # "speech" when the call's language has a speech model (it talks over a media stream), else
     # "keypad": prompts the flow words both ways are said in this call's way (model.wording).
     mode: str = "keypad"
+    # Outside the flow's opening hours (ivr.hours), decided by the caller of the engine for this
+    # turn's moment: the greeting says so, and a person becomes an offer of a call back or a message.
+    closed: bool = False
 
     def to_dict(self):
         return asdict(self)
@@ -70,6 +73,7 @@ class Route:
     queue: str              # urgent | normal
     reason: str
     boosted_by: str | None = None
+    after_hours: bool = False   # nobody to take the call now: offer a call back or a message instead
 
 
 @dataclass
@@ -107,7 +111,9 @@ class Engine:
 
     # -- entry points -------------------------------------------------------
     def start(self, conv: Conversation) -> Reply:
-        return self._enter(conv, self.flow.start, [])
+        # Out of hours the caller hears so first; the bot still answers what it can.
+        opening = [self.flow.message("closed", conv.lang, mode=conv.mode)] if conv.closed else []
+        return self._enter(conv, self.flow.start, opening)
 
     def handle(self, conv: Conversation, inp: Input) -> Reply:
         faults.inject("step_error")
@@ -266,12 +272,21 @@ class Engine:
         if conv.boost and queue == "normal" and self.flow.repeat_caller_queue == "urgent":
             queue, boosted = "urgent", conv.boost
             decision.detail += f"; priority: {conv.boost}"
-        if say is None:
-            say = self.flow.message("handoff_urgent" if queue == "urgent" else "handoff", conv.lang, mode=conv.mode)
-        prompts = prompts + [say]
+        if conv.closed:
+            # Nobody to connect: what to do meanwhile (an urgent safety or fraud problem), then the
+            # offer of a call back or a message, which the transport renders (ivr.web.callback).
+            guidance = self.flow.guidance(reason, conv.lang, mode=conv.mode) if queue == "urgent" else None
+            prompts = prompts + [self.flow.message("closed_handoff", conv.lang, mode=conv.mode)]
+            prompts += [guidance] if guidance else []
+            decision.detail += "; out of hours: call back or message"
+        else:
+            if say is None:
+                say = self.flow.message("handoff_urgent" if queue == "urgent" else "handoff", conv.lang,
+                                        mode=conv.mode)
+            prompts = prompts + [say]
         conv.step = None
         decision.action = "handoff"
-        return Reply(prompts, route=Route(queue, reason, boosted), decision=decision)
+        return Reply(prompts, route=Route(queue, reason, boosted, after_hours=conv.closed), decision=decision)
 
     def _enter(self, conv, name, prompts, decision=None, again=False) -> Reply:
         """Say the step (and the steps an answer chains to) and wait where a step waits.

@@ -15,6 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .. import hours as opening_hours
 from .intents import normalize
 from .model import BUILTIN_LABELS, MESSAGES, NOT_TOPICS, Flow, Handoff, Intent, Option, Step
 
@@ -48,11 +49,13 @@ class FlowError(Exception):
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: a phrase list may say yes, no, on or off and mean the words."""
+    """YAML 1.2 booleans: a phrase list may say yes, no, on or off and mean the words; no dates."""
 
 
+# Dates stay text too: the few fields that hold one (holidays) parse it themselves, so an impossible
+# date like 2026-13-45 is reported with its line instead of failing inside the YAML parser.
 _Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
@@ -116,7 +119,12 @@ def _schema_problems(doc, lines, file):
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         # An if/then branch error names the offending property better than the branch.
         best = jsonschema.exceptions.best_match([err])
-        out.append(Problem(file, lines.line(err.absolute_path), f"{where}: {best.message}"))
+        path = list(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            # Point at the unexpected key itself, not at the mapping that holds it.
+            extra = [k for k in err.instance if k not in (err.schema.get("properties") or {})]
+            path += extra[:1]
+        out.append(Problem(file, lines.line(path), f"{where}: {best.message}"))
     return out
 
 
@@ -155,6 +163,7 @@ def _semantic_problems(doc, lines, file, base_dir):
     need_step(doc["start"], ("start",), "start")
     _message_problems(doc.get("messages") or {}, langs, problem, keypad_safe)
     _label_problems(doc, langs, problem)
+    _hours_problems(doc, doc.get("messages") or {}, problem)
     for name, intent in intents.items():
         path = ("intents", name)
         need_langs(intent["examples"], path + ("examples",), f"intent '{name}' examples")
@@ -231,6 +240,24 @@ def _semantic_problems(doc, lines, file, base_dir):
             seen.append(cur)
             cur = steps[cur].get("next")
     return out
+
+
+def _hours_problems(doc, messages, problem):
+    """Opening hours: a real time zone, spans that make sense, dates, guidance that exists."""
+    spec = doc.get("hours")
+    if spec is None:
+        return
+    _, problems = opening_hours.parse(spec)
+    for path, msg in problems:
+        problem(("hours",) + path, msg)
+    reasons = {i["handoff"]["reason"] for i in doc["intents"].values() if i.get("handoff")}
+    reasons |= {s["reason"] for s in doc["steps"].values() if s.get("type") == "handoff"}
+    for reason, name in (spec.get("guidance") or {}).items():
+        if reason not in reasons:
+            problem(("hours", "guidance", reason),
+                    f"hours: guidance for '{reason}', which no intent or step hands off for")
+        if name not in messages:
+            problem(("hours", "guidance", reason), f"hours: guidance message '{name}' is not in messages")
 
 
 def _placeholders(text):
@@ -394,6 +421,7 @@ def _to_flow(doc, path: Path) -> Flow:
         settings=doc.get("settings") or {}, messages=doc.get("messages") or {}, labels=doc.get("labels") or {},
         frustration=doc.get("frustration") or {}, concepts=doc.get("concepts") or {},
         data=_load_data(doc, path.parent), training=_load_training(doc, path.parent),
+        hours=opening_hours.parse(doc["hours"])[0] if doc.get("hours") else None,
     )
 
 

@@ -78,6 +78,7 @@ class Flow:
     # lang -> [(sentence, intent or None for out of scope)]: what the intent classifier learns
     # from besides the examples (`training:` files). Never part of a recognizer grammar.
     training: dict = field(default_factory=dict)
+    hours: object = None     # ivr.hours.OpeningHours, or None: always open
 
     @property
     def confidence_threshold(self) -> float:
@@ -107,6 +108,15 @@ class Flow:
     def label(self, name: str, lang: str) -> str:
         """What the agent hears for a reason, topic or priority (`labels:` in the flow)."""
         return (self.labels.get(name) or {}).get(lang) or name.replace("_", " ")
+
+    def is_open(self, ts: float) -> bool:
+        """A person can take a call at `ts` (the flow's opening hours; none declared: always)."""
+        return self.hours is None or self.hours.is_open(ts)
+
+    def guidance(self, reason: str | None, lang: str, mode: str = "keypad") -> str | None:
+        """What an urgent caller hears out of hours about `reason` (safety, fraud), if the flow says."""
+        name = self.hours.guidance.get(reason or "") if self.hours is not None else None
+        return self.message(name, lang, mode=mode) if name else None
 
     def say_locale(self, lang: str) -> str:
         return self.locale.get(lang) or DEFAULT_LOCALES.get(lang, lang)
@@ -170,6 +180,25 @@ MESSAGES = {
     "briefing_transfers": MessageSpec("briefing: earlier transfers ({n})", forms=("one", "many"), agent=True),
     "briefing_priority": MessageSpec("briefing: why the caller is ahead ({priority}, from labels)",
                                      fields=("priority",), agent=True),
+    # Opening hours (the flow's `hours:`; IVR_HOURS=closed closes every flow).
+    "closed": MessageSpec("out of hours, first thing in the call: nobody is in, the bot still helps"),
+    "closed_handoff": MessageSpec("out of hours, instead of handoff: nobody can take the call now"),
+    "closed_offer": MessageSpec("out of hours, by key after any call: 1 for a call back, 2 for a message"),
+    "closed_callback_confirm": MessageSpec("out of hours, after 1 (or silence twice): the call back is booked"),
+    "closed_voicemail": MessageSpec("out of hours, after 2: the recording follows", recorded=True),
+    "guidance_safety": MessageSpec("out of hours, urgent (hours.guidance): what to do about a hazard now"),
+    "guidance_fraud": MessageSpec("out of hours, urgent (hours.guidance): what to do about fraud now"),
+    # Call backs.
+    "callback_no_number": MessageSpec("the caller's number is withheld: no call back, a message instead",
+                                      recorded=True),
+    "callback_intro": MessageSpec("the caller rung back picks up: who is calling; a person follows"),
+    "agent_callback": MessageSpec("briefing: a call back is being placed (before the usual briefing)", agent=True),
+    "agent_callback_calling": MessageSpec("briefing: after it, the caller is being rung now", agent=True),
+    "agent_callback_failed": MessageSpec("agent line: the caller rung back did not pick up", agent=True),
+    # Who may use the agent line.
+    "agent_refused": MessageSpec("agent line: not a registered agent (or a wrong PIN); the call ends", agent=True),
+    "agent_pin": MessageSpec("agent line: key in your PIN, then #", agent=True),
+    "agent_pin_wrong": MessageSpec("agent line: the PIN was wrong (agent_pin follows)", agent=True),
 }
 
 # Reasons and priorities the service itself gives (besides the flow's own handoff reasons):

@@ -13,6 +13,9 @@ import secrets
 from .twilio_client import TwilioClient, parse_twiml
 
 MAX_STEPS = 60
+# The number the simulated agent calls the agent line from; register it (`ivr agents add sim
+# +15005550777`) on a server whose agent line should let the simulator's agent take callers.
+AGENT_NUMBER = "+15005550777"
 
 
 class SimulationError(RuntimeError):
@@ -22,7 +25,7 @@ class SimulationError(RuntimeError):
 class CallSimulator:
     def __init__(self, client: TwilioClient, *, from_number="+15005550123", to_number="+15005550100",
                  agent="answer", agent_seconds=42, queue_wait=35, queue_choice=None, voice_path="/voice",
-                 stream_options=None):
+                 stream_options=None, agent_number=AGENT_NUMBER):
         self.client = client
         # Media-stream calls (ivr.simulate.stream_client): options for the StreamCaller, its result.
         self.stream_options = stream_options or {}
@@ -38,6 +41,7 @@ class CallSimulator:
         self.queue_wait = queue_wait
         self.queue_choice = queue_choice    # None (hang up when nobody answers) | callback | voicemail
         self.voice_path = voice_path
+        self.agent_number = agent_number
         self.agent_heard = []
 
     def run(self, inputs, lang=None) -> dict:
@@ -140,7 +144,7 @@ class CallSimulator:
         heard += [v.text or "" for v in parse_twiml(body) if v.tag == "Say"]
         if self.agent == "answer":
             agent_sid = "CA" + secrets.token_hex(16)
-            _, body = self.client.post("/voice/agent", {"CallSid": agent_sid, "From": "+15005550777",
+            _, body = self.client.post("/voice/agent", {"CallSid": agent_sid, "From": self.agent_number,
                                                         "To": "+15005550001"})
             root = parse_twiml(body)
             self.agent_heard += [v.text or "" for v in root if v.tag == "Say"]

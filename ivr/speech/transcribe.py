@@ -1,49 +1,39 @@
-"""Transcribe callers' spoken comments offline, in the background.
+"""Callers' recordings, in the background: spoken comments and voicemail, transcribed offline.
 
-After a rating the caller may leave a short spoken comment (<Record>); Twilio
-posts its RecordingUrl to /voice/comment, which stores the link and submits
-it here. One worker thread downloads `RecordingUrl + ".wav"` (HTTP basic auth
-with TWILIO_ACCOUNT_SID and the auth token; Twilio may need a moment before
-the file exists, so a 404 is retried), decodes it free-form with the shared
-Vosk model of the call's language, removes card numbers and stores the text
-as `comment` in the call record, with a `comment_transcribed` event.
+After a rating the caller may leave a short spoken comment; a caller nobody can take may leave
+a voicemail. Twilio posts each recording's RecordingUrl to a webhook, which stores the link and
+submits it here. One worker thread downloads the recording as WAV through ivr.recordings (only
+from Twilio's own host, credentials to nobody else; Twilio may need a moment before the file
+exists, so a 404 is retried), decodes it free-form with the shared Vosk model of the call's
+language and removes card numbers:
 
-Recordings are fetched only from Twilio's own HTTPS hosts (`api.twilio.com` and its
-regional `api.<edge>.<region>.twilio.com`; IVR_RECORDING_ORIGINS replaces the list):
-a RecordingUrl anywhere else is refused before any request, so the account's
-credentials can never be sent to a host an attacker names. The credentials are an
-unredirected header: a redirect (Twilio may send the media elsewhere) is followed
-over HTTPS only, and without them.
+- a comment's text is stored as `comment` in the call record (`comment_transcribed` event);
+  languages without a model: nothing is downloaded, and the log says so once;
+- a voicemail is always stored (ivr.voicemail: data_dir/voicemail/{sid}.wav, 0600) so an
+  operator can play it, transcribed where a model exists (`voicemail_text`), and deleted at
+  Twilio once stored when IVR_VOICEMAIL_DELETE_REMOTE is on (`voicemail_stored` event).
 
-The queue is bounded: when comments arrive faster than one thread decodes
-them, new ones are dropped with a warning (the recording link stays stored).
-Languages without a model: nothing is stored, and the log says so once.
+The queue is bounded: when recordings arrive faster than one thread handles them, new ones are
+dropped with a warning (the recording link stays stored, and Twilio keeps the recording).
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import queue
-import re
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..media.audio import frames, to_pcm16
+from ..recordings import RecordingRefused, origin
 from ..redact import redact
 from .recognizer import Recognizer
 from .tts import wav_to_ulaw
 
-log = logging.getLogger("ivr.comments")
+log = logging.getLogger("ivr.comments")  # one logger for comments and voicemail
 
-# Twilio's REST API, global and regional (edge.region): where RecordingUrl points.
-TWILIO_API_HOST = re.compile(r"api(\.[a-z0-9-]+\.[a-z0-9-]+)?\.twilio\.com")
-MAX_BYTES = 16 * 1024 * 1024      # a 20 s comment is ~320 KB as 8 kHz 16-bit WAV
 CHUNK = 8000                       # 1 s of 8 kHz mu-law per decoder call
 
 
@@ -60,52 +50,17 @@ def transcribe_ulaw(model, lang: str, ulaw: bytes) -> str:
     return " ".join(p.strip() for p in parts if p.strip())
 
 
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+class RecordingWorker:
+    """One background thread for every recording a call leaves (see the module docstring)."""
 
-
-def trusted_recording_url(url: str, origins=()) -> bool:
-    """An HTTPS URL on Twilio's API host, or one of the configured `origins` ("https://host[:port]")."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    if parts.username or parts.password:
-        return False
-    if origins:
-        return origin(url) in {o.rstrip("/").lower() for o in origins}
-    return parts.scheme == "https" and parts.port in (None, 443) and bool(
-        TWILIO_API_HOST.fullmatch(parts.hostname or ""))
-
-
-class _HttpsRedirectsOnly(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect only over HTTPS. The credentials are an unredirected header, so urllib
-    never carries them to the redirect's host."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urlsplit(newurl).scheme != "https":
-            raise urllib.error.HTTPError(newurl, code, "redirect to a non-HTTPS URL refused", headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def recording_wav_url(url: str) -> str:
-    """Twilio's RecordingUrl has no extension; .wav asks for the 8 kHz WAV."""
-    return url if url.lower().endswith((".wav", ".mp3")) else url + ".wav"
-
-
-class CommentTranscriber:
-    def __init__(self, store, models, account_sid=None, auth_token=None, maxsize=64, timeout=20.0,
-                 retries=4, retry_wait=2.0, origins=()):
+    def __init__(self, store, models, source, data_dir=None, retention_seconds=30 * 86400, delete_remote=False,
+                 maxsize=64, retries=4, retry_wait=2.0):
         self.store = store
-        self.origins = tuple(origins)    # empty: Twilio's API hosts over HTTPS (trusted_recording_url)
-        self._opener = urllib.request.build_opener(_HttpsRedirectsOnly)
         self.models = models
-        self.auth = None
-        if account_sid and auth_token:
-            raw = f"{account_sid}:{auth_token}".encode()
-            self.auth = "Basic " + base64.b64encode(raw).decode()
-        self.timeout = timeout
+        self.source = source                  # ivr.recordings.Recordings: the allow-list and the credentials
+        self.data_dir = data_dir
+        self.retention_seconds = retention_seconds
+        self.delete_remote = delete_remote
         self.retries = retries
         self.retry_wait = retry_wait
         self.queue = queue.Queue(maxsize=maxsize)
@@ -117,27 +72,47 @@ class CommentTranscriber:
         self.dropped = 0
         self.refused = 0
 
-    # -- producer side (the /voice/comment webhook) -----------------------------------
+    # -- producer side (the /voice/comment and /voice/voicemail webhooks) ------------------
     def submit(self, sid: str, url: str, lang: str) -> bool:
-        """Queue a comment; False when it will not be transcribed (not Twilio's URL, no model, queue full)."""
-        if not trusted_recording_url(url, self.origins):
-            self.refused += 1
-            log.warning("comment of call %s not fetched: its RecordingUrl is not on Twilio's HTTPS hosts (%s)", sid,
-                        origin(url)[:80])
+        """Queue a spoken comment; False when it will not be transcribed (not Twilio's URL, no model,
+        queue full)."""
+        if not self._trusted(sid, url, "comment"):
             return False
         if not self.models.available(lang):
-            with self._lock:
-                first = lang not in self._warned
-                self._warned.add(lang)
-            if first:
-                log.warning("no Vosk model for lang=%s: spoken comments stay recordings, not text "
-                            "(see `ivr models list`)", lang)
+            self._warn_no_model(lang, "spoken comments stay recordings, not text")
             return False
+        return self._put(("comment", sid, url, lang))
+
+    def submit_voicemail(self, sid: str, url: str, lang: str) -> bool:
+        """Queue a voicemail to download and store (and transcribe where a model exists)."""
+        if not self._trusted(sid, url, "voicemail"):
+            return False
+        return self._put(("voicemail", sid, url, lang))
+
+    def _trusted(self, sid, url, what) -> bool:
+        """Refused before anything is queued, let alone requested: not one of our recordings at Twilio."""
         try:
-            self.queue.put_nowait((sid, url, lang))
+            self.source.check(url)
+            return True
+        except RecordingRefused as exc:
+            self.refused += 1
+            log.warning("%s of call %s not fetched: %s (%s)", what, sid, exc, origin(url)[:80])
+            return False
+
+    def _warn_no_model(self, lang, what):
+        with self._lock:
+            first = lang not in self._warned
+            self._warned.add(lang)
+        if first:
+            log.warning("no Vosk model for lang=%s: %s (see `ivr models list`)", lang, what)
+
+    def _put(self, job) -> bool:
+        try:
+            self.queue.put_nowait(job)
         except queue.Full:
             self.dropped += 1
-            log.warning("comment of call %s not transcribed: %d comments already waiting", sid, self.queue.qsize())
+            log.warning("%s of call %s not fetched: %d recordings already waiting", job[0], job[1],
+                        self.queue.qsize())
             return False
         self._start()
         return True
@@ -145,7 +120,7 @@ class CommentTranscriber:
     def _start(self):
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="ivr-comments", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="ivr-recordings", daemon=True)
                 self._thread.start()
 
     # -- the worker ---------------------------------------------------------------------
@@ -155,55 +130,72 @@ class CommentTranscriber:
             if job is None:
                 self.queue.task_done()
                 return
+            kind, sid = job[0], job[1]
             try:
-                self.transcribe(*job)
+                if kind == "voicemail":
+                    self.store_voicemail(*job[1:])
+                else:
+                    self.transcribe(*job[1:])
                 self.done += 1
+            except RecordingRefused as exc:
+                self.failed += 1
+                log.warning("%s of call %s not fetched: %s", kind, sid, exc)
             except Exception:  # one bad recording must not stop the worker
                 self.failed += 1
-                log.exception("comment of call %s: transcription failed", job[0])
+                log.exception("%s of call %s: fetching or transcribing failed", kind, sid)
             finally:
                 self.queue.task_done()
+
+    def _fetch(self, url: str) -> bytes:
+        return self.source.download(url, ".wav", retries=self.retries, retry_wait=self.retry_wait)
+
+    def _text(self, wav: bytes, lang: str) -> tuple:
+        """(text, seconds of audio) of a WAV recording, decoded free-form; card numbers removed."""
+        with tempfile.TemporaryDirectory(prefix="ivr-recording-") as tmp:
+            path = Path(tmp) / "recording.wav"
+            path.write_bytes(wav)
+            ulaw = wav_to_ulaw(path, volume=1.0)
+        return redact(transcribe_ulaw(self.models.get(lang), lang, ulaw)).strip(), len(ulaw) / 8000
 
     def transcribe(self, sid: str, url: str, lang: str) -> str:
         """Download, decode, redact and store one comment (synchronously); the stored text."""
         started = time.monotonic()
-        wav = self.download(recording_wav_url(url))
-        with tempfile.TemporaryDirectory(prefix="ivr-comment-") as tmp:
-            path = Path(tmp) / "comment.wav"
-            path.write_bytes(wav)
-            ulaw = wav_to_ulaw(path, volume=1.0)
-        text = redact(transcribe_ulaw(self.models.get(lang), lang, ulaw)).strip()
+        text, seconds = self._text(self._fetch(url), lang)
         fields = {"comment_asr": "vosk" if text else "no_speech", "comment_lang": lang,
                   "comment_transcribed_at": self.store.now()}
         if text:
             fields["comment"] = text
         self.store.record_once(sid, "comment_text", fields, "comment_transcribed")
-        log.info("comment of call %s transcribed (%.1f s of audio in %.1f s)", sid, len(ulaw) / 8000,
+        log.info("comment of call %s transcribed (%.1f s of audio in %.1f s)", sid, seconds,
                  time.monotonic() - started)
         return text
 
-    def download(self, url: str) -> bytes:
-        if not trusted_recording_url(url, self.origins):      # checked at submit too; never send credentials
-            raise ValueError(f"not a Twilio recording URL: {origin(url)[:80]}")
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(url, headers={"User-Agent": "ivr-comment-transcriber"})
-            if self.auth:
-                req.add_unredirected_header("Authorization", self.auth)
+    def store_voicemail(self, sid: str, url: str, lang: str) -> str:
+        """Download and keep one voicemail, transcribe it where a model exists; the text or ""."""
+        from .. import voicemail
+
+        started = time.monotonic()
+        wav = self._fetch(url)
+        path = voicemail.store_audio(self.data_dir, sid, wav, self.retention_seconds)
+        fields = {"voicemail_stored_at": self.store.now(), "voicemail_bytes": len(wav)}
+        text = ""
+        if self.models.available(lang):
+            text, _ = self._text(wav, lang)
+            fields.update(voicemail_asr="vosk" if text else "no_speech", voicemail_text=text or None)
+        else:
+            self._warn_no_model(lang, "voicemails are stored and playable, not transcribed")
+        if self.delete_remote:
             try:
-                with self._opener.open(req, timeout=self.timeout) as resp:
-                    data = resp.read(MAX_BYTES + 1)
-                if len(data) > MAX_BYTES:
-                    raise ValueError(f"recording larger than {MAX_BYTES} bytes")
-                return data
-            except urllib.error.HTTPError as exc:
-                # Twilio answers 404 for a few seconds until the recording is processed.
-                if exc.code != 404 or attempt == self.retries:
-                    raise
-            time.sleep(self.retry_wait * (attempt + 1))
-        raise RuntimeError("unreachable")
+                fields["voicemail_deleted_remote"] = 1 if self.source.delete(url) else None
+            except Exception:
+                log.warning("voicemail of call %s: stored, but deleting it at Twilio failed", sid, exc_info=True)
+        self.store.record_once(sid, "voicemail_stored", fields, "voicemail_stored")
+        log.info("voicemail of call %s stored (%d bytes, %s) in %.1f s", sid, len(wav), path.name,
+                 time.monotonic() - started)
+        return text
 
     def wait(self, timeout: float = 30.0) -> bool:
-        """Until every queued comment is handled (tests, shutdown); False on timeout."""
+        """Until every queued recording is handled (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout
         while self.queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -11,9 +11,12 @@ import logging
 
 from flask import Blueprint, abort, request, send_file
 
-from .. import keys, metrics, stats
+from .. import callbacks, keys, metrics, stats
+from ..agents import MAX_PIN_FAILURES
 from ..hold_music import ensure as ensure_hold_music
+from ..metrics import count_agent_refusal
 from ..queues import NAMES as QUEUES
+from ..redact import mask_phone
 from ..signature import twilio_signed
 from ..summary import agent_summary
 from .common import call_sid, fail_safe, request_flow, services, twiml
@@ -111,15 +114,22 @@ def result():
     wait = total_wait(record, queue_time)
     if outcome in ("bridged", "bridging-in-process"):
         fields.update(status="agent_done")
+        ops += svc.agents.off_call_ops(sid)
         if not record.get("answered_at"):
             # /voice/queue/connect normally records the answer; this is the fallback.
             fields.update(wait_seconds=wait, answered_at=now)
             ops += stats.answered_ops(sid, wait, queue, now, ttl)
         response = after_agent(sid, flow, lang)
+    elif outcome == "leave" and choice == "callback" and not callbacks.reachable(record.get("from")):
+        # A withheld number cannot be rung back: the caller is asked for a message instead.
+        fields.update(status="voicemail", wait_seconds=wait)
+        response = svc.twiml.voicemail([flow.message("callback_no_number", lang)], sid=sid, locale=locale)
     elif outcome == "leave" and choice == "callback":
-        fields.update(status="callback", callback_requested_at=now, wait_seconds=wait)
-        # Score by the time they first joined the queue: a callback keeps the caller's place.
-        ops += [["ZADD", keys.CALLBACKS, record.get("enqueued_at") or now, sid], ["EXPIRE", keys.CALLBACKS, ttl]]
+        # Placed by the time they first joined the queue: a callback keeps the caller's place.
+        cb_fields, cb_ops = callbacks.request(sid, place=float(record.get("enqueued_at") or now),
+                                              queue=queue, now=now, ttl=ttl)
+        fields.update(cb_fields, status="callback", wait_seconds=wait)
+        ops += cb_ops
         response = svc.twiml.say_then_hangup([flow.message("callback_confirm", lang)], locale)
     elif outcome == "leave" and choice == "voicemail":
         fields.update(status="voicemail", wait_seconds=wait)
@@ -152,10 +162,13 @@ def connect():
     now = svc.store.now()
     record, _ = svc.store.load(sid)
     wait = total_wait(record, queue_time)
+    agent, agent_call = (request.args.get("agent") or "")[:32], request.form.get("DequeingCallSid", "")[:64]
     ops = svc.queues.leave_ops(sid, queue) + stats.answered_ops(sid, wait, queue, now, svc.config.retention_seconds)
+    if agent:
+        ops += svc.agents.on_call_ops(sid, agent, agent_call, now)
     if svc.store.record_once(sid, "agent_answered", {
             "answered_at": now, "wait_seconds": wait, "queue_time": queue_time, "status": "with_agent",
-            "agent_call": request.form.get("DequeingCallSid", "")[:64]}, "agent_answered", ops=ops) == 1:
+            "agent_call": agent_call, "agent_name": agent or None}, "agent_answered", ops=ops) == 1:
         metrics.observe_wait(queue, wait)
     flow, lang = svc.flow_for_record(record)
     return twiml(svc.twiml.say([flow.message("agent_connected", lang)], flow.say_locale(lang)))
@@ -165,35 +178,87 @@ def connect():
 @twilio_signed
 @fail_safe
 def agent():
-    """An agent calls the agent line: brief them on the next caller, then bridge.
+    """An agent calls the agent line: admitted (registered number, PIN when set), briefed on the
+    next caller, then bridged; or, when a call back kept its place ahead, the caller is rung back.
 
-    Urgent before normal; within a queue, the longest wait first (Twilio
-    queues are first-in, first-out, and our Redis mirror is ordered the same).
+    Urgent before normal; within a priority, the longest wait first, a call back counting from
+    when its caller joined the queue (ivr.queues.Queues.claim_next).
     """
     svc = services()
+    agent_call = call_sid()
+    flow, lang = svc.agent_flow(request.form.get("To"))
+    locale = flow.say_locale(lang)
+    name = svc.agents.admitted(agent_call)
+    if name is None:
+        name, response = _admit(svc, agent_call, flow, lang)
+        if response is not None:
+            return response
+    now = svc.store.now()
+    svc.agents.seen(name, now)
     idle = _int(request.args.get("idle"), 0)
-    found = svc.queues.claim_next(call_sid(), svc.store.now())
-    line, lang = svc.default   # waiting for a caller: the agents' own line speaks the default flow's language
+    # Without a Twilio account nobody can be rung back from here: call backs wait for an operator.
+    found = svc.queues.claim_next(agent_call, now, callbacks=svc.twilio_api.available)
     if not found:
         if idle >= 60:
-            return twiml(svc.twiml.say_then_hangup([line.message("agent_idle_goodbye", lang)], line.say_locale(lang)))
-        return twiml(svc.twiml.agent_idle(line.message("agent_idle", lang), locale=line.say_locale(lang),
-                                          idle=idle + 1))
-    queue, sid = found
+            return twiml(svc.twiml.say_then_hangup([flow.message("agent_idle_goodbye", lang)], locale))
+        return twiml(svc.twiml.agent_idle(flow.message("agent_idle", lang), locale=locale, idle=idle + 1))
+    kind, queue, sid = found
     report = svc.store.report(sid) or {"record": {}, "turns": []}
     # The briefing is in the caller's language: the agent is about to talk with them in it.
-    flow, lang = svc.flow_for_record(report["record"])
-    briefing = agent_summary(flow, lang, report, queue=queue)
-    log.info("agent %s takes the %s queue; head is %s", request.form.get("CallSid", "?"), queue, sid)
-    return twiml(svc.twiml.agent_connect(briefing, queue=queue, locale=flow.say_locale(lang)))
+    caller_flow, caller_lang = svc.flow_for_record(report["record"])
+    caller_locale = caller_flow.say_locale(caller_lang)
+    if kind == "callback":
+        try:
+            attempt = svc.callbacks.call_back(sid, by=name, via="agent line", agent=name)
+        except callbacks.CallbackError as exc:
+            log.warning("agent %s: call back for %s not placed: %s", name, sid, exc)
+            return twiml(svc.twiml.agent_idle(flow.message("agent_callback_failed", lang), locale=locale, idle=0))
+        briefing = [caller_flow.message("agent_callback", caller_lang),
+                    agent_summary(caller_flow, caller_lang, report, queue="urgent" if queue == "urgent" else None),
+                    caller_flow.message("agent_callback_calling", caller_lang)]
+        log.info("agent %s rings back %s (attempt %d)", name, sid, attempt)
+        return twiml(svc.twiml.agent_await_callback(briefing, sid=sid, attempt=attempt, locale=caller_locale))
+    briefing = agent_summary(caller_flow, caller_lang, report, queue=queue)
+    log.info("agent %s takes the %s queue; head is %s", name, queue, sid)
+    return twiml(svc.twiml.agent_connect(briefing, queue=queue, agent=name, locale=caller_locale))
+
+
+def _admit(svc, agent_call, flow, lang):
+    """(name, None) once admitted, or (None, the TwiML to answer: a PIN prompt or the refusal)."""
+    locale = flow.say_locale(lang)
+    number = request.form.get("From", "")
+    agent = svc.agents.by_number(number)
+    if agent is None:
+        return None, _refuse(svc, flow, lang, number, "not a registered agent number")
+    if agent.get("pin"):
+        if request.args.get("pin") != "1":
+            return None, twiml(svc.twiml.agent_pin([flow.message("agent_pin", lang)], locale=locale))
+        if not svc.agents.pin_ok(agent, request.form.get("Digits", "")[:16]):
+            failures = svc.agents.pin_failed(agent_call)
+            if failures >= MAX_PIN_FAILURES:
+                return None, _refuse(svc, flow, lang, number, f"wrong PIN {failures} times (agent {agent['name']})")
+            again = [flow.message("agent_pin_wrong", lang), flow.message("agent_pin", lang)]
+            return None, twiml(svc.twiml.agent_pin(again, locale=locale))
+    svc.agents.admit(agent_call, agent["name"])
+    log.info("agent line: %s admitted (%s)", agent["name"], mask_phone(number))
+    return agent["name"], None
+
+
+def _refuse(svc, flow, lang, number, why):
+    """Anyone else hears a refusal and reaches nobody; logged (number masked) and counted."""
+    today = svc.agents.refused(svc.store.now())
+    count_agent_refusal()
+    log.warning("agent line refused %s: %s (%d refused today)", mask_phone(number) or "a withheld number", why, today)
+    return twiml(svc.twiml.say_then_hangup([flow.message("agent_refused", lang)], flow.say_locale(lang)))
 
 
 @bp.post("/voice/agent/done")
 @twilio_signed
 def agent_done():
-    """The agent's bridge ended; offer the next caller right away."""
+    """The agent's bridge (or their wait for a caller rung back) ended; offer the next caller right away."""
     svc = services()
-    line, lang = svc.default
+    svc.agents.off_call_by_agent_call(call_sid())
+    line, lang = svc.agent_flow(request.form.get("To"))
     return twiml(svc.twiml.agent_idle(line.message("agent_next", lang), locale=line.say_locale(lang), idle=0))
 
 

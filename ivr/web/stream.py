@@ -24,6 +24,7 @@ from ..signature import is_valid, twilio_signed
 from ..speech.dialogue import MAX_RESUMES, FlowDialogue
 from ..speech.recording import recordings_dir
 from ..speech.session import START_WAIT, StartTimeout, StreamFailure, StreamSession
+from .callback import closed_offer
 from .common import call_sid, fail_safe, services, stream_twiml, twiml
 
 log = logging.getLogger("ivr.stream")
@@ -127,6 +128,10 @@ def stream_ended():
     locale = flow.say_locale(lang)
     turn = int(record.get("turn") or 0)
     outcome = record.get("stream", "")
+    if record.get("status") == "closed_offer":
+        # Out of hours the bot said nobody is free; the offer of a call back or a message is a keypad one.
+        offer = closed_offer(flow, lang, record.get("from"))
+        return twiml(svc.twiml.closed_offer_page(offer, sid=sid, turn=turn + 1, locale=locale))
     if record.get("handoff_at") and record.get("queue"):
         # The bot already routed the caller (and said so): connect them the configured way.
         return twiml(svc.twiml.connect_person(sid=sid, turn=turn + 1, queue=record["queue"]))
@@ -146,7 +151,10 @@ def stream_ended():
     # Mid-conversation, dropped, server error, no stop event: never drop the caller.
     log.warning("call %s: media stream ended unexpectedly (stream=%s); connecting a person", sid, outcome or "none")
     state.conv.step = None
-    reply = Reply([flow.message("error", lang)], route=Route("normal", "stream_failed"),
+    closed = svc.closed(flow)   # out of hours nobody would answer a queue: a call back or a message instead
+    reply = Reply([flow.message("closed_handoff" if closed else "error", lang)],
+                  route=Route("normal", "stream_failed", after_hours=closed),
                   decision=Decision(None, 0.0, "handoff", f"media stream ended: {outcome or 'no outcome'}"))
-    rendered = svc.twiml.reply(reply, sid=sid, turn=turn + 1, locale=locale)
+    rendered = svc.twiml.reply(reply, sid=sid, turn=turn + 1, locale=locale,
+                               offer=closed_offer(flow, lang, record.get("from")) if closed else None)
     return twiml(call_turn.commit(svc, state, f"stream-ended:{turn}", reply, rendered, extra={"turn": turn + 1}))

@@ -14,12 +14,14 @@ from flask import Blueprint, abort, request
 
 from .. import metrics, stats
 from .. import turn as call_turn
+from .. import voicemail as voicemails
 from ..calls import num
 from ..flows.engine import Input
 from ..redact import mask_phone
 from ..signature import twilio_signed
 from ..summary import agent_summary
-from .common import call_sid, fail_safe, fail_safe_goodbye, request_flow, services, stream_twiml, twiml
+from .callback import closed_offer
+from .common import call_sid, fail_safe, fail_safe_goodbye, is_call_sid, request_flow, services, stream_twiml, twiml
 
 log = logging.getLogger("ivr.voice")
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -40,7 +42,8 @@ def render_keypad(svc, state, reply, turn, answered_before=False) -> str:
     if reply.hangup and svc.config.feedback and (reply.answered or answered_before) and reply.prompts:
         return svc.twiml.ask_rating(reply.prompts[:-1], flow.message("rating", conv.lang), reply.prompts[-1],
                                     sid=state.sid, after="bot", locale=locale)
-    return svc.twiml.reply(reply, sid=state.sid, turn=turn + 1, locale=locale)
+    offer = closed_offer(flow, conv.lang, state.caller) if reply.route is not None and reply.route.after_hours else None
+    return svc.twiml.reply(reply, sid=state.sid, turn=turn + 1, locale=locale, offer=offer)
 
 
 @bp.post("")
@@ -201,13 +204,21 @@ def whisper():
 @twilio_signed
 @fail_safe_goodbye
 def voicemail():
+    """The caller left a message: listed for operators; fetched, stored and transcribed in the background."""
     svc = services()
-    sid = call_sid()
-    svc.store.record_once(sid, "voicemail", {
-        "voicemail_url": request.form.get("RecordingUrl", "")[:300],
-        "voicemail_seconds": request.form.get("RecordingDuration", "")[:8], "status": "voicemail"}, "voicemail")
+    # A message left on a call back's leg belongs to the caller's original call (`sid`, signed in the URL).
+    sid = request.args.get("sid", "") if is_call_sid(request.args.get("sid")) else call_sid()
+    url = request.form.get("RecordingUrl", "")[:300]
     record, _ = svc.store.load(sid)
     flow, lang = svc.flow_for_record(record)
+    fields, ops = voicemails.left(sid, url, request.form.get("RecordingDuration", "")[:8], svc.store.now(),
+                                  svc.config.retention_seconds)
+    if not url:   # nothing was recorded: nothing to listen to
+        fields, ops = {"voicemail_seconds": "0"}, []
+    if sid == request.form.get("CallSid"):
+        fields["status"] = "voicemail"   # (a call back's leg leaves the original call's status alone)
+    if svc.store.record_once(sid, "voicemail", fields, "voicemail", ops=ops) == 1 and url:
+        svc.transcriber.submit_voicemail(sid, url, lang)
     return twiml(svc.twiml.say_then_hangup([flow.message("goodbye", lang)], flow.say_locale(lang)))
 
 
@@ -221,8 +232,8 @@ def status():
         result, outcome = svc.store.close(sid, {
             "status": "ended", "call_status": request.form.get("CallStatus", "")[:20],
             "duration": request.form.get("CallDuration", "")[:8]},
-            # Whatever else happened, a finished call no longer waits in any queue.
-            ops=svc.queues.leave_ops(sid))
+            # Whatever else happened, a finished call no longer waits in any queue, nor talks to an agent.
+            ops=svc.queues.leave_ops(sid) + svc.agents.off_call_ops(sid))
     except Exception:  # nothing to tell the caller; the record expires with its TTL
         log.exception("call %s: could not close the record", sid)
         return ("", 503)

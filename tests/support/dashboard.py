@@ -1,8 +1,8 @@
 """Helpers for the dashboard tests (this module holds no tests).
 
 Calls are placed through the real webhooks with the simulator wherever the code that
-records them exists; records that need issue-6 fields (queues, callbacks, waits) are
-written here following the key layout documented in ivr/keys.py.
+records them exists; records for the KPI arithmetic (queues, waits) are written here
+following the key layout documented in ivr/keys.py.
 """
 from __future__ import annotations
 
@@ -97,9 +97,12 @@ class HeldCall:
         self.thread.join(15)
 
 
-def write_call(redis, sid, *, started_at, turns=(), queue_zset=None, waits=None, abandoned_at=None,
-               callback_at=None, **fields):
-    """A call record as the webhooks (and issue 6) write it, via the documented key layout."""
+def write_call(redis, sid, *, started_at, turns=(), queue_zset=None, waits=None, abandoned_at=None, **fields):
+    """A call record as the webhooks (and issue 6) write it, via the documented key layout.
+
+    Call backs, voicemail, agents and opening hours are never written here: tests reach them
+    through the webhooks (tests/support/hotline.py), so a field the code writes under one name
+    and reads under another cannot hide."""
     record = {"sid": sid, "from": "+15005550123", "to": "+15005550100", "flow": "hotline", "lang": "en",
               "started_at": started_at, "transfers": 0, "status": "in_bot"}
     record.update({k: v for k, v in fields.items() if v is not None})
@@ -117,7 +120,5 @@ def write_call(redis, sid, *, started_at, turns=(), queue_zset=None, waits=None,
         pipe.zadd(keys.WAITS, {f"{sid}|{wait}|{record.get('queue', 'normal')}": answered_at})
     if abandoned_at is not None:
         pipe.zadd(keys.ABANDONED, {f"{sid}|{record.get('queue', 'normal')}": abandoned_at})
-    if callback_at is not None:
-        pipe.zadd(keys.CALLBACKS, {sid: callback_at})
     pipe.execute()
     return sid

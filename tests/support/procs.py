@@ -69,7 +69,8 @@ class ServeProcess:
         # A file, not a pipe: a busy server must never block on a full pipe nobody reads.
         self.log = tempfile.NamedTemporaryFile("w+", prefix="ivr-serve-", suffix=".log", delete=False)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, **env)
+        # Opening hours off unless a test sets IVR_HOURS: the shipped flows close at night.
+        self.env = dict(os.environ, **{"IVR_HOURS": "open", **env})
         self.threads = threads
         self.workers = workers
         self.proc = None

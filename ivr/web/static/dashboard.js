@@ -61,6 +61,7 @@
     tr.dataset.sid = c.sid;
     if (c.late) tr.classList.add("late");
     if (c.bounced) tr.classList.add("bounced");
+    if (c.queue === "urgent" && c.status !== "with_agent") tr.classList.add("alert");
     var who = td(); who.appendChild(callLink(c.sid, c.from)); tr.appendChild(who);
     var pri = td(); pri.appendChild(tag(c.queue || "normal", c.queue || "normal"));
     if (c.boost) { pri.appendChild(document.createTextNode(" ")); pri.appendChild(tag(human(c.boost), "boost")); }
@@ -84,11 +85,11 @@
       block.appendChild(h);
       var table = el("table", "calls");
       var head = el("thead"), hr = el("tr");
-      ["Caller", "Priority", "Reason", "Transfers", "Waiting"].forEach(function (t, i) {
-        hr.appendChild(el("th", i >= 3 ? "num" : null, t));
-      });
+      [["Caller", "c-who"], ["Priority", null], ["Reason", null], ["Transfers", "num c-num"], ["Waiting", "num c-time"]]
+        .forEach(function (t) { hr.appendChild(el("th", t[1], t[0])); });
       head.appendChild(hr);
       table.appendChild(head);
+      table.classList.add("fit");
       var body = el("tbody");
       fill(body, q.calls.map(waitingRow), 5, "nobody waiting");
       table.appendChild(body);
@@ -96,6 +97,169 @@
       box.appendChild(block);
     });
     document.getElementById("count-waiting").textContent = total;
+  }
+
+
+  // ---------- call backs, voicemail, agents: what operators act on ----------
+  function actionForm(urlKey, sid, label, cls) {
+    var form = el("form");
+    form.method = "post";
+    form.action = root.dataset[urlKey].replace("SID", encodeURIComponent(sid));
+    [["csrf_token", root.dataset.csrf], ["next", root.dataset.next]].forEach(function (f) {
+      var input = el("input");
+      input.type = "hidden"; input.name = f[0]; input.value = f[1];
+      form.appendChild(input);
+    });
+    var button = el("button", cls || null, label);
+    button.type = "submit";
+    form.appendChild(button);
+    return form;
+  }
+
+  function numberCell(c) {
+    // The full number of a caller waiting for a call back: the operator rings them.
+    var cell = td();
+    var link = el("a", "number", c.number || c.from || "unknown");
+    if (c.number) link.href = "tel:" + c.number; else link.href = root.dataset.callUrl.replace("SID", encodeURIComponent(c.sid));
+    cell.appendChild(link);
+    var page = callLink(c.sid, "call");
+    page.className = "small";
+    cell.appendChild(document.createTextNode(" "));
+    cell.appendChild(page);
+    return cell;
+  }
+
+  function callbackRow(c) {
+    var tr = el("tr");
+    tr.dataset.sid = c.sid;
+    if (c.urgent && c.state !== "failed") tr.classList.add("alert");
+    tr.appendChild(numberCell(c));
+    var reason = td(human(c.reason));
+    if (c.urgent) { reason.appendChild(document.createTextNode(" ")); reason.appendChild(tag("urgent", "urgent")); }
+    if (c.after_hours) { reason.appendChild(document.createTextNode(" ")); reason.appendChild(tag("out of hours")); }
+    tr.appendChild(reason);
+    var state = td();
+    state.appendChild(tag(c.state, "cb-" + c.state));
+    if (c.attempts) state.appendChild(el("span", "muted small", " " + c.attempts + "×" + (c.last_result ? " " + human(c.last_result).replace("-", " ") : "")));
+    tr.appendChild(state);
+    tr.appendChild(ticking(td("", "num"), c.since, false));
+    var act = td(null, "actions");
+    if (c.state !== "calling") act.appendChild(actionForm("callbackUrl", c.sid, "Call now", "call"));
+    act.appendChild(actionForm("doneUrl", c.sid, "Done"));
+    tr.appendChild(act);
+    return tr;
+  }
+
+  function voicemailRow(c) {
+    var tr = el("tr");
+    tr.dataset.sid = c.sid;
+    tr.appendChild(numberCell(c));
+    var msg = td(null, "message");
+    var text = c.text ? "“" + c.text + "”" : (c.stored ? "(no transcript)" : "(fetching…)");
+    var clip = el("span", "clip", text);
+    msg.title = c.text || "";
+    msg.appendChild(clip);
+    if (c.length) msg.appendChild(el("span", "muted small", " " + Math.round(c.length) + " s"));
+    tr.appendChild(msg);
+    tr.appendChild(ticking(td("", "num"), c.since, false));
+    var act = td(null, "actions");
+    var play = el("a", "small", "Play");
+    play.href = root.dataset.callUrl.replace("SID", encodeURIComponent(c.sid)) + "#voicemail";
+    act.appendChild(play);
+    act.appendChild(actionForm("handledUrl", c.sid, "Handled"));
+    tr.appendChild(act);
+    return tr;
+  }
+
+  function renderAgents(a) {
+    a = a || { agents: [], available: 0, on_call: 0, registered: 0 };
+    document.getElementById("count-available").textContent = a.available + " available";
+    fill(document.getElementById("agents"), a.agents.map(function (ag) {
+      var tr = el("tr");
+      tr.dataset.agent = ag.name;
+      tr.appendChild(td(ag.name));
+      var st = td(); st.appendChild(tag(ag.state === "on_call" ? "on a call" : ag.state, ag.state)); tr.appendChild(st);
+      var with_ = td();
+      if (ag.caller) with_.appendChild(callLink(ag.caller, ag.caller_from)); else with_.textContent = "–";
+      tr.appendChild(with_);
+      tr.appendChild(ag.since ? ticking(td("", "num"), ag.since, false) : td("", "num"));
+      return tr;
+    }), 4, "no agents registered (ivr agents add NAME +NUMBER)");
+    document.getElementById("agents-note").textContent = a.registered + " registered · " + a.on_call +
+      " on a call · " + a.available + " waiting on the agent line";
+  }
+
+  // ---------- urgent alert: a banner, and optionally a sound and a browser notification ----------
+  var alerted = {};          // sids already announced; an urgent caller is announced once
+  var audio = null;
+  var switches = { sound: document.getElementById("alert-sound"), notify: document.getElementById("alert-notify") };
+
+  function beep() {
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      [0, 0.3].forEach(function (at) {
+        var osc = audio.createOscillator(), gain = audio.createGain();
+        osc.frequency.value = 880;
+        gain.gain.setValueAtTime(0.25, audio.currentTime + at);
+        gain.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + at + 0.25);
+        osc.connect(gain); gain.connect(audio.destination);
+        osc.start(audio.currentTime + at); osc.stop(audio.currentTime + at + 0.26);
+      });
+      root.dataset.soundsPlayed = String(Number(root.dataset.soundsPlayed || 0) + 1);
+    } catch (e) { console.warn(e); }
+  }
+
+  function notify(c) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      var n = new Notification("Urgent caller waiting", { body: human(c.reason) + " · " + c.from, tag: "ivr-" + c.sid });
+      n.onclick = function () { window.focus(); };
+      root.dataset.notified = String(Number(root.dataset.notified || 0) + 1);
+    } catch (e) { console.warn(e); }
+  }
+
+  function alertUrgent(data) {
+    var urgent = [];
+    data.queues.forEach(function (q) { if (q.name === "urgent") urgent = urgent.concat(q.calls); });
+    var banner = document.getElementById("urgent-alert");
+    var now = {};
+    urgent.forEach(function (c) {
+      now[c.sid] = true;
+      if (!alerted[c.sid]) {
+        alerted[c.sid] = true;
+        if (switches.sound && switches.sound.checked) beep();
+        if (switches.notify && switches.notify.checked) notify(c);
+      }
+    });
+    Object.keys(alerted).forEach(function (sid) { if (!now[sid]) delete alerted[sid]; });
+    // Clears by itself once the caller is answered (or hangs up): they leave the urgent queue.
+    banner.hidden = urgent.length === 0;
+    document.body.classList.toggle("has-urgent", urgent.length > 0);
+    if (urgent.length) {
+      var oldest = urgent[0];
+      document.getElementById("urgent-alert-title").textContent =
+        urgent.length === 1 ? "Urgent caller waiting" : urgent.length + " urgent callers waiting";
+      document.getElementById("urgent-alert-text").textContent = "– " + human(oldest.reason) + ", " + oldest.from;
+    }
+  }
+
+  function setupSwitches() {
+    ["sound", "notify"].forEach(function (name) {
+      var box = switches[name];
+      if (!box) return;
+      box.checked = localStorage.getItem("ivr-alert-" + name) === "1";
+      box.addEventListener("change", function () {
+        localStorage.setItem("ivr-alert-" + name, box.checked ? "1" : "0");
+        if (name === "sound" && box.checked) {
+          // Browsers let a page make sound only after a click: this one unlocks it.
+          audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+          if (audio.state === "suspended") audio.resume();
+        }
+        if (name === "notify" && box.checked && "Notification" in window && Notification.permission !== "granted") {
+          Notification.requestPermission().then(function (p) { if (p !== "granted") { box.checked = false; } });
+        }
+      });
+    });
   }
 
   var lastSignature = null;
@@ -118,32 +282,34 @@
       if (c.status && c.status !== "in_bot") { step.appendChild(document.createTextNode(" ")); step.appendChild(tag(human(c.status))); }
       tr.appendChild(step);
       var said = td(c.last_said ? "“" + c.last_said + "”" : "–", "said");
-      if (c.confidence !== null && c.confidence !== undefined) said.title = "confidence " + Number(c.confidence).toFixed(2);
+      // Long sentences end in an ellipsis: the whole of it on hover, and on the call page.
+      said.title = (c.last_said || "") + (c.confidence !== null && c.confidence !== undefined ?
+        " (confidence " + Number(c.confidence).toFixed(2) + ")" : "");
       tr.appendChild(said);
       tr.appendChild(ticking(td("", "num"), c.since, false));
       return tr;
     }), 4, "no calls in the bot");
     fill(document.getElementById("with-agent"), data.with_agent.map(function (c) {
       var tr = el("tr");
+      tr.dataset.sid = c.sid;
       if (c.bounced) tr.classList.add("bounced");
       var who = td(); who.appendChild(callLink(c.sid, c.from)); tr.appendChild(who);
-      var q = td(); if (c.queue) q.appendChild(tag(c.queue, c.queue)); else q.textContent = "–"; tr.appendChild(q);
-      tr.appendChild(td(human(c.reason)));
-      tr.appendChild(td(c.transfers, "num transfers" + (c.bounced ? " multi" : "")));
+      tr.appendChild(td(c.agent || "–"));
+      var reason = td(human(c.reason));
+      if (c.queue === "urgent") { reason.appendChild(document.createTextNode(" ")); reason.appendChild(tag("urgent", "urgent")); }
+      tr.appendChild(reason);
       tr.appendChild(ticking(td("", "num"), c.since, false));
       return tr;
-    }), 5, "no calls with an agent");
-    fill(document.getElementById("callbacks"), data.callbacks.map(function (c) {
-      var tr = el("tr");
-      var who = td(); who.appendChild(callLink(c.sid, c.from)); tr.appendChild(who);
-      tr.appendChild(td(human(c.reason)));
-      tr.appendChild(td(c.transfers, "num transfers" + (c.bounced ? " multi" : "")));
-      tr.appendChild(ticking(td("", "num"), c.since, false));
-      return tr;
-    }), 4, "no callbacks waiting");
+    }), 4, "no calls with an agent");
+    fill(document.getElementById("callbacks"), data.callbacks.map(callbackRow), 5, "no call backs waiting");
+    fill(document.getElementById("voicemails"), (data.voicemails || []).map(voicemailRow), 4, "no new voicemail");
+    renderAgents(data.agents);
     document.getElementById("count-bot").textContent = data.in_bot.length;
     document.getElementById("count-agent").textContent = data.with_agent.length;
-    document.getElementById("count-callbacks").textContent = data.callbacks.length;
+    document.getElementById("count-callbacks").textContent =
+      data.callbacks.filter(function (c) { return c.state !== "failed"; }).length;
+    document.getElementById("count-voicemail").textContent = (data.voicemails || []).length;
+    alertUrgent(data);
     if (Date.now() - lastKpiFetch > 10000) refreshFigures();
   }
 
@@ -280,6 +446,7 @@
     getJSON(root.dataset.callsUrl).then(renderRecent).catch(function (e) { console.warn(e); });
   }
 
+  setupSwitches();
   refreshFigures();
   setInterval(function () { if (Date.now() - lastKpiFetch > 60000) refreshFigures(); }, 5000);
   setInterval(tick, 1000);
