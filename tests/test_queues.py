@@ -62,9 +62,9 @@ def test_agents_take_urgent_callers_first_then_the_longest_wait(store, queues, r
     early = waiting(store, queues, 2, "normal", 10.0)
     urgent = waiting(store, queues, 3, "urgent", 90.0)            # joined last, still first
     now = 1000.0
-    assert queues.claim_next("agent-a", now) == ("urgent", urgent)
-    assert queues.claim_next("agent-b", now) == ("normal", early)
-    assert queues.claim_next("agent-c", now) == ("normal", late)
+    assert queues.claim_next("agent-a", now) == ("queue", "urgent", urgent)
+    assert queues.claim_next("agent-b", now) == ("queue", "normal", early)
+    assert queues.claim_next("agent-c", now) == ("queue", "normal", late)
     assert queues.claim_next("agent-d", now) is None              # everyone is being briefed on
     assert redis.hget(keys.call(urgent), "claimed_by") == "agent-a"
     assert float(redis.hget(keys.call(early), "claimed_at")) == now
@@ -72,9 +72,9 @@ def test_agents_take_urgent_callers_first_then_the_longest_wait(store, queues, r
 
 def test_a_claim_holds_for_its_time_then_lapses(store, queues):
     sid = waiting(store, queues, 1, "normal", 10.0)
-    assert queues.claim_next("agent-a", 1000.0, hold=20) == ("normal", sid)
+    assert queues.claim_next("agent-a", 1000.0, hold=20) == ("queue", "normal", sid)
     assert queues.claim_next("agent-b", 1019.0, hold=20) is None     # agent-a is being briefed on it
-    assert queues.claim_next("agent-b", 1021.0, hold=20) == ("normal", sid)   # that agent never bridged
+    assert queues.claim_next("agent-b", 1021.0, hold=20) == ("queue", "normal", sid)   # that agent never bridged
 
 
 def test_members_are_read_oldest_first(store, queues, redis):
@@ -85,3 +85,14 @@ def test_members_are_read_oldest_first(store, queues, redis):
     Queues.read_size(pipe, "normal")
     urgent, normal, size = pipe.execute()
     assert urgent == [] and normal == [f"CA{2:032d}", f"CA{3:032d}"] and size == 3
+
+
+def test_an_expired_call_is_dropped_from_the_queue_not_recreated(store, queues, redis):
+    """A caller whose record expired (retention, or lost in a failover) is nobody to brief an
+    agent on: the claim removes the stale entry and takes the next caller, writing no record."""
+    gone = waiting(store, queues, 1, "normal", 10.0)
+    there = waiting(store, queues, 2, "normal", 20.0)
+    redis.delete(keys.call(gone))
+    assert queues.claim_next("agent-a", 1000.0) == ("queue", "normal", there)
+    assert redis.zscore(keys.queue("normal"), gone) is None
+    assert not redis.exists(keys.call(gone))

@@ -117,10 +117,12 @@ def test_the_emergency_answer_needs_nothing_but_configuration():
 
 
 def test_the_agent_line_briefs_then_bridges_the_queue():
-    root = parse_twiml(renderer().agent_connect("Urgent caller, complaint.", queue="urgent", locale="en-US"))
+    root = parse_twiml(renderer().agent_connect("Urgent caller, complaint.", queue="urgent", agent="alice",
+                                                locale="en-US"))
     assert says(root) == ["Urgent caller, complaint."]
     queue = root.find("Dial").find("Queue")
-    assert queue.text == "ivr-urgent" and url(queue.get("url")) == ("/voice/queue/connect", {"queue": "urgent"})
+    assert queue.text == "ivr-urgent"
+    assert url(queue.get("url")) == ("/voice/queue/connect", {"queue": "urgent", "agent": "alice"})
 
 
 def test_a_wait_page_offers_a_key_then_plays_music():
