@@ -88,7 +88,7 @@ def run(records: int, scrapes: int, workers: int, cache: int) -> dict:
         twilio = TwilioClient(srv.url, TOKEN, public_url=PUBLIC)
         for _ in range(20):                      # counters and histograms with values in every worker
             sid = "CA" + secrets.token_hex(16)
-            twilio.post("/voice", {"CallSid": sid, "From": f"+1500555{secrets.randbelow(10**4):04d}"})
+            twilio.post("/voice", {"CallSid": sid, "From": f"+1555{secrets.randbelow(10**7):07d}"})
             twilio.post("/voice/gather?turn=1", {"CallSid": sid, "Digits": "0"})
         scrape_times(srv.url, 10)                # warm up every worker's connection pool
         times = scrape_times(srv.url, scrapes)

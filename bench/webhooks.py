@@ -131,7 +131,8 @@ def round_trips():
     from ivr.config import Config
 
     url = bench_redis()
-    cfg = Config.from_env({}, public_url=PUBLIC, twilio_auth_token=TOKEN, redis_url=url, hours="open")
+    cfg = Config.from_env({}, public_url=PUBLIC, twilio_auth_token=TOKEN, redis_url=url, hours="open",
+                          data_dir=VAR / "bench")
     conn = CountingRedis.from_url(url, decode_responses=True)
     client = create_app(cfg, redis=conn).test_client()
     v = RequestValidator(TOKEN)

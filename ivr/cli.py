@@ -147,7 +147,7 @@ def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, 
     from .simulate.twilio_client import TwilioClient
 
     inputs = click.get_current_context().meta["ivr_inputs"]
-    from_number = from_number or "+1500555" + f"{secrets.randbelow(10000):04d}"
+    from_number = from_number or "+1555" + f"{secrets.randbelow(10**7):07d}"
     if url:
         if not token:
             raise click.UsageError("--url needs the server's auth token (--token or TWILIO_AUTH_TOKEN)")

@@ -1,5 +1,6 @@
 """Bad input, generated: every webhook answers with a clear status, never a crash,
 and flow files either load or fail with file and line."""
+import shutil
 from collections import Counter
 
 import pytest
@@ -89,8 +90,8 @@ def test_mutated_flow_loads_or_reports_file_and_line(tmp_path_factory):
             if not lines:
                 lines = ["x"]
         folder = tmp_path_factory.mktemp("flow")
-        (folder / "data").mkdir()
-        (folder / "data" / "orders.yaml").write_text((ROOT / "flows" / "data" / "orders.yaml").read_text())
+        for files in ("data", "training"):       # what the flow refers to, so only the mutation can fail it
+            shutil.copytree(ROOT / "flows" / files, folder / files)
         path = folder / "hotline.yaml"
         path.write_text("\n".join(lines))
         try:

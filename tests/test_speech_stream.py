@@ -26,7 +26,7 @@ def call_ko(twilio, *inputs, barge_in=0.4, **opts):
     """A whole Korean call; the caller speaks `barge_in` s into each prompt and hangs up after the last reply starts."""
     options = dict(barge_in_after=barge_in, listen_to_end=False, end_wait=0.3)
     options.update(opts)
-    sim = CallSimulator(twilio, from_number="+1500555" + f"{secrets.randbelow(10000):04d}", stream_options=options)
+    sim = CallSimulator(twilio, from_number="+1555" + f"{secrets.randbelow(10**7):07d}", stream_options=options)
     report = sim.run(list(inputs), "ko")
     return report, sim.stream_result
 
