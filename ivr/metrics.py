@@ -97,6 +97,10 @@ SLOW_CLIENTS = Counter("ivr_slow_clients_closed", "Connections the server closed
 def count_refused_stream(reason: str) -> None:
     STREAMS_REFUSED.labels(reason=reason).inc()
 
+UNREPLICATED = Counter("ivr_unreplicated_writes", "Writes that counted a transfer and were not acknowledged by "
+                       "the configured number of replicas within REDIS_WAIT_MS (a failover now could lose them)",
+                       registry=PROCESS)
+
 
 def count_failure(where: str) -> None:
     FAILURES.labels(where=where).inc()

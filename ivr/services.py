@@ -40,8 +40,9 @@ class Services:
     def __post_init__(self):
         self.keyring = Keyring(self.redis, self.config.secret_key)
         self.metrics_cache = ScrapeCache(self.config.metrics_cache_seconds)
-        self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock, keyring=self.keyring)
-        self.queues = Queues(self.redis, self.config.retention_seconds)
+        self.store = CallStore(self.redis, self.config.retention_seconds, clock=self.clock, keyring=self.keyring,
+                               wait_replicas=self.config.wait_replicas, wait_ms=self.config.redis_wait_ms)
+        self.queues = Queues(self.redis, self.config.retention_seconds, self.config.announce_every)
         self.engines = {fid: Engine(flow) for fid, flow in self.flows.items()}
         self.twiml = TwimlRenderer(self.config)
         self.speech = SpeechServices(self.config)
