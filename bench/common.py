@@ -56,7 +56,8 @@ class GunicornServer:
     def __init__(self, port, token, redis_url, threads=96, workers=1, extra_env=None, nice=0, design="design"):
         self.port, self.url = port, f"http://127.0.0.1:{port}"
         env = dict(os.environ, TWILIO_AUTH_TOKEN=token, PUBLIC_URL=self.url, IVR_FEEDBACK="off",
-                   IVR_HANDOFF_MODE="dial", **(extra_env or {}))
+                   IVR_HANDOFF_MODE="dial")
+        env.update(extra_env or {})
         if redis_url:
             env["REDIS_URL"] = redis_url
         self.log_path = Path(tempfile.gettempdir()) / f"ivr-bench-server-{port}.log"

@@ -63,3 +63,22 @@ def test_metrics_json(quick_run):
     assert [r["records"] for r in data["results"]] == [30, 3000]
     for r in data["results"]:
         assert r["cache_seconds"] == 0 and 0 < r["p50_ms"] <= r["p95_ms"] <= r["max_ms"] and r["body_bytes"] > 1000
+
+
+def test_capacity_json(quick_run):
+    data = json.loads((RESULTS / "capacity-quick.json").read_text())
+    assert data["machine"]["cores"] >= 1 and data["workers"] >= 2
+    (level,) = data["levels"]
+    assert set(level["mix"]) == {"spoken", "keypad", "queued"} and sum(level["mix"].values()) == level["calls"]
+    assert all(level["calls_done"][k] > 0 for k in level["mix"])
+    assert sum(level["calls_failed"].values()) == 0 and level["webhook_errors"] == 0
+    assert level["spoken_turns"] > 0 and 0 < level["spoken_p50_ms"] <= level["spoken_p95_ms"]
+    assert 0 < level["webhook_p50_ms"] <= level["webhook_p95_ms"]
+    assert level["server_cpu_cores"] > 0 and level["webhooks_per_call"] >= 4
+    assert level["webhooks"]["voice/queue/wait"] > 0
+    # Memory per worker from smaps_rollup: PSS no more than RSS, shared pages counted (the model).
+    assert len(level["workers"]) == data["workers"]
+    assert all(0 < w["pss_mib"] <= w["rss_mib"] and w["shared_mib"] > 0 for w in level["workers"])
+    redis = level["redis_per_call"]
+    assert redis["commands"] > 10 and redis["bytes_in"] > 0 and redis["bytes_out"] > 0
+    assert redis["by_command"]["evalsha"] >= 1
