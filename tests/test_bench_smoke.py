@@ -17,7 +17,7 @@ def quick_run(tmp_path_factory):
     RESULTS = tmp_path_factory.mktemp("bench-results")
     env = dict(os.environ, BENCH_RESULTS_DIR=str(RESULTS))
     return subprocess.run([sys.executable, "-m", "bench.run_all", "--quick"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=400, env=env)
+                          text=True, timeout=600, env=env)
 
 
 def test_run_all_quick_exits_zero(quick_run):
