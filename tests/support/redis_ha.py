@@ -130,8 +130,9 @@ class Cluster:
 
     def start(self):
         for n in self.nodes:
+            # The cluster bus gets its own free port (by default it is the port + 10000, which may not exist).
             n.start(["cluster-enabled yes", f"cluster-config-file {n.dir / 'nodes.conf'}",
-                     "cluster-node-timeout 2000"])
+                     "cluster-node-timeout 2000", f"cluster-port {free_port()}"])
         out = subprocess.run([REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
                               "--cluster-yes"], capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
