@@ -27,7 +27,8 @@ class Haproxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.socket = str(self.dir / "haproxy.sock")
+        # A unix socket path must stay under ~100 bytes: a short folder of its own, not the test's.
+        self.socket = str(Path(tempfile.mkdtemp(prefix="ivr-lb-")) / "haproxy.sock")
         self.env = dict(os.environ, IVR_LB_BIND=f"127.0.0.1:{self.port}", IVR_LB_STATS_SOCKET=self.socket)
         self.log = tempfile.NamedTemporaryFile("w+", prefix="haproxy-", suffix=".log", delete=False)
         self.proc = None
@@ -76,3 +77,4 @@ class Haproxy:
     def stop(self):
         if self.proc is not None:
             kill_group(self.proc)
+        shutil.rmtree(Path(self.socket).parent, ignore_errors=True)
