@@ -41,6 +41,7 @@ import redis as redis_lib
 from bench.callers import CallerSwarm, Utterance
 from bench.common import GunicornServer, cpu_seconds, percentile
 from bench.machine import banner, describe
+from bench.turn_latency import SCRIPT as TURN_SCRIPT
 from ivr.server import free_port
 from ivr.simulate.speaker import synthesize
 from ivr.simulate.twilio_client import TwilioClient
@@ -49,7 +50,7 @@ from tests.support.procs import RedisProcess
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 TOKEN = "c" * 32
 MIX = {"spoken": 0.5, "keypad": 0.3, "queued": 0.2}
-SPOKEN_SCRIPT = ["영업 시간", "아니오"]       # open question, then a directed answer (bench/turn_latency.py)
+SPOKEN_SCRIPT = [text for text, _ in TURN_SCRIPT]   # the menu question, then a directed yes/no answer
 KEYPAD_SCRIPT = ["3", "2"]                  # opening hours, then "no, nothing else": the bot answers
 TARGET_P95_MS = 400
 WORKERS_PER_CORE = 2

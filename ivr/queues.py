@@ -94,10 +94,20 @@ if redis.call('EXISTS', call) == 1 then
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'queue_restored', 'sid', sid, 'ts', now)
     status, restored = 'queued', 2
   end
-  if status == 'queued' and not redis.call('ZSCORE', q, sid) then
-    redis.call('ZADD', q, redis.call('HGET', call, 'enqueued_at') or since, sid)
-    redis.call('EXPIRE', q, ttl)
-    if restored == 0 then restored = 1 end
+  if status == 'queued' then
+    -- In no queue of the mirror: put back, in the queue the record names (else the wait page's).
+    local target, where = q, redis.call('HGET', call, 'queue') or name
+    for _, qk in ipairs(queues) do
+      if string.sub(qk, -(#where + 1)) == ':' .. where then target = qk end
+    end
+    for _, qk in ipairs(queues) do
+      if redis.call('ZSCORE', qk, sid) then target = nil end
+    end
+    if target then
+      redis.call('ZADD', target, redis.call('HGET', call, 'enqueued_at') or since, sid)
+      redis.call('EXPIRE', target, ttl)
+      if restored == 0 then restored = 1 end
+    end
   end
 end
 if redis.call('SET', sweep_lock, now, 'NX', 'EX', sweep_every) then

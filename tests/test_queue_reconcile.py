@@ -87,6 +87,18 @@ def test_retry_before_the_wait_page_counts_once_and_nothing_is_restored(serve, r
     assert rec["transfers"] == "1" and "queue_restored_at" not in rec
 
 
+def test_a_wait_page_naming_another_queue_adds_no_second_entry(serve, redis):
+    client = serve(clock=Clock())
+    c = caller(10)
+    client.post("/voice", c)
+    client.post("/voice/gather?turn=1", dict(c, Digits="9"))                     # urgent
+    assert wait_page(client, c, queue="normal")[0] == 200
+    assert redis.zrange(keys.queue("urgent"), 0, -1) == [c["CallSid"]] and redis.zcard(keys.queue("normal")) == 0
+    redis.zrem(keys.queue("urgent"), c["CallSid"])                                # the entry lost, the record not
+    wait_page(client, c, queue="normal")
+    assert redis.zrange(keys.queue("urgent"), 0, -1) == [c["CallSid"]]          # back where the record says
+
+
 def test_a_caller_who_left_is_never_put_back(serve, redis):
     client = serve(clock=Clock())
     c = caller(3)

@@ -58,8 +58,8 @@ def wait():
         # One script: counts the round, notes Twilio still holds the caller, mends the mirror.
         _, rounds, urgent_waiting, restored = svc.queues.waiting(sid, queue, now, queue_time)
         if restored:
-            log.warning("call %s: waits in the %s queue but Redis had lost it (failover); mirror restored",
-                        sid, queue)
+            log.warning("call %s: waits in the %s queue but Redis had lost %s (failover?); restored", sid, queue,
+                        "its queue entry" if restored == 1 else "its handoff")
         pipe = svc.redis.pipeline(transaction=False)
         pipe.hgetall(keys.call(sid))
         stats.read_wait_stats(pipe, now, stats.HOUR)
