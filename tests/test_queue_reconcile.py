@@ -5,6 +5,7 @@ These tests produce exactly that state on a real Redis (DUMP before the webhooks
 "lost", RESTORE after) and check what the next webhooks make of it; tests/test_redis_ha.py does the
 same with a real master killed under Sentinel."""
 from ivr import keys, queues
+from ivr.keyring import Keyring
 from ivr.simulate.twilio_client import parse_twiml
 from tests.support import Clock
 
@@ -20,8 +21,8 @@ class Lost:
 
     def __init__(self, redis, sid, number):
         self.r = redis
-        self.keys = keys.call_keys(sid) + [keys.queue(q) for q in keys.QUEUES] + [keys.ACTIVE, keys.EVENTS,
-                                                                                    keys.caller(number)]
+        shared = [keys.queue(q) for q in keys.QUEUES] + [keys.ACTIVE, keys.EVENTS]
+        self.keys = keys.call_keys(sid) + shared + [keys.caller(number, Keyring(redis).hash_key)]
         self.saved = {k: redis.dump(k) for k in self.keys}
 
     def restore(self):
