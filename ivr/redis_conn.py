@@ -157,6 +157,10 @@ def refuse_cluster(r) -> None:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("Redis not reachable at start-up (%s); callers go to a person until it is", exc)
         return
+    finally:
+        # `ivr serve` forks its workers after this: leave no connection open in the parent (the embedded
+        # Redis, for one, saves its data on exit only when its last client has gone).
+        r.connection_pool.disconnect()
     if enabled:
         raise UnsupportedRedis("Redis Cluster is not supported (each call's turn is one atomic script over "
                                "keys in several hash slots); use one master with replicas and Sentinel, "

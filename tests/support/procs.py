@@ -100,7 +100,11 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=timeout)
-        kill_group(self.proc)       # a worker that outlived its master
+        # What the server started (the embedded Redis saving its dump) ends by itself; then any straggler.
+        try:
+            wait_for(lambda: not group_alive(self.proc.pid), what="the server's processes to end", timeout=15)
+        except TimeoutError:
+            kill_group(self.proc)
         return self.output()
 
     def output(self) -> str:
@@ -108,9 +112,12 @@ class ServeProcess:
 
 
 def kill_group(proc) -> None:
-    """SIGKILL `proc`'s process group (it was started with start_new_session) and reap `proc`."""
+    """SIGKILL `proc`'s process group (when it leads one: start_new_session) and reap `proc`."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()               # started without a group of its own: the process alone
     except ProcessLookupError:
         pass
     proc.wait(timeout=10)
