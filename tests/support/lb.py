@@ -38,7 +38,11 @@ class Haproxy:
             self.env[f"IVR_SERVER{i}"] = server
         self.proc = subprocess.Popen([self.binary, "-db", "-f", str(CONFIG)], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._listening, what="haproxy")
+        try:
+            wait_for(self._listening, what="haproxy")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _listening(self):

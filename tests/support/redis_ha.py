@@ -88,6 +88,13 @@ class SentinelSet:
         return tuple(("127.0.0.1", s.port) for s in self.sentinels)
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()                 # a failed start leaves no process behind
+            raise
+
+    def _start(self):
         self.master.start([])
         self.replica.start([f"replicaof 127.0.0.1 {self.master.port}"])
         wait_for(lambda: self.master.client().info("replication")["connected_slaves"] == 1, what="replication")
@@ -129,6 +136,13 @@ class Cluster:
         self.nodes = [Node(workdir, f"cluster{i}") for i in range(size)]
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()                 # a failed start leaves no process behind
+            raise
+
+    def _start(self):
         for n in self.nodes:
             # The cluster bus gets its own free port (by default it is the port + 10000, which may not exist).
             n.start(["cluster-enabled yes", f"cluster-config-file {n.dir / 'nodes.conf'}",
