@@ -60,7 +60,8 @@ class GunicornServer:
         self.port, self.url = port, f"http://127.0.0.1:{port}"
         # IVR_HOURS=open: figures must not depend on the time of day the benchmark runs at.
         env = dict(os.environ, TWILIO_AUTH_TOKEN=token, PUBLIC_URL=self.url, IVR_FEEDBACK="off",
-                   IVR_HANDOFF_MODE="dial", IVR_HOURS="open", **(extra_env or {}))
+                   IVR_HANDOFF_MODE="dial", IVR_HOURS="open")
+        env.update(extra_env or {})
         if redis_url:
             env["REDIS_URL"] = redis_url
         self.log_path = Path(tempfile.gettempdir()) / f"ivr-bench-server-{port}.log"

@@ -1,6 +1,6 @@
 """Run every benchmark, one after the other (they would compete for the cores otherwise).
 
-    .venv/bin/python -m bench.run_all           # full: figures for BENCHMARKS.md (under 10 minutes)
+    .venv/bin/python -m bench.run_all           # full: figures for BENCHMARKS.md (about 20 minutes)
     .venv/bin/python -m bench.run_all --quick   # smoke, as CI runs it (tests/test_bench_smoke.py)
 
 Each benchmark starts `ivr serve` (gunicorn gthread) against a real Redis, prints
@@ -21,13 +21,15 @@ BENCHES = {
     "turn_latency": ["bench.turn_latency"],
     "soak": ["bench.soak", "--seconds", "60"],
     "metrics": ["bench.metrics"],
+    "capacity": ["bench.capacity"],
 }
-QUICK = {"webhooks": ["--quick"], "turn_latency": ["--quick"], "soak": ["--seconds", "8"], "metrics": ["--quick"]}
+QUICK = {"webhooks": ["--quick"], "turn_latency": ["--quick"], "soak": ["--seconds", "8"], "metrics": ["--quick"],
+         "capacity": ["--quick"]}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke version of every benchmark (~90 s)")
+    ap.add_argument("--quick", action="store_true", help="smoke version of every benchmark (~2.5 min)")
     ap.add_argument("--only", default="", help="comma-separated subset: " + ",".join(BENCHES))
     args = ap.parse_args()
     names = [n for n in BENCHES if not args.only or n in args.only.split(",")]

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from . import faults
 from .config import Config
 from .flows.loader import load_flows
-from .redis_conn import connect
+from .redis_conn import for_config, refuse_cluster
 from .services import Services
 
 log = logging.getLogger("ivr")
@@ -19,7 +19,8 @@ MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's webhooks are a few KB; anything larger
 
 
 def create_app(config: Config | None = None, redis=None, clock=time.time, engines: dict | None = None) -> Flask:
-    """Build the app. Raises FlowError for an invalid flow: the server must not start with one.
+    """Build the app. Raises FlowError for an invalid flow and UnsupportedRedis for a Redis Cluster:
+    the server must not start with either.
 
     `engines` ({flow id: flows.engine.Engine}) are config.flows_dir's flows, already loaded and
     built. An Engine keeps no call state, so one set can serve every app of a process: the test
@@ -30,7 +31,8 @@ def create_app(config: Config | None = None, redis=None, clock=time.time, engine
 
     config = config or Config.from_env()
     flows = load_flows(config.flows_dir) if engines is None else {fid: e.flow for fid, e in engines.items()}
-    redis = redis or connect(config.redis_url, config.data_dir)
+    redis = redis or for_config(config)
+    refuse_cluster(redis)          # UnsupportedRedis: the server must not start on a Redis Cluster
     faults.configure(config.faults)  # off unless IVR_FAULTS is set (reliability tests)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES

@@ -9,6 +9,7 @@ transfers are counted exactly once.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 
@@ -24,6 +25,8 @@ CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 def is_call_sid(value) -> bool:
     return isinstance(value, str) and CALL_SID.fullmatch(value) is not None
 
+
+log = logging.getLogger("ivr.calls")
 
 _OPEN = """
 local call, caller, active, recent, events, replies = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -83,6 +86,9 @@ if redis.call('HSETNX', replies, turn, reply) == 0 then
   return redis.call('HGET', replies, turn)
 end
 redis.call('EXPIRE', replies, ttl)
+-- The bot hands a call off once. A handoff already on record is not counted again: after a failover
+-- lost this turn's first delivery, the wait page may have restored it (ivr.queues) before Twilio's retry.
+local handed_off = redis.call('HEXISTS', call, 'handoff_at') == 1
 local i = 13
 for n = 1, nturns do
   redis.call('RPUSH', turns, ARGV[i]); i = i + 1
@@ -91,7 +97,7 @@ if nturns > 0 then redis.call('EXPIRE', turns, ttl) end
 local fields = {}
 for j = i, #ARGV do fields[#fields + 1] = ARGV[j] end
 if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
-if transfer == '1' then
+if transfer == '1' and not handed_off then
   redis.call('HINCRBY', call, 'transfers', 1)
   if known then
     redis.call('HSET', caller, 'transferred', '1')
@@ -176,11 +182,17 @@ def _flat(fields: dict) -> list:
 
 
 class CallStore:
-    def __init__(self, redis, retention_seconds: int, clock=time.time, keyring=None):
+    def __init__(self, redis, retention_seconds: int, clock=time.time, keyring=None, wait_replicas: int = 0,
+                 wait_ms: int = 50):
         self.r = redis
         self.keyring = keyring or Keyring(redis)
         self.ttl = int(retention_seconds)
         self.clock = clock
+        # Redis replicates asynchronously: a failover loses what the master had not yet sent. A write
+        # that counts a transfer waits (WAIT) until `wait_replicas` replicas have it, at most `wait_ms`,
+        # before the caller is told where they go (docs/scaling.md: what this bounds, what it costs).
+        self.wait_replicas = int(wait_replicas)
+        self.wait_ms = int(wait_ms)
         self._open = redis.register_script(_OPEN)
         self._turn = redis.register_script(_TURN)
         self._once = redis.register_script(_ONCE)
@@ -211,7 +223,8 @@ class CallStore:
     def apply_turn(self, sid, caller, turn, reply, fields, turns=(), transfer=False, event="turn", data=None,
                    ops=()):
         """Returns None when applied, or the reply stored by an earlier delivery of this turn."""
-        return self._turn(
+        return self._write(
+            self._turn, transfer,
             keys=[keys.call(sid), keys.turns(sid), keys.replies(sid), keys.EVENTS, self._caller(caller)],
             args=[sid, str(turn), reply, self.now(), self.ttl, "1" if transfer else "0", len(turns), event,
                   json.dumps(data or {}, ensure_ascii=False), keys.EVENTS_MAXLEN, _ops(ops),
@@ -230,7 +243,8 @@ class CallStore:
         return (int(res[0]), res[1]) if isinstance(res, list) else (res, None)
 
     def _once_raw(self, sid, marker, fields, event, close, transfer, ops):
-        return self._once(
+        return self._write(
+            self._once, transfer,
             keys=[keys.call(sid), keys.once(sid), keys.EVENTS, keys.ACTIVE],
             args=[sid, marker, self.now(), self.ttl, event, keys.EVENTS_MAXLEN, "1" if close else "0",
                   "1" if transfer else "0", _ops(ops)] + _flat(fields),
@@ -250,6 +264,20 @@ class CallStore:
 
     def report(self, sid) -> dict | None:
         return read_report(self.r, sid)
+
+    def _write(self, script, durable, keys, args):
+        if not (durable and self.wait_replicas):
+            return script(keys=keys, args=args)
+        # WAIT counts the writes of its own connection: the script and WAIT share one.
+        with self.r.client() as conn:
+            result = script(keys=keys, args=args, client=conn)
+            acked = conn.wait(self.wait_replicas, self.wait_ms)
+        if acked < self.wait_replicas:
+            from .metrics import UNREPLICATED
+            UNREPLICATED.inc()
+            log.warning("a transfer was written to the Redis master but reached %d of %d replicas within %d ms",
+                        acked, self.wait_replicas, self.wait_ms)
+        return result
 
 
 def entry_ops(sid: str, entry: dict, ttl: int) -> list:

@@ -51,11 +51,15 @@ def check_flows(paths):
 def _build_app(cfg):
     from . import create_app
     from .flows.loader import FlowError
+    from .redis_conn import UnsupportedRedis
 
     try:
         return create_app(cfg)
     except FlowError as exc:
         click.echo(f"refusing to start: invalid flow\n{exc}", err=True)
+        sys.exit(2)
+    except UnsupportedRedis as exc:
+        click.echo(f"refusing to start: {exc}", err=True)
         sys.exit(2)
 
 
@@ -73,7 +77,7 @@ def serve(host, port, threads, workers):
     import tempfile
 
     from .config import metrics_dir, use_metrics_dir
-    from .redis_conn import describe
+    from .redis_conn import describe_config
     from .server import run_gunicorn
 
     _setup_logging()
@@ -92,7 +96,7 @@ def serve(host, port, threads, workers):
         use_metrics_dir(folder)
     cfg = Config.from_env(port=port)
     app = _build_app(cfg)
-    click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe(cfg.redis_url)})")
+    click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe_config(cfg)})")
     click.echo("Twilio console, phone number > Voice configuration:")
     click.echo(f"  A call comes in   POST {cfg.url('/voice')}")
     click.echo(f"  Primary handler fails  POST {cfg.url('/voice/fallback')}")
@@ -203,10 +207,10 @@ def operators():
 
 def _operators():
     from .dashboard.auth import Operators
-    from .redis_conn import connect
+    from .redis_conn import for_config
 
     cfg = Config.from_env()
-    return Operators(connect(cfg.redis_url, cfg.data_dir))
+    return Operators(for_config(cfg))
 
 
 @operators.command("add")
@@ -326,13 +330,13 @@ def unanswered(top, flow_id, lang):
     """The questions the bot did not understand most often: candidates for new intents or examples."""
     from .flows.loader import load_flows
     from .quality import top_unanswered
-    from .redis_conn import connect
+    from .redis_conn import for_config
 
     cfg = Config.from_env()
     flows = load_flows(cfg.flows_dir)
     flow = flows.get(flow_id or cfg.default_flow) or next(iter(flows.values()))
     lang = lang or flow.languages[0]
-    rows = top_unanswered(connect(cfg.redis_url, cfg.data_dir), flow.id, lang, top)
+    rows = top_unanswered(for_config(cfg), flow.id, lang, top)
     if not rows:
         click.echo(f"no unanswered questions logged for {flow.id} ({lang})")
         return

@@ -56,6 +56,20 @@ def use_metrics_dir(path) -> None:
     os.environ[METRICS_DIR_ENV] = str(path)
 
 
+def _addresses(env, name):
+    """host:port,host:port -> ((host, port), ...)"""
+    out = []
+    for item in (env.get(name) or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{name} must be host:port[,host:port...], got {item!r}")
+        out.append((host.strip("[]"), int(port)))
+    return tuple(out)
+
+
 def _faults(raw):
     from .faults import parse
     return parse(raw)
@@ -157,6 +171,24 @@ class Config:
     # Faults injected on purpose for reliability tests (IVR_FAULTS, ivr/faults.py); empty in production.
     faults: frozenset = frozenset()
 
+    # -- Redis high availability (docs/scaling.md) --------------------------------------------
+    # Sentinels to ask for the master (REDIS_SENTINELS=host:port,...); set: REDIS_URL must be unset.
+    redis_sentinels: tuple = ()
+    redis_sentinel_service: str = "mymaster"
+    # Password of the Redis data nodes (with sentinels; a REDIS_URL carries its own) and of the sentinels.
+    redis_password: str | None = None
+    redis_sentinel_password: str | None = None
+    # After a write that counts a transfer: WAIT for this many replicas, at most redis_wait_ms.
+    # None: 1 with sentinels (there is a replica to wait for), 0 without.
+    redis_wait_replicas: int | None = None
+    redis_wait_ms: int = 50
+
+    @property
+    def wait_replicas(self) -> int:
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_sentinels else 0
+
     @classmethod
     def from_env(cls, env=None, port: int = 5000, **overrides) -> Config:
         env = os.environ if env is None else env
@@ -218,7 +250,16 @@ class Config:
             voicemail_delete_remote=_bool(env, "IVR_VOICEMAIL_DELETE_REMOTE", cls.voicemail_delete_remote),
             hours=_choice(env, "IVR_HOURS", ("flow", "open", "closed"), cls.hours),
             faults=_faults(env.get("IVR_FAULTS") or ""),
+            redis_sentinels=_addresses(env, "REDIS_SENTINELS"),
+            redis_sentinel_service=env.get("REDIS_SENTINEL_SERVICE") or cls.redis_sentinel_service,
+            redis_password=env.get("REDIS_PASSWORD") or None,
+            redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
+            redis_wait_replicas=_int(env, "REDIS_WAIT_REPLICAS", None),
+            redis_wait_ms=_int(env, "REDIS_WAIT_MS", cls.redis_wait_ms),
         )
+        if cfg.redis_sentinels and cfg.redis_url:
+            raise ValueError("set REDIS_SENTINELS or REDIS_URL, not both: with sentinels the master's address "
+                             "comes from them")
         return replace(cfg, **overrides) if overrides else cfg
 
     @property

@@ -5,7 +5,9 @@ these names are the contract between processes (and the dashboard).
 
   ivr:call:{sid}            hash   call record: from, to, flow, lang, step, state (engine JSON),
                                    started_at, ended_at, status, outcome, transfers, queue, reason,
-                                   handoff_at, answered_at, wait_seconds, dial_status, boost, answered
+                                   handoff_at, answered_at, wait_seconds, dial_status, boost, answered,
+                                   announcements, waiting_seen_at (the last wait page Twilio asked for),
+                                   queue_restored_at (a failover lost the write that queued the caller)
   ivr:call:{sid}:turns      list   transcript, one JSON object per bot or caller turn
   ivr:call:{sid}:replies    hash   turn number -> TwiML already returned; makes retried webhooks
                                    return the same answer and change nothing
@@ -53,6 +55,8 @@ these names are the contract between processes (and the dashboard).
   ivr:secret_key            string server secret shared by all processes when IVR_SECRET_KEY is unset:
                                    signs dashboard sessions; keys derived from it sign stream credentials
                                    and key the hashes above (ivr/keyring.py)
+  ivr:queue_sweep           string set (NX, expiring) by the process that swept the queue mirror last
+                                   (ivr.queues: ghosts after a failover); its life is the sweep period
 Every per-call key expires after the configured retention period.
 """
 import hashlib
@@ -76,6 +80,7 @@ AUDIT = f"{PREFIX}:audit"
 AUDIT_MAXLEN = 10_000
 LONG_TTL = 400 * 86400
 QUEUES = ("urgent", "normal")
+QUEUE_SWEEP = f"{PREFIX}:queue_sweep"
 
 
 def unanswered(flow: str, lang: str) -> str:

@@ -97,6 +97,10 @@ SLOW_CLIENTS = Counter("ivr_slow_clients_closed", "Connections the server closed
 def count_refused_stream(reason: str) -> None:
     STREAMS_REFUSED.labels(reason=reason).inc()
 
+UNREPLICATED = Counter("ivr_unreplicated_writes", "Writes that counted a transfer and were not acknowledged by "
+                       "the configured number of replicas within REDIS_WAIT_MS (a failover now could lose them)",
+                       registry=PROCESS)
+
 
 AGENT_LINE_REFUSED = Counter("ivr_agent_line_refused", "Calls to the agent line refused: not a registered agent "
                              "number, or a wrong PIN", registry=PROCESS)

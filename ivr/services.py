@@ -49,8 +49,9 @@ class Services:
         cfg = self.config
         self.keyring = Keyring(self.redis, cfg.secret_key)
         self.metrics_cache = ScrapeCache(cfg.metrics_cache_seconds)
-        self.store = CallStore(self.redis, cfg.retention_seconds, clock=self.clock, keyring=self.keyring)
-        self.queues = Queues(self.redis, cfg.retention_seconds)
+        self.store = CallStore(self.redis, cfg.retention_seconds, clock=self.clock, keyring=self.keyring,
+                               wait_replicas=cfg.wait_replicas, wait_ms=cfg.redis_wait_ms)
+        self.queues = Queues(self.redis, cfg.retention_seconds, cfg.announce_every)
         if self.engines is None:
             # Trained intent classifiers are kept under the data folder, by what they learned from:
             # a restart (or another worker loading the flows itself) reads them instead of training.

@@ -36,9 +36,18 @@ def percentile(values, p):
 
 def wait_stats(redis, now, window, queue=None) -> dict:
     pipe = redis.pipeline(transaction=False)
+    read_wait_stats(pipe, now, window)
+    return parse_wait_stats(pipe.execute(), queue)
+
+
+def read_wait_stats(pipe, now, window) -> None:
+    """Queue on `pipe` the two reads wait statistics need (to share a round trip with others)."""
     pipe.zrangebyscore(keys.WAITS, now - window, "+inf")
     pipe.zrangebyscore(keys.ABANDONED, now - window, "+inf")
-    answered, abandoned = pipe.execute()
+
+
+def parse_wait_stats(results, queue=None) -> dict:
+    answered, abandoned = results
     waits = []
     for member in answered:
         _sid, wait, q = member.split("|")

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages ivr needs: espeak-ng (pyttsx3's voice), sox (audio conversion).
-# With --test also Chromium and its driver for the dashboard browser test.
+# With --test also Chromium and its driver for the dashboard browser test, and the scale-out tests'
+# HAProxy, redis-server, redis-sentinel and redis-tools (tests/test_scale_out.py, tests/test_redis_ha.py).
 # Installs only what is missing, so a second run costs nothing.
 set -euo pipefail
 pkgs=(espeak-ng sox)
-[ "${1:-}" = "--test" ] && pkgs+=(chromium chromium-driver)
+[ "${1:-}" = "--test" ] && pkgs+=(chromium chromium-driver haproxy redis-server redis-sentinel redis-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,7 +22,7 @@ def quick_run(tmp_path_factory, redis_url):
     RESULTS = tmp_path_factory.mktemp("bench-results")
     env = dict(os.environ, BENCH_RESULTS_DIR=str(RESULTS), REDIS_URL=redis_url)
     return subprocess.run([sys.executable, "-m", "bench.run_all", "--quick"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=400, env=env)
+                          text=True, timeout=600, env=env)
 
 
 def test_run_all_quick_exits_zero(quick_run):
@@ -79,3 +79,22 @@ def test_matchers_table_scores_the_chosen_design_on_the_readable_sets():
     assert {"en val", "en dev", "ko val", "ko dev"} <= set(chosen)
     assert not any("test" in name for name in chosen)          # the test halves only with --test
     assert all(0.0 <= chosen[s]["routing_accuracy"] <= 1.0 for s in ("en val", "ko val"))
+
+
+def test_capacity_json(quick_run):
+    data = json.loads((RESULTS / "capacity-quick.json").read_text())
+    assert data["machine"]["cores"] >= 1 and data["workers"] >= 2
+    (level,) = data["levels"]
+    assert set(level["mix"]) == {"spoken", "keypad", "queued"} and sum(level["mix"].values()) == level["calls"]
+    assert all(level["calls_done"][k] > 0 for k in level["mix"])
+    assert sum(level["calls_failed"].values()) == 0 and level["webhook_errors"] == 0
+    assert level["spoken_turns"] > 0 and 0 < level["spoken_p50_ms"] <= level["spoken_p95_ms"]
+    assert 0 < level["webhook_p50_ms"] <= level["webhook_p95_ms"]
+    assert level["server_cpu_cores"] > 0 and level["webhooks_per_call"] >= 4
+    assert level["webhooks"]["voice/queue/wait"] > 0
+    # Memory per worker from smaps_rollup: PSS no more than RSS, shared pages counted (the model).
+    assert len(level["workers"]) == data["workers"]
+    assert all(0 < w["pss_mib"] <= w["rss_mib"] and w["shared_mib"] > 0 for w in level["workers"])
+    redis = level["redis_per_call"]
+    assert redis["commands"] > 10 and redis["bytes_in"] > 0 and redis["bytes_out"] > 0
+    assert redis["by_command"]["evalsha"] >= 1

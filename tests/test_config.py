@@ -46,6 +46,12 @@ CASES = [
     ("IVR_CALLBACK_FROM", "+15551230009", "callback_from", "+15551230009"),
     ("IVR_VOICEMAIL_DELETE_REMOTE", "on", "voicemail_delete_remote", True),
     ("IVR_HOURS", "closed", "hours", "closed"),
+    ("REDIS_SENTINELS", "s1:26379, [::1]:26380", "redis_sentinels", (("s1", 26379), ("::1", 26380))),
+    ("REDIS_SENTINEL_SERVICE", "hotline", "redis_sentinel_service", "hotline"),
+    ("REDIS_PASSWORD", "pw", "redis_password", "pw"),
+    ("REDIS_SENTINEL_PASSWORD", "spw", "redis_sentinel_password", "spw"),
+    ("REDIS_WAIT_REPLICAS", "2", "redis_wait_replicas", 2),
+    ("REDIS_WAIT_MS", "20", "redis_wait_ms", 20),
 ]
 
 
@@ -61,7 +67,8 @@ def test_missing_token_is_generated_never_off():
 
 
 @pytest.mark.parametrize("var,raw", [("IVR_HANDOFF_MODE", "carrier-pigeon"), ("IVR_DIAL_TIMEOUT", "soon"),
-                                     ("IVR_SPEECH", "maybe"), ("IVR_HOURS", "sometimes")])
+                                     ("IVR_SPEECH", "maybe"), ("IVR_HOURS", "sometimes"), ("REDIS_SENTINELS", "s1"),
+                                     ("REDIS_SENTINELS", "s1:port")])
 def test_bad_values_are_refused_by_name(var, raw):
     with pytest.raises(ValueError, match=var):
         Config.from_env({var: raw})
@@ -73,3 +80,14 @@ def test_twilio_credentials_prefer_an_api_key():
     assert Config.from_env({"TWILIO_AUTH_TOKEN": "tok", "TWILIO_ACCOUNT_SID": sid}).twilio_credentials == (sid, "tok")
     assert Config.from_env({"TWILIO_AUTH_TOKEN": "tok", "TWILIO_ACCOUNT_SID": sid, "TWILIO_API_KEY": "SK1",
                             "TWILIO_API_SECRET": "s"}).twilio_credentials == ("SK1", "s")
+
+
+def test_sentinels_and_a_redis_url_are_not_both_taken():
+    with pytest.raises(ValueError, match="REDIS_SENTINELS or REDIS_URL"):
+        Config.from_env({"REDIS_SENTINELS": "s1:26379", "REDIS_URL": "redis://r:6379/0"})
+
+
+def test_wait_for_a_replica_only_where_there_is_one():
+    assert Config.from_env({}).wait_replicas == 0
+    assert Config.from_env({"REDIS_SENTINELS": "s1:26379"}).wait_replicas == 1
+    assert Config.from_env({"REDIS_SENTINELS": "s1:26379", "REDIS_WAIT_REPLICAS": "0"}).wait_replicas == 0

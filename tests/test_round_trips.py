@@ -23,7 +23,8 @@ def test_webhooks_cost_at_most_two_round_trips(counted):
     # Scripts are loaded on first use (EVALSHA falls back to SCRIPT LOAD): warm them up on another call.
     warm = dict(CALL, CallSid="CA" + "2" * 32)
     client.post("/voice", warm)
-    client.post("/voice/gather?turn=1", dict(warm, Digits="0"))
+    _, body = client.post("/voice/gather?turn=1", dict(warm, Digits="0"))
+    client.post(parse_twiml(body).find("Enqueue").get("waitUrl"), dict(warm, QueuePosition="1", QueueTime="1"))
     client.post("/voice/status", dict(warm, CallStatus="completed"))
     trips.take()
     costs = {}

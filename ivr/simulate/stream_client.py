@@ -73,7 +73,8 @@ class StreamCaller:
         raise ValueError(kind)
 
     def run(self, url: str, custom: dict, call_sid: str, inputs, audio: dict | None = None) -> StreamResult:
-        """inputs: ("say", text) | ("audio", path) | ("press", digits); audio: pre-rendered {input: bytes}."""
+        """inputs: ("say", text) | ("audio", path) | ("press", digits) | ("wait", seconds: the caller stays
+        silent that long before the next input); audio: pre-rendered {input: bytes}."""
         sig = self.signature if self.signature is not None else self.validator.compute_signature(url, {})
         self.ws, self.tw = open_stream(url, sig, call_sid, custom, timeout=10, enable_multithread=True)
         self.res = res = StreamResult()
@@ -93,6 +94,10 @@ class StreamCaller:
         rx.start()
         try:
             for kind, value in inputs:
+                if kind == "wait":
+                    self._wait_reply()
+                    self._stream(silence(int(float(value) * 1000)))
+                    continue
                 if not self._wait_turn():
                     break
                 if kind == "press":

@@ -6,7 +6,7 @@ import time
 from flask import Blueprint, Response, g, jsonify, request
 
 from ..metrics import HTTP_DURATION, TURN_LATENCY
-from ..redis_conn import describe
+from ..redis_conn import describe_config
 from .common import services
 
 bp = Blueprint("health", __name__)
@@ -52,7 +52,7 @@ def healthz():
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         redis_ok = f"down: {type(exc).__name__}"
     body = {"status": "ok" if redis_ok == "ok" else "degraded", "redis": redis_ok,
-            "redis_backend": describe(svc.config.redis_url),
+            "redis_backend": describe_config(svc.config),
             "flows": {fid: f.languages for fid, f in svc.flows.items()}, "models": model_status(svc)}
     return jsonify(body), 200 if redis_ok == "ok" else 503
 

@@ -57,12 +57,17 @@ def wait():
     queue_time = _int(request.form.get("QueueTime"), 0)
     twilio_avg = _int(request.form.get("AvgQueueTime"), 0)
     try:
+        now = svc.store.now()
+        # One script: counts the round, notes Twilio still holds the caller, mends the mirror.
+        _, rounds, urgent_waiting, restored = svc.queues.waiting(sid, queue, now, queue_time)
+        if restored:
+            log.warning("call %s: waits in the %s queue but Redis had lost %s (failover?); restored", sid, queue,
+                        "its queue entry" if restored == 1 else "its handoff")
         pipe = svc.redis.pipeline(transaction=False)
         pipe.hgetall(keys.call(sid))
-        svc.store.count(sid, "announcements", pipe)   # never creates a record for an unknown call
-        svc.queues.read_size(pipe, "urgent")
-        record, rounds, urgent_waiting = pipe.execute()
-        ours = stats.wait_stats(svc.redis, svc.store.now(), stats.HOUR, queue)
+        stats.read_wait_stats(pipe, now, stats.HOUR)
+        record, *raw = pipe.execute()
+        ours = stats.parse_wait_stats(raw, queue)
     except Exception:  # a caller on hold must keep hearing something
         log.exception("wait page for %s: Redis unavailable; plain hold round", sid)
         record, rounds, urgent_waiting, ours = {}, 1, 0, {"answered": 0, "avg_wait": None}

@@ -36,6 +36,7 @@ bp = Blueprint("stream", __name__)
 MAX_SOCKET_MESSAGE = 256 * 1024
 RECEIVE_TICK = 0.25
 POLICY_VIOLATION = 1008    # WebSocket close code for a stream that is not the call's (RFC 6455)
+ENDED_TURN = "stream-ended"     # the replies-hash key of the handoff /voice/stream-ended makes
 
 
 # -- the WebSocket ----------------------------------------------------------------
@@ -122,7 +123,11 @@ def stream_ended():
     """The stream is over: hand off, hang up after the goodbye, or (anything unplanned) a person."""
     svc = services()
     sid = call_sid()
-    record, _ = svc.store.load(sid)
+    # A call is handed off here at most once (no stream follows a handoff), so one reply key serves every
+    # delivery: Twilio's retry, on whichever server, gets the same answer and changes nothing.
+    record, earlier = svc.store.load(sid, ENDED_TURN)
+    if earlier:
+        return twiml(earlier)
     state = call_turn.resume(svc, sid, record)
     flow, lang = svc.flow_for_record(record)
     locale = flow.say_locale(lang)
@@ -157,4 +162,4 @@ def stream_ended():
                   decision=Decision(None, 0.0, "handoff", f"media stream ended: {outcome or 'no outcome'}"))
     rendered = svc.twiml.reply(reply, sid=sid, turn=turn + 1, locale=locale,
                                offer=closed_offer(flow, lang, record.get("from")) if closed else None)
-    return twiml(call_turn.commit(svc, state, f"stream-ended:{turn}", reply, rendered, extra={"turn": turn + 1}))
+    return twiml(call_turn.commit(svc, state, ENDED_TURN, reply, rendered, extra={"turn": turn + 1}))

@@ -154,8 +154,9 @@ def _dial_result(svc, sid, status, turn):
         # A second transfer: from the direct line into the queue. Counted once, however often Twilio retries.
         fields.update(status="queued", enqueued_at=now, overflowed_from="dial")
         ops += svc.queues.join_ops(queue, sid, now)
-    # A dial from the failure path was not counted when it was made (that is what failed): count it now.
-    emergency = turn == "emergency"
+    # A dial from the failure path was not counted when it was made (that is what failed): count it now,
+    # unless the record shows the handoff after all (the write landed, only its answer was lost).
+    emergency = turn == "emergency" and not record.get("handoff_at")
     applied = svc.store.record_once(sid, marker, fields, "dial_result", transfer=overflow or emergency, ops=ops)
     if applied == 1 and "answered_at" in fields:
         metrics.observe_wait(queue, wait)

@@ -76,10 +76,11 @@ class ServeProcess:
         self.proc = None
 
     def start(self):
+        # Its own process group, standing in for a host: kill() takes the master and its workers at once.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--threads", str(self.threads), "--workers", str(self.workers)],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         wait_for(self._healthy, what="ivr serve", timeout=60)
         return self
 
@@ -94,15 +95,49 @@ class ServeProcess:
 
     def kill(self):
         """SIGKILL the whole process group: the crash of a machine, not a polite stop."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        kill_group(self.proc)
 
     def terminate(self, timeout=40):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=timeout)
+        # What the server started (the embedded Redis saving its dump) ends by itself; then any straggler.
+        try:
+            wait_for(lambda: not group_alive(self.proc.pid), what="the server's processes to end", timeout=15)
+        except TimeoutError:
+            kill_group(self.proc)
         return self.output()
 
     def output(self) -> str:
         return Path(self.log.name).read_text()
+
+
+def kill_group(proc) -> None:
+    """SIGKILL `proc`'s process group (when it leads one: start_new_session) and reap `proc`."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()               # started without a group of its own: the process alone
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+    # Its workers are the group's other members: gone once no process is left in it.
+    wait_for(lambda: not group_alive(proc.pid), what=f"process group {proc.pid} to end", timeout=10)
+
+
+def group_members(pgid) -> list:
+    """Live (not zombie) processes of process group `pgid`, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def group_alive(pgid) -> bool:
+    return bool(group_members(pgid))
