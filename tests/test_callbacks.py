@@ -20,6 +20,7 @@ from tests.support.hotline import (
     post,
     said,
     verb,
+    wait_round,
 )
 from tests.support.twilio_api import ACCOUNT_SID, TwilioStandIn, _basic
 
@@ -224,16 +225,20 @@ def test_a_call_back_keeps_the_callers_place(hotline, rest, redis):
     a, b, c, d = (caller(n, f"+1415555011{n}") for n in range(4))
     enq_a = enqueued(client, a, "0")
     clock.advance(30)
-    enqueued(client, b, "0")
+    enq_b = enqueued(client, b, "0")
     clock.advance(100)
     ask_callback(client, a, enq_a, queue_time=130)
     clock.advance(10)
-    enqueued(client, c, "0")
+    enq_c = enqueued(client, c, "0")
     clock.advance(60)
     enq_d = enqueued(client, d, "0")
     clock.advance(130)
     ask_callback(client, d, enq_d, queue_time=130)
     clock.advance(10)
+    # Twilio keeps asking for the wait page of everyone on hold (here the latest round, for B and C):
+    # that is what tells the queue mirror they are still there.
+    wait_round(client, b, enq_b, queue_time=310)
+    wait_round(client, c, enq_c, queue_time=200)
 
     order = []
     for n in range(4):

@@ -23,7 +23,8 @@ def waiting(store, queues, n, queue, since):
     """Call n waits in `queue` since `since`, joined through its call record as a turn would."""
     sid = f"CA{n:032d}"
     store.open_call(sid, f"+1500555{n:04d}", {})
-    assert store.apply_turn(sid, f"+1500555{n:04d}", 1, "R", {"status": "queued"}, transfer=True,
+    assert store.apply_turn(sid, f"+1500555{n:04d}", 1, "R", {"status": "queued", "enqueued_at": since},
+                            transfer=True,
                             ops=queues.join_ops(queue, sid, since)) is None
     return sid
 
@@ -61,7 +62,7 @@ def test_agents_take_urgent_callers_first_then_the_longest_wait(store, queues, r
     late = waiting(store, queues, 1, "normal", 50.0)
     early = waiting(store, queues, 2, "normal", 10.0)
     urgent = waiting(store, queues, 3, "urgent", 90.0)            # joined last, still first
-    now = 1000.0
+    now = 100.0
     assert queues.claim_next("agent-a", now) == ("queue", "urgent", urgent)
     assert queues.claim_next("agent-b", now) == ("queue", "normal", early)
     assert queues.claim_next("agent-c", now) == ("queue", "normal", late)
@@ -71,7 +72,7 @@ def test_agents_take_urgent_callers_first_then_the_longest_wait(store, queues, r
 
 
 def test_a_claim_holds_for_its_time_then_lapses(store, queues):
-    sid = waiting(store, queues, 1, "normal", 10.0)
+    sid = waiting(store, queues, 1, "normal", 990.0)
     assert queues.claim_next("agent-a", 1000.0, hold=20) == ("queue", "normal", sid)
     assert queues.claim_next("agent-b", 1019.0, hold=20) is None     # agent-a is being briefed on it
     assert queues.claim_next("agent-b", 1021.0, hold=20) == ("queue", "normal", sid)   # that agent never bridged
@@ -90,8 +91,8 @@ def test_members_are_read_oldest_first(store, queues, redis):
 def test_an_expired_call_is_dropped_from_the_queue_not_recreated(store, queues, redis):
     """A caller whose record expired (retention, or lost in a failover) is nobody to brief an
     agent on: the claim removes the stale entry and takes the next caller, writing no record."""
-    gone = waiting(store, queues, 1, "normal", 10.0)
-    there = waiting(store, queues, 2, "normal", 20.0)
+    gone = waiting(store, queues, 1, "normal", 910.0)
+    there = waiting(store, queues, 2, "normal", 920.0)
     redis.delete(keys.call(gone))
     assert queues.claim_next("agent-a", 1000.0) == ("queue", "normal", there)
     assert redis.zscore(keys.queue("normal"), gone) is None
