@@ -42,7 +42,9 @@ from bench.callers import CallerSwarm, Utterance
 from bench.common import GunicornServer, cpu_seconds, percentile
 from bench.machine import banner, describe
 from bench.turn_latency import SCRIPT as TURN_SCRIPT
+from ivr.agents import Agents
 from ivr.server import free_port
+from ivr.simulate.call import AGENT_NUMBER
 from ivr.simulate.speaker import synthesize
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support.procs import RedisProcess
@@ -114,7 +116,7 @@ def queued_call(hooks, i, think, hold, wait_round):
         time.sleep(min(wait_round, max(0.0, hold - (time.monotonic() - t0))))
     waited = str(int(time.monotonic() - t0))
     agent = "CA" + secrets.token_hex(16)
-    _, body = hooks.post("/voice/agent", {"CallSid": agent, "From": "+15005550777", "To": "+15005550001"})
+    _, body = hooks.post("/voice/agent", {"CallSid": agent, "From": AGENT_NUMBER, "To": "+15005550001"})
     queue = ET.fromstring(body).find(".//Queue")
     if queue is not None:
         hooks.post(queue.get("url"), dict(base, QueueTime=waited, DequeingCallSid=agent))
@@ -251,6 +253,7 @@ def main():
     try:
         port = free_port()
         redis = redis_lib.Redis.from_url(rp.url, decode_responses=True)
+        Agents(redis).add("bench", AGENT_NUMBER)            # the agent line admits registered agents only
         with GunicornServer(port, TOKEN, rp.url, threads=128, workers=WORKERS_PER_CORE * cores,
                             extra_env={"IVR_HANDOFF_MODE": "queue"}) as server:
             out["idle_workers"] = [smaps(w) for w in workers(server.proc.pid)]

@@ -13,9 +13,11 @@ import pytest
 import redis as redis_lib
 
 from ivr import create_app, keys
+from ivr.agents import Agents
 from ivr.metrics import PROCESS
 from ivr.redis_conn import UnsupportedRedis
 from ivr.server import LoopbackServer
+from ivr.simulate.call import AGENT_NUMBER
 from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 from tests.support import port_of
@@ -157,9 +159,10 @@ def test_master_killed_mid_call(make_config, tmp_path, ko_model):
             by_sid = {c["CallSid"]: c for c in (queued, lost, spoken)}
             waiting = r.zrange(keys.queue("normal"), 0, -1)
             assert {queued["CallSid"], lost["CallSid"]} <= set(waiting) <= set(by_sid)
+            Agents(r).add("ann", AGENT_NUMBER)       # the registry lived on the lost master's data
             for sid in waiting:                      # agents dial in; Twilio bridges the head of its queue
                 claim = twilio.post("/voice/agent", {"CallSid": "CA" + secrets.token_hex(16),
-                                                     "From": "+15005550777"})[1]
+                                                     "From": AGENT_NUMBER})[1]
                 assert parse_twiml(claim).find("Dial") is not None
                 twilio.post("/voice/queue/connect?queue=normal", dict(by_sid[sid], QueueTime="20"))
                 twilio.post("/voice/queue/result?turn=2", dict(by_sid[sid], QueueResult="bridged", QueueTime="20"))

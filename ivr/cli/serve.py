@@ -1,0 +1,89 @@
+"""`ivr serve` and `ivr check-flows`: the server and the check of what it will serve."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import Config
+from .common import build_app, setup_logging
+
+
+@click.command("check-flows")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def check_flows(paths):
+    """Validate flow files (default: the configured flows folder); exit 1 on any problem."""
+    from ..flows.loader import FlowError, load_flow, load_flows
+
+    cfg = Config.from_env()
+    problems, count = [], 0
+    targets = list(paths) or [cfg.flows_dir]
+    for target in targets:
+        try:
+            if target.is_dir():
+                count += len(load_flows(target))
+            else:
+                load_flow(target)
+                count += 1
+        except FlowError as exc:
+            problems += exc.problems
+    for p in problems:
+        click.echo(str(p), err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo(f"{count} flow(s) OK")
+
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=64, show_default=True, type=int, help="concurrent requests and calls per worker")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="worker processes; all state is in Redis, so any number can share one hotline")
+def serve(host, port, threads, workers):
+    """Run the hotline server (gunicorn, threaded)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    from ..config import metrics_dir, use_metrics_dir
+    from ..redis_conn import describe_config
+    from ..server import run_gunicorn
+
+    setup_logging()
+    # Everything the server writes (the embedded Redis's dump, recordings, metrics files) is this user's only.
+    os.umask(0o077)
+    if metrics_dir() is not None:
+        # The deployer's folder: last run's counts would be added to this run's (prometheus_client's rule).
+        os.makedirs(metrics_dir(), mode=0o700, exist_ok=True)
+        for stale in Path(metrics_dir()).glob("*.db"):
+            stale.unlink()
+    else:
+        # Each worker counts into files here; a scrape sums them all (ivr/metrics.py). Fresh per run.
+        folder, owner = tempfile.mkdtemp(prefix="ivr-metrics-"), os.getpid()
+        # Removed when the master exits; forked workers run atexit too, and must leave it alone.
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, True))
+        use_metrics_dir(folder)
+    cfg = Config.from_env(port=port)
+    app = build_app(cfg)
+    click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe_config(cfg)})")
+    click.echo("Twilio console, phone number > Voice configuration:")
+    click.echo(f"  A call comes in   POST {cfg.url('/voice')}")
+    click.echo(f"  Primary handler fails  POST {cfg.url('/voice/fallback')}")
+    click.echo(f"  Call status changes    POST {cfg.url('/voice/status')}")
+    click.echo(f"Health: {cfg.url('/healthz')}")
+    if not cfg.metrics_token and host not in ("127.0.0.1", "localhost", "::1"):
+        # Counts only (no personal data, no secret), but call volumes are the business's own figures.
+        click.echo("warning: /metrics is open to anyone who reaches this address; set IVR_METRICS_TOKEN or "
+                   "firewall it (docs/security.md)")
+    if cfg.token_generated:
+        # Printed (not logged) so the demo and the simulator can sign requests.
+        click.echo(f"TWILIO_AUTH_TOKEN was not set; this run uses the generated token {cfg.twilio_auth_token}")
+    svc = app.extensions["ivr"]
+    svc.speech.warm_up(svc.flows.values(), log_to=logging.getLogger("ivr"))  # models and prompts before calls
+    run_gunicorn(app, host, port, workers=workers, threads=threads)
