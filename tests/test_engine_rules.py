@@ -257,3 +257,28 @@ def test_a_spoken_order_number_is_not_a_request_for_a_person():
     conv = at("ask_order_number")
     reply = ENGINE.handle(conv, speech("one zero zero two three four"))
     assert reply.route is None and conv.slots["order_number"] == "100234"
+
+
+UNSURE = "the speaker isn't what i expected i want to give it back"   # return_refund at ~0.45
+
+
+def test_after_one_clarification_an_uncertain_routine_answer_goes_to_a_person():
+    first = ENGINE.handle(at("welcome"), speech(UNSURE))
+    assert first.decision.intent == "return_refund" and first.route is None
+    assert FLOW.confidence_threshold <= first.decision.confidence < FLOW.clarified_threshold
+
+    conv = at("welcome")
+    asked = ENGINE.handle(conv, speech("purple elephants dancing"))
+    assert asked.decision.action == "clarify" and asked.route is None
+    second = ENGINE.handle(conv, speech(UNSURE))
+    assert second.route is not None and second.route.reason == "not_understood"
+    assert "(asked again)" in second.decision.detail
+
+
+def test_after_one_clarification_a_confident_answer_and_a_person_still_work():
+    conv = at("welcome")
+    ENGINE.handle(conv, speech("purple elephants dancing"))
+    assert ENGINE.handle(conv, speech("what are your opening hours")).decision.intent == "opening_hours"
+    conv = at("welcome")
+    ENGINE.handle(conv, speech("purple elephants dancing"))
+    assert ENGINE.handle(conv, speech("agent")).route.reason == "agent_request"

@@ -190,17 +190,26 @@ class Engine:
             if step.listen == "options":
                 among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
             m = self.matchers[conv.lang].match(inp.text, among=among)
-            if m.intent and m.confidence >= self.flow.confidence_threshold:
+            if m.intent and m.confidence >= self._bar(conv, m.intent):
                 opt = next((o for o in step.options if o.intent == m.intent), None)
                 return self._route_intent(conv, m.intent, m.confidence, opt.goto if opt else None, [], m.via)
             # Not understood: the guess stays out of `intent` (reports and the agent's briefing
             # read it as the topic) and goes into the detail, for whoever tunes the flow.
             best = f"best {m.intent} ({m.confidence:.2f})" if m.intent else "no intent"
             why = f" ({m.via})" if m.via else ""
+            bar = self._bar(conv, m.intent)
+            again = " (asked again)" if bar != self.flow.confidence_threshold else ""
             return self._miss(conv, step, Decision(None, m.confidence, "clarify",
-                                                   f"low confidence: {best} < {self.flow.confidence_threshold:.2f}"
-                                                   + why))
+                                                   f"low confidence: {best} < {bar:.2f}{again}" + why))
         return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
+
+    def _bar(self, conv, intent) -> float:
+        """The confidence an intent needs here: stricter for a routine answer once the caller was
+        asked again (flow setting clarified_threshold); never for a way to a person."""
+        spec = self.flow.intents.get(intent)
+        if conv.misses and spec is not None and spec.handoff is None:
+            return self.flow.clarified_threshold
+        return self.flow.confidence_threshold
 
     def _ask(self, conv, step, inp) -> Reply:
         slot = step.slot

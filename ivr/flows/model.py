@@ -91,6 +91,13 @@ class Flow:
         return float(self.settings.get("urgent_threshold", 0.45))
 
     @property
+    def clarified_threshold(self) -> float:
+        """Confidence a routine answer needs once the caller was asked again at this step: a second
+        uncertain guess is likelier a caller the bot cannot serve than one it can, so it goes to a
+        person (one clarification at most). Default: `confidence_threshold` (no stricter bar)."""
+        return float(self.settings.get("clarified_threshold", self.confidence_threshold))
+
+    @property
     def repeat_caller_queue(self) -> str:
         return self.settings.get("repeat_caller_queue", "urgent")
 
