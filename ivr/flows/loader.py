@@ -122,8 +122,8 @@ def _schema_problems(doc, lines, file):
         path = list(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             # Point at the unexpected key itself, not at the mapping that holds it.
-            extra = [k for k in err.instance if k not in (err.schema.get("properties") or {})]
-            path += extra[:1]
+            unexpected = [k for k in err.instance if k not in (err.schema.get("properties") or {})]
+            path += unexpected[:1]
         out.append(Problem(file, lines.line(path), f"{where}: {best.message}"))
     return out
 
