@@ -57,37 +57,30 @@ def _log_failure(what):
     count_failure(request.path)
 
 
-def fail_safe(view):
-    """Whatever breaks inside (Redis down, a flow bug), the caller goes to a person.
+def _guarded(what, answer):
+    """A view whose every failure (not a 400) is logged, counted, and answered with `answer`."""
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            try:
+                return view(*args, **kwargs)
+            except HTTPException:
+                raise    # a request Twilio would never send (400): a clear error, and Twilio's fallback URL
+            except Exception:  # noqa: BLE001 - the caller is answered whatever broke
+                _log_failure(what)
+                svc = services()
+                flow, lang = request_flow(svc)
+                return twiml(answer(svc, flow, lang))
+        return wrapper
+    return decorate
 
-    The fallback TwiML needs only configuration, so it works when nothing else does.
-    """
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except HTTPException:
-            raise        # a request Twilio would never send (400): a clear error, and Twilio's fallback URL
-        except Exception:  # noqa: BLE001 - any failure must end at a human, not a dropped call
-            _log_failure("sending the caller to the human line")
-            svc = services()
-            flow, lang = request_flow(svc)
-            return twiml(svc.twiml.emergency(flow.message("error", lang), flow.say_locale(lang)))
-    return wrapper
 
+# Whatever breaks inside (Redis down, a flow bug), the caller goes to a person. The fallback
+# TwiML needs only configuration, so it works when nothing else does.
+fail_safe = _guarded("sending the caller to the human line", lambda svc, flow, lang: svc.twiml.emergency(
+    flow.message("error", lang), flow.say_locale(lang)))
 
-def fail_safe_goodbye(view):
-    """For the end of a call (rating, comment, voicemail): a failure says goodbye, it
-    does not ring the human line for a caller who is leaving anyway."""
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except HTTPException:
-            raise        # a request Twilio would never send (400): a clear error, and Twilio's fallback URL
-        except Exception:  # noqa: BLE001 - the caller still hears a proper goodbye
-            _log_failure("ending politely")
-            svc = services()
-            flow, lang = request_flow(svc)
-            return twiml(svc.twiml.say_then_hangup([flow.message("goodbye", lang)], flow.say_locale(lang)))
-    return wrapper
+# For the end of a call (rating, comment, voicemail): a failure says goodbye, it does not ring the
+# human line for a caller who is leaving anyway.
+fail_safe_goodbye = _guarded("ending politely", lambda svc, flow, lang: svc.twiml.say_then_hangup(
+    [flow.message("goodbye", lang)], flow.say_locale(lang)))
