@@ -54,7 +54,7 @@ def unanswered(top, flow_id, lang):
 @click.option("--json", "as_json", is_flag=True, help="print the figures as one JSON object")
 def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_dir, generate, as_json):
     """Run a labelled set through the recognizer and the flow; write report.md + chart.png; exit 1 below threshold."""
-    from ..config import ROOT
+    from ..defaults import EVAL
     from ..eval import evaluate, load_set
     from ..eval.dataset import AudioSource
     from ..eval.report import write
@@ -67,7 +67,7 @@ def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_
 
     logging.basicConfig(level="WARNING")
     cfg = Config.from_env()
-    set_path = set_path or ROOT / "eval" / "hotline_ko.yaml"
+    set_path = set_path or EVAL / "hotline_ko.yaml"     # shipped in the package: the checkout's eval/
     try:
         eval_set = load_set(set_path)
     except (ValueError, OSError) as exc:
