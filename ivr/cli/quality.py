@@ -36,7 +36,8 @@ def unanswered(top, flow_id, lang):
 
 @click.command("eval")
 @click.option("--set", "set_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="labelled set, YAML or CSV (default: eval/hotline_ko.yaml); format in docs/quality.md")
+              help="labelled set, YAML or CSV (default: the Korean set shipped with ivr, eval/hotline_ko.yaml in a "
+                   "checkout); format in docs/quality.md")
 @click.option("--flow", "flow_ref", default=None,
               help="flow id in IVR_FLOWS_DIR, or a flow YAML file (default: the set's `flow`, else the default flow)")
 @click.option("--lang", default=None, help="language (default: the set's `lang`, else the flow's first)")
