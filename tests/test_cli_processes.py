@@ -103,8 +103,12 @@ def test_serve_stops_its_embedded_redis_and_keeps_the_data(scope):
         added = ivr(scope, "agents", "add", "bea", "+15551230002", env=env)   # joins the running server
         assert added.returncode == 0, added.stderr
         assert len(redis_servers(scope)) == 1, "a command next to a running server stopped or duplicated its Redis"
+        listed = ivr(scope, "agents", "list", env=env)
+        assert "bea" in listed.stdout and len(redis_servers(scope)) == 1
     finally:
-        srv.terminate()
+        output = srv.terminate()
+    # The master stopped it, after its workers: none of them stopped it under the others.
+    assert "did not shut down cleanly" not in output and "Traceback" not in output, output
     deadline = time.monotonic() + 15
     while redis_servers(scope) and time.monotonic() < deadline:
         time.sleep(0.1)
