@@ -27,7 +27,7 @@ $(STAMP): requirements.txt pyproject.toml scripts/install-system-deps.sh
 	scripts/install-system-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt -e .
+	$(PY) -m pip install -q -r requirements.txt    # ivr itself (editable) with the test, bench and ko extras
 	$(VENV)/bin/ivr models download en --optional   # English speech where the network allows; else keypad
 	touch $(STAMP)
 

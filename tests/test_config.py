@@ -91,3 +91,44 @@ def test_wait_for_a_replica_only_where_there_is_one():
     assert Config.from_env({}).wait_replicas == 0
     assert Config.from_env({"REDIS_SENTINELS": "s1:26379"}).wait_replicas == 1
     assert Config.from_env({"REDIS_SENTINELS": "s1:26379", "REDIS_WAIT_REPLICAS": "0"}).wait_replicas == 0
+
+
+def test_ivr_home_holds_everything_the_server_writes(tmp_path):
+    (tmp_path / "flows").mkdir()
+    cfg = Config.from_env({"IVR_HOME": str(tmp_path)})
+    assert cfg.flows_dir == tmp_path / "flows"
+    for written in (cfg.data_dir, cfg.audio_dir, cfg.models_dir):
+        assert written.is_relative_to(tmp_path / "var"), written
+
+
+def test_home_defaults_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.from_env({})
+    assert cfg.data_dir == tmp_path / "var" and cfg.audio_dir == tmp_path / "var" / "audio"
+
+
+def test_a_home_without_flows_serves_the_packaged_examples(tmp_path):
+    from ivr import defaults
+    from ivr.flows.loader import load_flows
+
+    cfg = Config.from_env({"IVR_HOME": str(tmp_path)})
+    assert cfg.flows_dir == defaults.FLOWS and cfg.data_dir == tmp_path / "var"
+    assert {"hotline", "hotline_ko"} <= set(load_flows(cfg.flows_dir))
+
+
+def test_env_example_names_every_setting():
+    """`ivr init` hands out ivr.env.example: every variable the configuration reads is in it,
+    commented out (nothing takes effect until the deployer chooses), and no secret has a value."""
+    import re
+
+    from ivr import config, defaults
+
+    read = set(re.findall(r'env(?:\.get\(|, )"([A-Z_]+)"', Path(config.__file__).read_text()))
+    read |= {"IVR_HOME", config.METRICS_DIR_ENV}
+    text = defaults.ENV_EXAMPLE.read_text()
+    assert not [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    listed = set(re.findall(r"^#([A-Z_]+)=", text, re.M))
+    assert read - listed == set()
+    for secret in ("TWILIO_AUTH_TOKEN", "TWILIO_API_SECRET", "IVR_SECRET_KEY", "REDIS_PASSWORD",
+                   "REDIS_SENTINEL_PASSWORD", "IVR_METRICS_TOKEN"):
+        assert re.search(rf"^#{secret}=$", text, re.M), secret

@@ -36,7 +36,8 @@ def unanswered(top, flow_id, lang):
 
 @click.command("eval")
 @click.option("--set", "set_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="labelled set, YAML or CSV (default: eval/hotline_ko.yaml); format in docs/quality.md")
+              help="labelled set, YAML or CSV (default: the Korean set shipped with ivr, eval/hotline_ko.yaml in a "
+                   "checkout); format in docs/quality.md")
 @click.option("--flow", "flow_ref", default=None,
               help="flow id in IVR_FLOWS_DIR, or a flow YAML file (default: the set's `flow`, else the default flow)")
 @click.option("--lang", default=None, help="language (default: the set's `lang`, else the flow's first)")
@@ -54,7 +55,7 @@ def unanswered(top, flow_id, lang):
 @click.option("--json", "as_json", is_flag=True, help="print the figures as one JSON object")
 def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_dir, generate, as_json):
     """Run a labelled set through the recognizer and the flow; write report.md + chart.png; exit 1 below threshold."""
-    from ..config import ROOT
+    from ..defaults import EVAL
     from ..eval import evaluate, load_set
     from ..eval.dataset import AudioSource
     from ..eval.report import write
@@ -67,7 +68,7 @@ def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_
 
     logging.basicConfig(level="WARNING")
     cfg = Config.from_env()
-    set_path = set_path or ROOT / "eval" / "hotline_ko.yaml"
+    set_path = set_path or EVAL / "hotline_ko.yaml"     # shipped in the package: the checkout's eval/
     try:
         eval_set = load_set(set_path)
     except (ValueError, OSError) as exc:

@@ -20,7 +20,11 @@ AGENT_NUMBER = "+15005550777"
 
 
 class SimulationError(RuntimeError):
-    pass
+    """The call could not go on; `status` is the HTTP status that stopped it, when one did."""
+
+    def __init__(self, message, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class CallSimulator:
@@ -60,7 +64,7 @@ class CallSimulator:
         for _ in range(MAX_STEPS):
             status, body = self.client.post(url, params)
             if status != 200:
-                raise SimulationError(f"POST {url} answered {status}: {body[:200]}")
+                raise SimulationError(f"POST {url} answered {status}: {body[:200]}", status=status)
             root = parse_twiml(body)
             url, params = None, None
             for verb in root:
@@ -202,7 +206,7 @@ class CallSimulator:
     def report(self, sid, transcript, lang) -> dict:
         status, data = self.client.get_json(f"/api/calls/{sid}")
         if status != 200:
-            raise SimulationError(f"call report for {sid} answered {status}")
+            raise SimulationError(f"call report for {sid} answered {status}", status=status)
         record, turns = data["record"], data["turns"]
         heard = [t for t in turns if t.get("who") == "caller"]
         out_turns = []

@@ -1,0 +1,90 @@
+"""`ivr simulate --url`: what stops a call against a server is one line with a hint, never a traceback."""
+from __future__ import annotations
+
+import http.server
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from ivr.cli import main
+from ivr.server import free_port
+
+
+def simulate(*args):
+    result = CliRunner().invoke(main, ["simulate", *args, "--press", "1"])
+    return result.exit_code, result.output
+
+
+def assert_one_line_and_a_hint(output):
+    lines = output.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("ivr simulate: ") and lines[1].startswith("  hint: "), output
+    assert "Traceback" not in output
+
+
+def test_a_call_through_the_server(server, config):
+    code, output = simulate("--url", server.url, "--token", config.twilio_auth_token)
+    assert code == 0, output
+    assert "-- outcome=" in output
+
+
+def test_wrong_token_is_the_servers_refusal(server):
+    code, output = simulate("--url", server.url, "--token", "not-the-token")
+    assert code == 2
+    assert_one_line_and_a_hint(output)
+    assert "(403)" in output and "TWILIO_AUTH_TOKEN" in output
+
+
+def test_nothing_listening():
+    url = f"http://127.0.0.1:{free_port()}"
+    code, output = simulate("--url", url, "--token", "t")
+    assert code == 2
+    assert_one_line_and_a_hint(output)
+    assert "cannot reach" in output and "Connection refused" in output and "ivr serve" in output
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:5000", "ftp://127.0.0.1/", "http://"])
+def test_not_an_http_address(url):
+    code, output = simulate("--url", url, "--token", "t")
+    assert code == 2
+    assert_one_line_and_a_hint(output)
+    assert "not an http(s) address" in output
+
+
+class _NotIvr(http.server.BaseHTTPRequestHandler):
+    """Some other web server: answers every POST with a page, or with 404 under /missing."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, body = (404, b"not here") if self.path.startswith("/missing") else (200, b"<html>hello</html>")
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def other_server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotIvr)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_server_that_is_not_ivr(other_server):
+    code, output = simulate("--url", other_server, "--token", "t")
+    assert code == 2
+    assert_one_line_and_a_hint(output)
+    assert "did not answer with TwiML" in output
+
+
+def test_a_url_with_a_path_that_is_not_there(other_server):
+    code, output = simulate("--url", other_server + "/missing", "--token", "t")
+    assert code == 2
+    assert_one_line_and_a_hint(output)
+    assert "(404)" in output
