@@ -117,7 +117,7 @@ class Config:
     data_dir: Path = Path("var")
     flows_dir: Path = Path("flows")
     # Prompt audio cache (written at start-up and on demand): never inside the package.
-    audio_dir: Path = Path("var") / "audio"
+    audio_dir: Path = Path("audio")
     default_flow: str = "hotline"
     # How long call records, transcripts and caller history are kept.
     retention_seconds: int = 7 * 86400

@@ -15,7 +15,7 @@ def test_init_lays_out_a_hotline_folder(tmp_path):
     home = tmp_path / "hotline"
     result = CliRunner().invoke(main, ["init", str(home)])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in home.iterdir()} == {"flows", "ivr.env.example", "var"}
+    assert {p.name for p in home.iterdir()} == {"audio", "flows", "ivr.env.example", "var"}
     assert stat.S_IMODE((home / "var").stat().st_mode) == 0o700
     for name in ("hotline.yaml", "hotline_ko.yaml", "data/orders.yaml", "training/hotline.yaml"):
         assert (home / "flows" / name).read_bytes() == (defaults.FLOWS / name).read_bytes()

@@ -97,14 +97,15 @@ def test_ivr_home_holds_everything_the_server_writes(tmp_path):
     (tmp_path / "flows").mkdir()
     cfg = Config.from_env({"IVR_HOME": str(tmp_path)})
     assert cfg.flows_dir == tmp_path / "flows"
-    for written in (cfg.data_dir, cfg.audio_dir, cfg.models_dir):
+    for written in (cfg.data_dir, cfg.models_dir):
         assert written.is_relative_to(tmp_path / "var"), written
+    assert cfg.audio_dir == tmp_path / "audio"
 
 
 def test_home_defaults_to_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = Config.from_env({})
-    assert cfg.data_dir == tmp_path / "var" and cfg.audio_dir == tmp_path / "var" / "audio"
+    assert cfg.data_dir == tmp_path / "var" and cfg.audio_dir == tmp_path / "audio"
 
 
 def test_a_home_without_flows_serves_the_packaged_examples(tmp_path):

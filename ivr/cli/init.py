@@ -2,8 +2,8 @@
 
 An installed ivr keeps nothing of a deployment in site-packages: the folder made here holds the
 flows the business edits (flows/, with its data/ and training/), an ivr.env.example naming every
-setting (all commented out, no secret in it), and var/ (0700), where the server writes its Redis
-dump, recordings, prompt audio and models. `ivr serve` run from the folder (or with IVR_HOME
+setting (all commented out, no secret in it), var/ (0700), where the server writes its Redis
+dump, recordings and models, and audio/, the prompt audio cache. `ivr serve` run from the folder (or with IVR_HOME
 pointing at it) serves those flows.
 """
 from __future__ import annotations
@@ -33,12 +33,14 @@ def init(directory):
     shutil.copytree(defaults.FLOWS, flows, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copyfile(defaults.ENV_EXAMPLE, env_example)
     private_dir(directory / "var")
+    private_dir(directory / "audio")
     count = len(list(flows.glob("*.yaml")))
     where = directory.resolve()
     click.echo(f"hotline folder ready: {where}")
     click.echo(f"  flows/            {count} example flows (edit them; `ivr check-flows` validates)")
     click.echo("  ivr.env.example   every setting, commented out")
-    click.echo("  var/              what the server writes: Redis dump, recordings, prompt audio, models")
+    click.echo("  var/              what the server writes: Redis dump, recordings, models")
+    click.echo("  audio/            the prompt audio cache")
     click.echo("next:")
     click.echo(f"  cd {where}")
     click.echo("  cp ivr.env.example ivr.env && chmod 600 ivr.env   # set TWILIO_AUTH_TOKEN, PUBLIC_URL, HUMAN_LINE")
