@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def front_door(request, tmp_path, redis_url, redis, monkeypatch):
     """(proxy, server) started; the test process trusts the proxy's certificate (urllib, websocket)."""
     kind = request.param
     binary = "caddy" if kind == "caddy" else "nginx"
-    if shutil.which(binary) is None and not (ROOT / f"/usr/sbin/{binary}").exists():
+    if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
         pytest.fail(f"{binary} is not installed: scripts/install-system-deps.sh --test installs it")
     proxy = PROXIES[kind](tmp_path / kind)
     srv = ServeProcess({"TWILIO_AUTH_TOKEN": TOKEN, "REDIS_URL": redis_url, "PUBLIC_URL": proxy.url,
@@ -46,10 +47,8 @@ def front_door(request, tmp_path, redis_url, redis, monkeypatch):
         monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", str(proxy.ca))
         yield proxy, srv
     finally:
-        out = srv.terminate()
+        srv.terminate()
         proxy.stop()
-        if request.node.rep_call_failed if hasattr(request.node, "rep_call_failed") else False:
-            print(out[-3000:], proxy.output()[-3000:])
 
 
 def call_ko(twilio, *inputs):
