@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
 
 from ivr import keys
 from ivr.config import ROOT
@@ -29,26 +30,32 @@ TOKEN = "f" * 32
 CLIENT_ADDRESS = "127.0.0.2"        # the "caller's" address; the proxy reaches ivr from 127.0.0.1
 
 
-@pytest.fixture(params=sorted(PROXIES))
-def front_door(request, tmp_path, redis_url, redis, monkeypatch):
-    """(proxy, server) started; the test process trusts the proxy's certificate (urllib, websocket)."""
+@pytest.fixture(scope="module", params=sorted(PROXIES))
+def front_door(request, tmp_path_factory, redis_url):
+    """(proxy, server), started once per proxy for this module's tests; the test process trusts the
+    proxy's certificate (urllib and websocket-client read these variables per connection)."""
     kind = request.param
     binary = "caddy" if kind == "caddy" else "nginx"
     if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
         pytest.fail(f"{binary} is not installed: scripts/install-system-deps.sh --test installs it")
-    proxy = PROXIES[kind](tmp_path / kind)
+    tmp = tmp_path_factory.mktemp(kind)
+    db = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    db.flushdb()
+    proxy = PROXIES[kind](tmp / "proxy")
     srv = ServeProcess({"TWILIO_AUTH_TOKEN": TOKEN, "REDIS_URL": redis_url, "PUBLIC_URL": proxy.url,
-                        "IVR_TRUSTED_PROXIES": "1", "IVR_DATA_DIR": str(tmp_path / "var"),
+                        "IVR_TRUSTED_PROXIES": "1", "IVR_DATA_DIR": str(tmp / "var"),
                         "HUMAN_LINE": "+4930123456"}, threads=16)
     proxy.start(f"127.0.0.1:{srv.port}")
     try:
         srv.start()
-        monkeypatch.setenv("SSL_CERT_FILE", str(proxy.ca))
-        monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", str(proxy.ca))
-        yield proxy, srv
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SSL_CERT_FILE", str(proxy.ca))
+            mp.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", str(proxy.ca))
+            yield proxy, srv, db
     finally:
         srv.terminate()
         proxy.stop()
+        db.close()
 
 
 def call_ko(twilio, *inputs):
@@ -59,11 +66,11 @@ def call_ko(twilio, *inputs):
 
 @pytest.mark.slow
 @pytest.mark.speech
-def test_spoken_call_through_tls(front_door, redis):
+def test_spoken_call_through_tls(front_door):
     """A whole call on one wss:// socket through the proxy: two directed answers, recognized by Vosk,
     each answered over the same socket, and the call ends after the goodbye. Kaldi's dither can mishear one word (see
     tests/test_speech_stream.py): a second call must then land right."""
-    proxy, _ = front_door
+    proxy, _, redis = front_door
     twilio = TwilioClient(proxy.url, TOKEN)
     status, body = twilio.post("/voice?lang=ko", {"CallSid": "CA" + secrets.token_hex(16), "From": "+15550001111"})
     assert status == 200 and f'url="wss://localhost:{proxy.port}/media"' in body
@@ -82,7 +89,7 @@ def test_spoken_call_through_tls(front_door, redis):
 def test_signature_checked_against_the_https_url(front_door):
     """Twilio signs https://<host>/voice: a signature made for the http URL (what a proxy that
     rewrote the scheme would make ivr compute) is refused; the https one passes."""
-    proxy, _ = front_door
+    proxy, _, _ = front_door
     sid = "CA" + secrets.token_hex(16)
     twilio = TwilioClient(proxy.url, TOKEN)
     params = {"CallSid": sid, "From": "+15550002222"}
@@ -92,10 +99,10 @@ def test_signature_checked_against_the_https_url(front_door):
 
 
 @pytest.mark.slow
-def test_dashboard_live_view_through_tls(front_door, redis):
+def test_dashboard_live_view_through_tls(front_door):
     """Log in through the proxy (from another address than the proxy's, claiming a third), open the
     live view, place a call: its event arrives within a second, not when a buffer fills."""
-    proxy, _ = front_door
+    proxy, _, redis = front_door
     Operators(redis).add("alice", PASSWORD)
     web = browser(proxy.ca, CLIENT_ADDRESS)
     page = web.get(proxy.url + "/dashboard/login", timeout=10)
@@ -148,7 +155,7 @@ def test_dashboard_live_view_through_tls(front_door, redis):
 @pytest.mark.slow
 def test_proxy_keeps_no_query_or_number_in_ivr_log(front_door):
     """Through the proxy, ivr's access log shows the path only."""
-    proxy, srv = front_door
+    proxy, srv, _ = front_door
     web = browser(proxy.ca)
     assert web.get(proxy.url + "/healthz?From=%2B15550004444", timeout=10).status_code == 200
     assert web.get(proxy.url + "/healthz", timeout=10).status_code == 200
