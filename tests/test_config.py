@@ -91,3 +91,13 @@ def test_wait_for_a_replica_only_where_there_is_one():
     assert Config.from_env({}).wait_replicas == 0
     assert Config.from_env({"REDIS_SENTINELS": "s1:26379"}).wait_replicas == 1
     assert Config.from_env({"REDIS_SENTINELS": "s1:26379", "REDIS_WAIT_REPLICAS": "0"}).wait_replicas == 0
+
+
+def test_log_settings():
+    cfg = Config.from_env({})
+    assert (cfg.log_level, cfg.log_format, cfg.access_log) == ("INFO", "text", True)
+    cfg = Config.from_env({"IVR_LOG_LEVEL": "Warning", "IVR_LOG_FORMAT": "json", "IVR_ACCESS_LOG": "off"})
+    assert (cfg.log_level, cfg.log_format, cfg.access_log) == ("WARNING", "json", False)
+    for name, bad in (("IVR_LOG_LEVEL", "loud"), ("IVR_LOG_FORMAT", "xml"), ("IVR_ACCESS_LOG", "maybe")):
+        with pytest.raises(ValueError, match=name):
+            Config.from_env({name: bad})
