@@ -82,6 +82,7 @@ def setup(level: str = "INFO", fmt: str = "text", stream=None) -> logging.Handle
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)       # Python's warnings too, in the same format (not raw stderr)
     return handler
 
 

@@ -38,6 +38,7 @@ def captured():
     for h in saved[0]:
         root.addHandler(h)
     root.setLevel(saved[1])
+    logging.captureWarnings(False)
 
 
 def test_json_lines_carry_the_call_bound_to_the_thread(captured):
