@@ -4,10 +4,11 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import faults
+from . import faults, logs
+from .calls import is_call_sid
 from .config import Config
 from .flows.loader import load_flows
 from .redis_conn import for_config, refuse_cluster
@@ -40,6 +41,16 @@ def create_app(config: Config | None = None, redis=None, clock=time.time, engine
     for bp in (voice.bp, stream.bp, queue.bp, callback.bp, feedback.bp, api.bp, health.bp):
         app.register_blueprint(bp)
     dashboard.init_app(app)  # operator dashboard, its login, session key and security headers
+
+    @app.before_request
+    def bind_call():
+        """Twilio's webhooks name their call: every line logged while one is handled carries it."""
+        sid = request.form.get("CallSid") if request.mimetype == "application/x-www-form-urlencoded" else None
+        logs.bind_call(sid if is_call_sid(sid) else None)
+
+    @app.teardown_request
+    def unbind_call(_exc):
+        logs.bind_call(None)        # the thread serves another call next
 
     @app.errorhandler(HTTPException)
     def http_error(exc):

@@ -72,6 +72,9 @@ def use_metrics_dir(path) -> None:
     os.environ[METRICS_DIR_ENV] = str(path)
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 def _addresses(env, name):
     """host:port,host:port -> ((host, port), ...)"""
     out = []
@@ -188,6 +191,11 @@ class Config:
     hours: str = "flow"
     # Faults injected on purpose for reliability tests (IVR_FAULTS, ivr/faults.py); empty in production.
     faults: frozenset = frozenset()
+    # Logging (ivr/logs.py): the least severe level written, and text or json (one object per line).
+    log_level: str = "INFO"
+    log_format: str = "text"
+    # gunicorn's access log, one line per request (path without query, numbers masked): on | off.
+    access_log: bool = True
 
     # -- Redis high availability (docs/scaling.md) --------------------------------------------
     # Sentinels to ask for the master (REDIS_SENTINELS=host:port,...); set: REDIS_URL must be unset.
@@ -269,6 +277,10 @@ class Config:
             voicemail_delete_remote=_bool(env, "IVR_VOICEMAIL_DELETE_REMOTE", cls.voicemail_delete_remote),
             hours=_choice(env, "IVR_HOURS", ("flow", "open", "closed"), cls.hours),
             faults=_faults(env.get("IVR_FAULTS") or ""),
+            log_level=_choice({"IVR_LOG_LEVEL": (env.get("IVR_LOG_LEVEL") or "").strip().lower()}, "IVR_LOG_LEVEL",
+                              LOG_LEVELS, cls.log_level.lower()).upper(),
+            log_format=_choice(env, "IVR_LOG_FORMAT", ("text", "json"), cls.log_format),
+            access_log=_bool(env, "IVR_ACCESS_LOG", cls.access_log),
             redis_sentinels=_addresses(env, "REDIS_SENTINELS"),
             redis_sentinel_service=env.get("REDIS_SENTINEL_SERVICE") or cls.redis_sentinel_service,
             redis_password=env.get("REDIS_PASSWORD") or None,

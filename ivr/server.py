@@ -53,6 +53,40 @@ def free_port(host="127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _gunicorn_logger():
+    """gunicorn's logger, writing through the root handler (ivr/logs.py: text or JSON, one level)
+    with an access line that keeps the query string and phone numbers out."""
+    import datetime
+    import logging
+
+    from gunicorn.glogging import Logger
+
+    from .logs import access_line
+
+    class IvrLogger(Logger):
+        def setup(self, cfg):
+            super().setup(cfg)
+            # gunicorn's own handlers off: its lines propagate to the root handler, in ivr's format.
+            for log in (self.error_log, self.access_log):
+                for handler in list(log.handlers):
+                    log.removeHandler(handler)
+                log.propagate = True
+            self.error_log.setLevel(logging.getLogger().level)
+
+        def access(self, resp, req, environ, request_time):
+            if not self.access_log_enabled:
+                return
+            status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+            if isinstance(request_time, datetime.timedelta):
+                ms = request_time.total_seconds() * 1000
+            else:
+                ms = float(request_time or 0) * 1000
+            message, fields = access_line(req.method, req.path, status, getattr(resp, "sent", 0), ms)
+            self.access_log.info("%s", message, extra=fields)
+
+    return IvrLogger
+
+
 def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64):
     """Production server. Threads, not processes, carry concurrent calls: media
     streams are long-lived sockets and decoding releases the GIL. The worker is gthread
@@ -76,7 +110,10 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
             self.cfg.set("timeout", 0)  # media streams last as long as the call
             self.cfg.set("graceful_timeout", GRACEFUL_TIMEOUT)
             self.cfg.set("post_worker_init", _stop_streams_on_sigterm)
-            self.cfg.set("accesslog", None)
+            # One line per request through ivr's handler (the "-" only switches it on: see _gunicorn_logger).
+            self.cfg.set("accesslog", "-" if cfg.access_log else None)
+            self.cfg.set("logger_class", _gunicorn_logger())
+            self.cfg.set("loglevel", cfg.log_level.lower())
             self.cfg.set("control_socket_disable", True)   # gunicorn 27's management socket: ivr needs none
             # A worker that died or was replaced: its open-stream gauge must stop counting.
             self.cfg.set("child_exit", lambda _server, w: metrics.mark_process_dead(w.pid))

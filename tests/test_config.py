@@ -133,3 +133,13 @@ def test_env_example_names_every_setting():
     for secret in ("TWILIO_AUTH_TOKEN", "TWILIO_API_SECRET", "IVR_SECRET_KEY", "REDIS_PASSWORD",
                    "REDIS_SENTINEL_PASSWORD", "IVR_METRICS_TOKEN"):
         assert re.search(rf"^#{secret}=$", text, re.M), secret
+
+
+def test_log_settings():
+    cfg = Config.from_env({})
+    assert (cfg.log_level, cfg.log_format, cfg.access_log) == ("INFO", "text", True)
+    cfg = Config.from_env({"IVR_LOG_LEVEL": "Warning", "IVR_LOG_FORMAT": "json", "IVR_ACCESS_LOG": "off"})
+    assert (cfg.log_level, cfg.log_format, cfg.access_log) == ("WARNING", "json", False)
+    for name, bad in (("IVR_LOG_LEVEL", "loud"), ("IVR_LOG_FORMAT", "xml"), ("IVR_ACCESS_LOG", "maybe")):
+        with pytest.raises(ValueError, match=name):
+            Config.from_env({name: bad})

@@ -186,3 +186,17 @@ def test_stream_ends_after_its_lifetime_and_when_logged_out(redis):
     assert len(frames) < 30
     frames = list(sse.live_stream(q, snapshot=busy(redis, {}), logged_in=lambda: False, clock=_FakeClock(20)))
     assert "event: logout" in frames[-1]
+
+
+def test_stream_ends_when_the_server_stops(redis):
+    """SIGTERM: open dashboards end their stream at once (the browser reconnects elsewhere) instead of
+    holding a worker thread for the whole graceful timeout."""
+    q, calls = Queries(redis), {"n": 0}
+
+    def stopping():
+        calls["n"] += 1
+        return calls["n"] > 3
+    t0 = time.monotonic()
+    frames = list(sse.live_stream(q, snapshot=busy(redis, {}), logged_in=lambda: True, stopping=stopping))
+    assert frames[0].startswith("retry:") and all("event: live" in f for f in frames[1:])
+    assert 2 <= len(frames) <= 5 and time.monotonic() - t0 < 5

@@ -1,14 +1,15 @@
 """What the commands share: logging set-up, the app (refusing a bad flow or Redis in one line)."""
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
 
-def setup_logging(level="INFO"):
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(cfg=None):
+    """Logs at the configured level and format (IVR_LOG_LEVEL, IVR_LOG_FORMAT; ivr/logs.py)."""
+    from ..logs import setup
+    setup(cfg.log_level if cfg else "INFO", cfg.log_format if cfg else "text")
 
 
 def build_app(cfg):

@@ -51,11 +51,11 @@ def serve(host, port, threads, workers):
     import shutil
     import tempfile
 
+    from .. import preflight
     from ..config import metrics_dir, use_metrics_dir
     from ..redis_conn import describe_config
     from ..server import run_gunicorn
 
-    setup_logging()
     # Everything the server writes (the embedded Redis's dump, recordings, metrics files) is this user's only.
     os.umask(0o077)
     if metrics_dir() is not None:
@@ -70,17 +70,21 @@ def serve(host, port, threads, workers):
         atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, True))
         use_metrics_dir(folder)
     cfg = Config.from_env(port=port)
+    setup_logging(cfg)
     app = build_app(cfg)
     click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe_config(cfg)})")
-    click.echo("Twilio console, phone number > Voice configuration:")
-    click.echo(f"  A call comes in   POST {cfg.url('/voice')}")
-    click.echo(f"  Primary handler fails  POST {cfg.url('/voice/fallback')}")
-    click.echo(f"  Call status changes    POST {cfg.url('/voice/status')}")
-    click.echo(f"Health: {cfg.url('/healthz')}")
+    click.echo("URLs for the Twilio console and the operators:")
+    width = max(len(what) for what, _, _ in preflight.urls(cfg))
+    for what, method, url in preflight.urls(cfg):
+        click.echo(f"  {what:<{width}}  {method:<4} {url}")
+    warn = logging.getLogger("ivr.preflight").warning
+    for problem in preflight.problems(cfg):
+        # One log line each (stderr, in IVR_LOG_FORMAT); /healthz reports the same as "degraded".
+        warn("%s", problem)
     if not cfg.metrics_token and host not in ("127.0.0.1", "localhost", "::1"):
         # Counts only (no personal data, no secret), but call volumes are the business's own figures.
-        click.echo("warning: /metrics is open to anyone who reaches this address; set IVR_METRICS_TOKEN or "
-                   "firewall it (docs/security.md)")
+        warn("/metrics is open to anyone who reaches this address; set IVR_METRICS_TOKEN or firewall it "
+             "(docs/security.md)")
     if cfg.token_generated:
         # Printed (not logged) so the demo and the simulator can sign requests.
         click.echo(f"TWILIO_AUTH_TOKEN was not set; this run uses the generated token {cfg.twilio_auth_token}")

@@ -29,6 +29,7 @@ from flask_wtf.csrf import CSRFError
 from .. import callbacks, quality, voicemail
 from ..calls import num
 from ..redact import mask_digits
+from ..server import STOPPING
 from ..services import services
 from ..summary import agent_summary  # the words the agent heard, from the function that spoke them
 from ..web.common import is_call_sid
@@ -331,7 +332,7 @@ def events():
     queries, token = _queries(), session.get("token")
     sessions, sl = _sessions(), svc.config.service_level_seconds
     stream = sse.live_stream(queries, snapshot=lambda: queries.live(svc.clock(), sl),
-                             logged_in=lambda: sessions.operator(token) is not None)
+                             logged_in=lambda: sessions.operator(token) is not None, stopping=STOPPING.is_set)
     return Response(stream, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

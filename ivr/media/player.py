@@ -7,6 +7,7 @@ stalled socket or a slow dynamic render delays only that call.
 """
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import queue
@@ -42,7 +43,9 @@ class Player:
         self.first_frame_at = None        # monotonic time of the first frame of the current item
         self._names = itertools.count(1)
         self._closed = False
-        self.thread = threading.Thread(target=self._run, name=f"ivr-player-{stream_sid[-6:]}", daemon=True)
+        # In the starter's context: its lines carry the call's SID (ivr/logs.py).
+        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                       name=f"ivr-player-{stream_sid[-6:]}", daemon=True)
         self.thread.start()
 
     def play(self, parts, on_first_frame=None) -> str:

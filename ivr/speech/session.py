@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .. import metrics
+from .. import logs, metrics
 from ..flows.engine import Input
 from ..media import protocol
 from ..media.audio import FRAME_BYTES, FRAME_MS, Reframer, WavRecorder, is_voiced
@@ -219,6 +219,7 @@ class StreamSession:
             raise ValueError(f"unsupported media format {start.encoding} {start.sample_rate} Hz x{start.channels}")
         # Is this the call's stream? StreamRefused leaves the session unstarted: nothing is recorded.
         self.dialogue.admit(start.call_sid, start.custom)
+        logs.bind_call(start.call_sid)      # this thread's lines (and its player's) now name the call
         self.start = start
         turn = self.dialogue.begin()
         self.lang = turn.lang

@@ -1,10 +1,12 @@
-"""Monitoring: liveness and readiness for load balancers (/healthz), Prometheus figures (/metrics),
+"""Monitoring: liveness and readiness for load balancers (/healthz, with configuration that fails callers
+reported as "degraded": ivr/preflight.py), Prometheus figures (/metrics),
 and the duration of every request, per route (ivr_http_request_duration_seconds)."""
 import hmac
 import time
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from .. import preflight
 from ..metrics import HTTP_DURATION, TURN_LATENCY
 from ..redis_conn import describe_config
 from .common import services
@@ -51,9 +53,14 @@ def healthz():
         redis_ok = "ok"
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         redis_ok = f"down: {type(exc).__name__}"
-    body = {"status": "ok" if redis_ok == "ok" else "degraded", "redis": redis_ok,
+    reasons = ([] if redis_ok == "ok" else [f"Redis {redis_ok}: every caller goes to a person"]) + \
+        preflight.problems(svc.config)
+    body = {"status": "degraded" if reasons else "ok", "reasons": reasons, "redis": redis_ok,
             "redis_backend": describe_config(svc.config),
             "flows": {fid: f.languages for fid, f in svc.flows.items()}, "models": model_status(svc)}
+    # 503 only when this server cannot serve calls normally (Redis down): a load balancer then takes it
+    # out of rotation. Configuration findings leave it at 200: every server shares them, and taking them
+    # all out would leave callers nothing; monitoring alerts on "degraded" instead (docs/dashboard.md).
     return jsonify(body), 200 if redis_ok == "ok" else 503
 
 

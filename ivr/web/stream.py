@@ -11,10 +11,11 @@ whenever the stream did not end as planned, connects a person.
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, abort, request
 
-from .. import streamauth
+from .. import logs, streamauth
 from .. import turn as call_turn
 from ..flows.engine import Decision, Reply, Route
 from ..media.websocket import ConnectionClosed, InlineServer, websocket_response
@@ -56,12 +57,14 @@ def _signed_upgrade():
 def media():
     ws = InlineServer(request.environ, max_message_size=MAX_SOCKET_MESSAGE)
     ACTIVE_STREAMS.inc()
-    close = None
+    close, t0 = None, time.monotonic()
     try:
         close = converse(ws)
     finally:
         ACTIVE_STREAMS.dec()
         ws.finish(reason=close)
+        if ws.mode == "gunicorn":       # gunicorn logs no access line for a socket the app took over
+            logs.access("GET", request.path, 101, 0, (time.monotonic() - t0) * 1000)
     return websocket_response(ws)
 
 

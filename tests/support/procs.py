@@ -63,11 +63,14 @@ def wait_for(check, what, timeout=20.0):
 class ServeProcess:
     """`ivr serve` (gunicorn) as a child process, configured like production."""
 
-    def __init__(self, env: dict, threads=16, workers=1):
+    def __init__(self, env: dict, threads=16, workers=1, split_stderr=False):
+        """split_stderr: the log (stderr) in its own file, read with errors(); else mixed into output()."""
         import tempfile
         self.port = free_port()
         # A file, not a pipe: a busy server must never block on a full pipe nobody reads.
         self.log = tempfile.NamedTemporaryFile("w+", prefix="ivr-serve-", suffix=".log", delete=False)
+        self.err = tempfile.NamedTemporaryFile("w+", prefix="ivr-serve-", suffix=".err", delete=False) \
+            if split_stderr else None
         self.url = f"http://127.0.0.1:{self.port}"
         # Opening hours off unless a test sets IVR_HOURS: the shipped flows close at night.
         self.env = dict(os.environ, **{"IVR_HOURS": "open", **env})
@@ -80,13 +83,13 @@ class ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--threads", str(self.threads), "--workers", str(self.workers)],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            env=self.env, stdout=self.log, stderr=self.err or subprocess.STDOUT, text=True, start_new_session=True)
         wait_for(self._healthy, what="ivr serve", timeout=60)
         return self
 
     def _healthy(self):
         if self.proc.poll() is not None:
-            raise RuntimeError(f"ivr serve exited: {self.output()}")
+            raise RuntimeError(f"ivr serve exited: {self.output()}{self.errors() if self.err else ''}")
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
                 return resp.status == 200
@@ -110,6 +113,10 @@ class ServeProcess:
 
     def output(self) -> str:
         return Path(self.log.name).read_text()
+
+    def errors(self) -> str:
+        """What the server wrote to stderr (its log), when started with split_stderr."""
+        return Path(self.err.name).read_text()
 
 
 def kill_group(proc) -> None:

@@ -1,0 +1,79 @@
+"""Configuration that works for a demo but fails real callers: found once, said twice.
+
+`ivr serve` prints each finding as a one-line warning at start-up, and /healthz lists them as the
+reasons for "degraded" (ivr/web/health.py), so a server that would dial a Twilio test number when
+a caller must reach a person, or that told Twilio a URL Twilio cannot reach, is visible both to the
+person starting it and to monitoring. Each finding is one sentence with what to set; none carries a
+secret or a full phone number.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from .redact import mask_phone
+
+# Twilio's magic test numbers (+1500555xxxx): they never ring a person.
+TEST_NUMBER = re.compile(r"\+1500555\d{4}")
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+
+def is_local_host(host: str) -> bool:
+    host = (host or "").strip("[]").lower()
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return addr.is_loopback or addr.is_unspecified or addr.is_private or addr.is_link_local
+
+
+def human_line_problems(number: str) -> list:
+    if not number:
+        return ["HUMAN_LINE is unset: callers who must reach a person reach nobody; set it to your agents' "
+                "number (E.164, e.g. +4930123456)"]
+    if TEST_NUMBER.fullmatch(number):
+        return [f"HUMAN_LINE is a Twilio test number ({number}) that never rings a person: callers the bot "
+                "hands over (and every caller when something fails) reach nobody; set HUMAN_LINE"]
+    if not E164.fullmatch(number):
+        return [f"HUMAN_LINE ({mask_phone(number)}) is not an E.164 number (+ and 7-15 digits): Twilio "
+                "cannot dial it"]
+    return []
+
+
+def public_url_problems(url: str) -> list:
+    parts = urlsplit(url or "")
+    host = parts.hostname or ""
+    if is_local_host(host):
+        return [f"PUBLIC_URL ({url}) is local: Twilio cannot reach it; set PUBLIC_URL to the https address "
+                "of your proxy or tunnel (deploy/)"]
+    if parts.scheme != "https":
+        return [f"PUBLIC_URL ({url}) is not https: Twilio's requests and the callers' audio would cross the "
+                "internet unencrypted; put the TLS proxy from deploy/ in front and use https"]
+    return []
+
+
+def problems(cfg) -> list:
+    """Every finding for this configuration, in the order an operator fixes them."""
+    out = []
+    if cfg.token_generated:
+        out.append("TWILIO_AUTH_TOKEN is unset: this run signs with a generated token, so Twilio's real "
+                   "requests are refused (403); set it from the Twilio console")
+    out += public_url_problems(cfg.public_url)
+    out += human_line_problems(cfg.human_line)
+    return out
+
+
+def urls(cfg) -> list:
+    """(what, method, URL) for everything the Twilio console and the operators need."""
+    return [
+        ("Phone number > A call comes in", "POST", cfg.url("/voice")),
+        ("Phone number > Primary handler fails", "POST", cfg.url("/voice/fallback")),
+        ("Phone number > Call status changes", "POST", cfg.url("/voice/status")),
+        ("Agent line number > A call comes in", "POST", cfg.url("/voice/agent")),
+        ("Operators' dashboard", "GET", cfg.url("/dashboard/")),
+        ("Health (load balancer, monitoring)", "GET", cfg.url("/healthz")),
+        ("Metrics (Prometheus)", "GET", cfg.url("/metrics")),
+    ]
