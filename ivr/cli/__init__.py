@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import accounts, models, quality, serve, simulate
+from . import accounts, models, quality, reload, serve, simulate
 
 
 @click.group()
@@ -13,7 +13,8 @@ def main():
 
 
 for command in (serve.check_flows, serve.serve, simulate.simulate, accounts.operators, accounts.agents,
-                quality.unanswered, quality.eval_cmd, models.models, models.render_audio):
+                quality.unanswered, quality.eval_cmd, models.models, models.render_audio,
+                reload.reload_cmd):
     main.add_command(command)
 
 

@@ -79,6 +79,9 @@ class Flow:
     # from besides the examples (`training:` files). Never part of a recognizer grammar.
     training: dict = field(default_factory=dict)
     hours: object = None     # ivr.hours.OpeningHours, or None: always open
+    # The flows folder's content hash this flow was loaded from (ivr.flow_versions); a call's
+    # record names it, so a reload does not change a conversation in progress.
+    version: str = ""
 
     @property
     def confidence_threshold(self) -> float:

@@ -53,14 +53,16 @@ def incoming():
     """A call comes in: open its record and greet the caller."""
     svc = services()
     sid, caller = call_sid(), request.form.get("From", "")
+    svc.library.poll()     # one GET: has an operator asked for a flow reload? (ivr.flow_versions)
     flow = svc.pick_flow(request.args.get("flow"), request.form.get("To"))
     if request.args.get("lang") not in flow.languages and not request.args.get("flow"):
         # ?lang=ko on the webhook URL (or the simulator's --lang) picks a flow that speaks it.
         flow = svc.flow_for_lang(request.args.get("lang") or "") or flow
     lang = request.args.get("lang") if request.args.get("lang") in flow.languages else flow.languages[0]
     streaming = svc.speech.speaks(lang, sid)
-    record = {"from": caller, "to": request.form.get("To", ""), "flow": flow.id, "lang": lang,
-              "asr": "vosk" if streaming else "dtmf"}
+    # The call runs on this flow version to its end, whatever is reloaded meanwhile.
+    record = {"from": caller, "to": request.form.get("To", ""), "flow": flow.id, "flow_version": flow.version,
+              "lang": lang, "asr": "vosk" if streaming else "dtmf"}
     created, boost, earlier = svc.store.open_call(sid, caller, record)
     if earlier:
         return twiml(earlier)

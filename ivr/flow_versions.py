@@ -1,0 +1,233 @@
+"""The flow versions a server process serves, and how a reload reaches every process without a restart.
+
+A version is the flows folder as it was read: every flow, its data and training files, named by
+a hash of their content. A process keeps the version it serves new calls (`current`) and every
+older version a call in progress still runs on: a call's record names its version
+(`flow_version`), and each turn - a key press on a webhook, words on a media stream - resumes on
+that version's engine. So a changed flow reaches the next caller, never the middle of a
+conversation (a step renamed or removed under a live call would otherwise hand it to a person).
+
+How a reload travels: `ivr reload` (or SIGHUP to the gunicorn master, ivr/server.py) validates the
+folder, trains what the flows need (the classifier cache), and sets one Redis key,
+`ivr:flows:reload`. Every process reads that key once per new call (one GET) and, with
+`watch`, every few seconds when idle; a new value starts a load on a background thread, so no
+caller waits for parsing or training. New calls keep the old version until the new one is ready.
+A folder that fails validation is refused by `ivr reload` with its problems (file:line), and a
+process that finds it broken anyway (edited after the check) keeps serving what it has and says
+so in `ivr:flows:serving`, which `ivr reload` reads to report what each process serves.
+
+Old versions are dropped once no active call names them (checked at most every PRUNE_EVERY s).
+A version a process never had (the call began on another server, before a reload this process
+missed, or before a restart) resumes on the current one; the engine hands a call whose step is
+gone to a person.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis as redis_lib
+
+from . import keys
+from .flows.engine import Engine
+from .flows.loader import FlowError, Problem, load_flows
+
+log = logging.getLogger("ivr.flows")
+
+PRUNE_EVERY = 10.0      # seconds between looks for versions no active call uses
+SERVING_TTL = 7 * 86400
+LIVE_SECONDS = 30.0     # a process whose watcher reported within this is taken as running
+
+
+def folder_version(flows_dir) -> str:
+    """A short hash of every file under the flows folder (flows, data, training): what was read."""
+    root = Path(flows_dir)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class Version:
+    version: str
+    flows: dict      # flow id -> Flow
+    engines: dict    # flow id -> Engine
+    loaded_at: float
+
+
+def build(flows_dir, cache_dir) -> Version:
+    """Load and validate the folder, build its engines (training classifiers not yet cached).
+    FlowError lists every problem; a folder that changed while it was read is refused too."""
+    version = folder_version(flows_dir)
+    flows = load_flows(flows_dir)
+    if folder_version(flows_dir) != version:
+        raise FlowError([Problem(str(flows_dir), 1, "flow files changed while they were read; try again")])
+    for flow in flows.values():
+        flow.version = version
+    engines = {fid: Engine(flow, cache_dir=cache_dir) for fid, flow in flows.items()}
+    return Version(version, flows, engines, time.time())
+
+
+def request_reload(redis, version: str, clock=time.time) -> str:
+    """Ask every process to load the flows folder again; returns the request's token."""
+    token = json.dumps({"version": version, "at": clock()})
+    redis.set(keys.FLOWS_RELOAD, token)
+    return token
+
+
+def serving(redis) -> dict:
+    """What each process reported: worker id -> {version, at, error?, token}."""
+    return {k: json.loads(v) for k, v in (redis.hgetall(keys.FLOWS_SERVING) or {}).items()}
+
+
+class FlowVersions:
+    def __init__(self, redis, flows_dir, cache_dir, flows: dict, engines: dict | None = None,
+                 clock=time.time, on_loaded=None):
+        """`flows` (and their `engines`, when already built) are what the process starts with;
+        `on_loaded(version)` runs on the loading thread after a new version is in place."""
+        self.redis = redis
+        self.flows_dir = Path(flows_dir)
+        self.cache_dir = cache_dir
+        self.clock = clock
+        self.on_loaded = on_loaded
+        version = folder_version(flows_dir) if self.flows_dir.is_dir() else "0"
+        for flow in flows.values():
+            flow.version = version
+        if engines is None:
+            engines = {fid: Engine(flow, cache_dir=cache_dir) for fid, flow in flows.items()}
+        self._current = Version(version, flows, engines, clock())
+        self._versions = {version: self._current}
+        self._lock = threading.Lock()
+        self._loading = False
+        self._last_prune = 0.0
+        self._watcher = None
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xffff:04x}"
+        self.last_error = None
+        try:
+            self._seen = redis.get(keys.FLOWS_RELOAD)     # what was asked before this process began
+        except redis_lib.RedisError:
+            self._seen = None
+        self._answered = self._seen     # the request the current version (or its refusal) answers
+
+    # -- what calls use ------------------------------------------------------------------------
+    @property
+    def current(self) -> Version:
+        return self._current
+
+    def versions(self) -> list:
+        return sorted(self._versions)
+
+    def get(self, version: str | None) -> Version:
+        """The version a call started on, else (unknown here) the current one."""
+        return self._versions.get(version or "") or self._current
+
+    def engine(self, flow_id: str, version: str | None = None) -> Engine:
+        found = self.get(version)
+        return found.engines.get(flow_id) or self._current.engines[flow_id]
+
+    # -- reloads -------------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Cheap, per new call: one GET; a new reload request starts a load in the background."""
+        try:
+            token = self.redis.get(keys.FLOWS_RELOAD)
+        except redis_lib.RedisError:
+            return
+        if token is not None and token != self._seen:
+            with self._lock:
+                if self._loading or token == self._seen:
+                    return
+                self._seen, self._loading = token, True
+            threading.Thread(target=self._load, name="ivr-flow-reload", daemon=True).start()
+        if len(self._versions) > 1 and self.clock() - self._last_prune >= PRUNE_EVERY:
+            self.prune()
+
+    def _load(self) -> None:
+        token = self._seen
+        try:
+            new = build(self.flows_dir, self.cache_dir)
+        except FlowError as exc:
+            self.last_error, self._answered = str(exc), token
+            log.error("flow reload refused, still serving %s:\n%s", self._current.version, exc)
+            self._report(error=str(exc))
+            return
+        except Exception as exc:  # a reload must never take the serving version down
+            self.last_error, self._answered = f"{type(exc).__name__}: {exc}", token
+            log.exception("flow reload failed, still serving %s", self._current.version)
+            self._report(error=self.last_error)
+            return
+        finally:
+            with self._lock:
+                self._loading = False
+        if self.on_loaded is not None:
+            try:
+                self.on_loaded(new)
+            except Exception:  # e.g. prompts not rendered ahead: they render on demand
+                log.exception("after loading flows %s", new.version)
+        with self._lock:
+            old = self._current
+            self._versions[new.version] = new
+            self._current = new
+        self.last_error, self._answered = None, token
+        log.info("flows %s -> %s (%s); calls in progress stay on theirs", old.version, new.version,
+                 ", ".join(sorted(new.flows)))
+        self._report()
+        self.prune()
+
+    def _report(self, error: str | None = None) -> None:
+        entry = {"version": self._current.version, "at": self.clock(), "token": self._answered}
+        if error:
+            entry["error"] = error
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(keys.FLOWS_SERVING, self.worker, json.dumps(entry))
+            pipe.expire(keys.FLOWS_SERVING, SERVING_TTL)
+            pipe.execute()
+        except redis_lib.RedisError:
+            pass
+
+    def prune(self) -> None:
+        """Drop old versions no active call names any more."""
+        self._last_prune = self.clock()
+        try:
+            sids = self.redis.zrange(keys.ACTIVE, 0, -1)
+            pipe = self.redis.pipeline(transaction=False)
+            for sid in sids:
+                pipe.hget(keys.call(sid), "flow_version")
+            used = set(pipe.execute()) if sids else set()
+        except redis_lib.RedisError:
+            return
+        with self._lock:
+            for version in list(self._versions):
+                if version != self._current.version and version not in used:
+                    del self._versions[version]
+                    log.info("flows %s dropped: no call in progress uses it", version)
+
+    def watch(self, every: float = 2.0) -> None:
+        """Poll in the background too, so an idle process is ready before its next call
+        (a gunicorn worker starts this after the fork: threads do not survive one)."""
+        if self._watcher is not None:
+            return
+        stop = self._stop = threading.Event()
+
+        def run():
+            while not stop.is_set():
+                self.poll()
+                self._report(error=self.last_error)
+                stop.wait(every)
+        self._watcher = threading.Thread(target=run, name="ivr-flow-watch", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        """End the watcher (a server shutting down; tests)."""
+        if self._watcher is not None:
+            self._stop.set()
+            self._watcher.join(5)
+            self._watcher = None
