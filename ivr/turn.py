@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from . import metrics, quality
+from . import data_sources, metrics, quality
 from .flows.engine import Conversation, Engine, Input, Reply
 from .redact import redact
 
@@ -61,9 +61,10 @@ def caller_entry(inp: Input, step, **info) -> dict:
 
 
 def step(state: CallState, inp: Input, **info) -> tuple:
-    """Run the engine on one input: (reply, transcript entry of the caller's side)."""
+    """Run the engine on one input: (reply, transcript entry of the caller's side). A slot looked up in
+    a data source is fetched over HTTP here, inside the turn (ivr.data_sources: a short timeout)."""
     entry = caller_entry(inp, state.conv.step, **info)
-    return state.engine.handle(state.conv, inp), entry
+    return state.engine.handle(state.conv, inp, lookup=data_sources.lookup), entry
 
 
 def unanswered(state: CallState, entry: dict | None, reply: Reply) -> bool:
