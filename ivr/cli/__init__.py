@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import accounts, models, quality, reload, serve, simulate
+from . import accounts, backup, models, quality, reload, serve, simulate
 
 
 @click.group()
@@ -14,7 +14,7 @@ def main():
 
 for command in (serve.check_flows, serve.serve, simulate.simulate, accounts.operators, accounts.agents,
                 quality.unanswered, quality.eval_cmd, models.models, models.render_audio,
-                reload.reload_cmd):
+                reload.reload_cmd, backup.backup_cmd, backup.restore_cmd):
     main.add_command(command)
 
 
