@@ -109,13 +109,17 @@ class FlowVersions:
         self._loading = False
         self._last_prune = 0.0
         self._watcher = None
-        self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xffff:04x}"
         self.last_error = None
         try:
             self._seen = redis.get(keys.FLOWS_RELOAD)     # what was asked before this process began
         except redis_lib.RedisError:
             self._seen = None
         self._answered = self._seen     # the request the current version (or its refusal) answers
+
+    @property
+    def worker(self) -> str:
+        """This process (the pid now: gunicorn forks the workers after the library is built)."""
+        return f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xffff:04x}"
 
     # -- what calls use ------------------------------------------------------------------------
     @property

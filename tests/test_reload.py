@@ -227,3 +227,62 @@ def test_speech_call_in_progress_finishes_on_its_flow_the_next_gets_the_new(hotl
     assert b["asr"] == "vosk" and b["intents"] == ["opening_hours", "goodbye"]
     assert any(KO_NEW in t for t in _bot_turns(redis, b["call_sid"]))
     assert redis.hget(keys.call(b["call_sid"]), "flow_version") == second
+
+
+@pytest.mark.slow
+def test_sighup_to_the_master_reloads_every_worker_without_restarting_them(redis_url, redis, tmp_path, flows_dir):
+    """`ivr serve --workers 2` (gunicorn): SIGHUP is `ivr reload`, not gunicorn's restart of the workers."""
+    import os
+    import signal
+
+    from ivr.flow_versions import serving
+    from tests.support.procs import ServeProcess, group_members
+
+    token, public = "h" * 32, "https://hotline.example"
+    srv = ServeProcess({"TWILIO_AUTH_TOKEN": token, "PUBLIC_URL": public, "REDIS_URL": redis_url,
+                        "IVR_SPEECH": "off", "IVR_DATA_DIR": str(tmp_path / "var"),
+                        "IVR_FLOWS_DIR": str(flows_dir)}, threads=4, workers=2).start()
+    try:
+        client = TwilioClient(srv.url, token, public_url=public)
+
+        def workers_on(token_value):
+            entries = [e for e in serving(redis).values() if e.get("token") == token_value]
+            return len(entries) == 2 and all(not e.get("error") for e in entries)
+
+        deadline = time.time() + 30
+        while len(serving(redis)) < 2:                    # both workers' watchers have reported
+            assert time.time() < deadline, srv.output()
+            time.sleep(0.1)
+        processes = set(group_members(srv.proc.pid))
+        call = KeypadCall(client, 31)
+        call.start()
+        assert OLD_HOURS in call.press("3")
+
+        edit_hours(flows_dir, OLD_HOURS, NEW_HOURS)
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        deadline = time.time() + 60
+        while redis.get(keys.FLOWS_RELOAD) is None or not workers_on(redis.get(keys.FLOWS_RELOAD)):
+            assert time.time() < deadline, srv.output()
+            time.sleep(0.1)
+        assert "help" in call.press("1").lower()
+        assert OLD_HOURS in call.press("3")                   # in progress: the old words, on any worker
+        for n in (32, 33, 34):                                # new calls, whichever worker takes them
+            after = KeypadCall(client, n)
+            after.start()
+            assert NEW_HOURS in after.press("3")
+        assert set(group_members(srv.proc.pid)) == processes  # no worker was restarted
+
+        requested = redis.get(keys.FLOWS_RELOAD)
+        (flows_dir / "hotline.yaml").write_text("id: hotline\nlanguages: [en\n", encoding="utf-8")
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        deadline = time.time() + 30
+        while "flows refused" not in srv.output():
+            assert time.time() < deadline, srv.output()
+            time.sleep(0.1)
+        assert "hotline.yaml:3: invalid YAML" in srv.output()
+        assert redis.get(keys.FLOWS_RELOAD) == requested      # the workers were not even asked
+        last = KeypadCall(client, 35)
+        last.start()
+        assert NEW_HOURS in last.press("3")
+    finally:
+        srv.terminate()
