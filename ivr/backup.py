@@ -34,7 +34,7 @@ VERSION = 1
 EPHEMERAL = (
     keys.ACTIVE, keys.queue("*"), keys.AGENTS_SEEN, keys.AGENTS_CALLS, keys.agent_line("*"),
     keys.SESSIONS_MATCH, f"{keys.PREFIX}:login_failures:*", keys.QUEUE_SWEEP,
-    keys.FLOWS_RELOAD, keys.FLOWS_SERVING, f"{keys.PREFIX}:caller:*",
+    keys.FLOWS_RELOAD, keys.FLOWS_SERVING_MATCH, f"{keys.PREFIX}:caller:*",
 )
 
 

@@ -9,12 +9,15 @@ conversation (a step renamed or removed under a live call would otherwise hand i
 
 How a reload travels: `ivr reload` (or SIGHUP to the gunicorn master, ivr/server.py) validates the
 folder, trains what the flows need (the classifier cache), and sets one Redis key,
-`ivr:flows:reload`. Every process reads that key once per new call (one GET) and, with
-`watch`, every few seconds when idle; a new value starts a load on a background thread, so no
-caller waits for parsing or training. New calls keep the old version until the new one is ready.
-A folder that fails validation is refused by `ivr reload` with its problems (file:line), and a
-process that finds it broken anyway (edited after the check) keeps serving what it has and says
-so in `ivr:flows:serving`, which `ivr reload` reads to report what each process serves.
+`ivr:flows:reload`. Every server process reads that key every WATCH_EVERY seconds on a background
+thread (`watch`; one GET per period, none on a call's path, which keeps its two Redis round trips);
+a new value starts a load on that thread, so no caller waits for parsing or training. New calls
+keep the old version until the new one is ready. A folder that fails validation is refused by
+`ivr reload` with its problems (file:line), and a process that finds it broken anyway (edited after
+the check) keeps serving what it has and says so in its `ivr:flows:serving:{process}` entry, which
+`ivr reload` reads to report what each process serves. An entry lives LIVE_SECONDS unless its
+process renews it (EXPIRE: the value changes only with what the process serves), so the entries
+are the running processes.
 
 Old versions are dropped once no active call names them (checked at most every PRUNE_EVERY s).
 A version a process never had (the call began on another server, before a reload this process
@@ -42,8 +45,11 @@ from .flows.loader import FlowError, Problem, load_flows
 log = logging.getLogger("ivr.flows")
 
 PRUNE_EVERY = 10.0      # seconds between looks for versions no active call uses
-SERVING_TTL = 7 * 86400
-LIVE_SECONDS = 30.0     # a process whose watcher reported within this is taken as running
+WATCH_EVERY = 2.0       # seconds between two reads of the reload key
+LIVE_SECONDS = 30       # a process's entry in ivr:flows:serving:* outlives its last renewal by this
+
+
+_UNREAD = object()
 
 
 def folder_version(flows_dir) -> str:
@@ -84,8 +90,11 @@ def request_reload(redis, version: str, clock=time.time) -> str:
 
 
 def serving(redis) -> dict:
-    """What each process reported: worker id -> {version, at, error?, token}."""
-    return {k: json.loads(v) for k, v in (redis.hgetall(keys.FLOWS_SERVING) or {}).items()}
+    """What each running process reported: process id -> {version, at, token, error?}."""
+    names = list(redis.scan_iter(match=keys.FLOWS_SERVING_MATCH, count=1000))
+    prefix = len(keys.flows_serving(""))
+    return {name[prefix:]: json.loads(value) for name, value in zip(names, redis.mget(names) if names else [])
+            if value}
 
 
 class FlowVersions:
@@ -109,12 +118,12 @@ class FlowVersions:
         self._loading = False
         self._last_prune = 0.0
         self._watcher = None
+        self._reported = None    # the entry last written to ivr:flows:serving:{process}
         self.last_error = None
-        try:
-            self._seen = redis.get(keys.FLOWS_RELOAD)     # what was asked before this process began
-        except redis_lib.RedisError:
-            self._seen = None
-        self._answered = self._seen     # the request the current version (or its refusal) answers
+        # The reload request last seen, and the one the current version (or its refusal) answers. Read
+        # at the first poll, not here: `ivr serve` builds this before forking, and a connection left
+        # open in the master would keep the embedded Redis from saving and stopping when it exits.
+        self._seen = self._answered = _UNREAD
 
     @property
     def worker(self) -> str:
@@ -139,11 +148,14 @@ class FlowVersions:
 
     # -- reloads -------------------------------------------------------------------------------
     def poll(self) -> None:
-        """Cheap, per new call: one GET; a new reload request starts a load in the background."""
+        """One GET: a new reload request starts a load in the background (the watcher calls this)."""
         try:
             token = self.redis.get(keys.FLOWS_RELOAD)
         except redis_lib.RedisError:
             return
+        if self._seen is _UNREAD:
+            # What was asked before this process looked: its folder, read at start, is at least as new.
+            self._seen = self._answered = token
         if token is not None and token != self._seen:
             with self._lock:
                 if self._loading or token == self._seen:
@@ -186,14 +198,18 @@ class FlowVersions:
         self.prune()
 
     def _report(self, error: str | None = None) -> None:
-        entry = {"version": self._current.version, "at": self.clock(), "token": self._answered}
+        """This process's entry: written when what it serves changed, else only kept alive."""
+        entry = {"version": self._current.version, "token": None if self._answered is _UNREAD else self._answered}
         if error:
             entry["error"] = error
+        key = keys.flows_serving(self.worker)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(keys.FLOWS_SERVING, self.worker, json.dumps(entry))
-            pipe.expire(keys.FLOWS_SERVING, SERVING_TTL)
-            pipe.execute()
+            if entry == self._reported:
+                # Renewed only: gone (a flushed or restarted Redis), it comes back with the next change.
+                self.redis.expire(key, LIVE_SECONDS)
+                return
+            self.redis.set(key, json.dumps(dict(entry, at=self.clock())), ex=LIVE_SECONDS)
+            self._reported = entry
         except redis_lib.RedisError:
             pass
 
@@ -214,7 +230,7 @@ class FlowVersions:
                     del self._versions[version]
                     log.info("flows %s dropped: no call in progress uses it", version)
 
-    def watch(self, every: float = 2.0) -> None:
+    def watch(self, every: float = WATCH_EVERY) -> None:
         """Poll in the background too, so an idle process is ready before its next call
         (a gunicorn worker starts this after the fork: threads do not survive one)."""
         if self._watcher is not None:

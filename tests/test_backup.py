@@ -119,7 +119,7 @@ def test_the_embedded_redis_writes_an_append_only_file_and_reads_it_back(tmp_pat
     code = ("import sys, redis; from ivr.redis_conn import start_embedded;"
             "r = redis.Redis.from_url(start_embedded(sys.argv[1]), decode_responses=True);"
             "print(r.config_get('appendonly')['appendonly'], r.get('ivr:test'));"
-            "r.set('ivr:test', 'kept')")
+            "r.set('ivr:test', 'kept'); r.connection_pool.disconnect()")   # the last client: Redis stops
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     first = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, env=env,
                            timeout=60)
@@ -129,3 +129,4 @@ def test_the_embedded_redis_writes_an_append_only_file_and_reads_it_back(tmp_pat
     second = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, env=env,
                             timeout=60)
     assert second.stdout.split() == ["yes", "kept"], second.stderr
+    assert (folder / "ivr.rdb").is_file()                    # and the snapshot, written as Redis stopped

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from ivr import keys
 from ivr.cli import main as ivr_cli
 from ivr.config import ROOT
+from ivr.flow_versions import serving
 from ivr.server import LoopbackServer
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support import port_of
@@ -52,6 +53,10 @@ def hotline(make_config, build_app, redis, flows_dir, hotline_config):
     app = build_app(cfg)
     svc = app.extensions["ivr"]
     svc.library.watch(every=0.1)
+    deadline = time.time() + 10
+    while svc.library.worker not in serving(redis):       # its first look at the reload key is done
+        assert time.time() < deadline
+        time.sleep(0.02)
     with LoopbackServer(app, port=port_of(cfg)) as srv:
         client = TwilioClient(srv.url, cfg.twilio_auth_token)
         client.svc = svc
@@ -147,7 +152,7 @@ def test_an_invalid_flow_is_refused_with_its_line_and_nothing_changes(hotline, r
 
 def test_a_process_that_finds_the_folder_broken_keeps_serving_and_says_so(hotline, reload, flows_dir, redis):
     """Edited again between the check and the load (or SIGHUP on a broken folder): the workers refuse it."""
-    from ivr.flow_versions import request_reload, serving
+    from ivr.flow_versions import request_reload
 
     svc = hotline.svc
     before = svc.library.current.version
@@ -235,7 +240,6 @@ def test_sighup_to_the_master_reloads_every_worker_without_restarting_them(redis
     import os
     import signal
 
-    from ivr.flow_versions import serving
     from tests.support.procs import ServeProcess, group_members
 
     token, public = "h" * 32, "https://hotline.example"

@@ -22,7 +22,7 @@ from ..config import Config
               help="seconds to wait for the running server processes to report the new version (0: don't)")
 def reload_cmd(wait_seconds):
     """Validate the flows folder and make every running server serve it for new calls."""
-    from ..flow_versions import LIVE_SECONDS, build, request_reload, serving
+    from ..flow_versions import build, request_reload, serving
     from ..flows.loader import FlowError
     from ..redis_conn import for_config
 
@@ -45,14 +45,13 @@ def reload_cmd(wait_seconds):
         if new:
             click.echo(f"{new} new prompt(s) rendered")
     redis = for_config(cfg)
-    started = time.time()
     token = request_reload(redis, version.version)
     click.echo(f"flows {version.version} ({', '.join(sorted(version.flows))}) requested")
     if wait_seconds <= 0:
         return
-    deadline = started + wait_seconds
+    deadline = time.time() + wait_seconds
     while True:
-        live = {w: e for w, e in serving(redis).items() if e.get("at", 0) >= started - LIVE_SECONDS}
+        live = serving(redis)         # the running server processes (their entries expire with them)
         done = {w: e for w, e in live.items() if e.get("token") == token}
         if live and len(done) == len(live) or time.time() >= deadline:
             break

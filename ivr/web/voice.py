@@ -53,7 +53,6 @@ def incoming():
     """A call comes in: open its record and greet the caller."""
     svc = services()
     sid, caller = call_sid(), request.form.get("From", "")
-    svc.library.poll()     # one GET: has an operator asked for a flow reload? (ivr.flow_versions)
     flow = svc.pick_flow(request.args.get("flow"), request.form.get("To"))
     if request.args.get("lang") not in flow.languages and not request.args.get("flow"):
         # ?lang=ko on the webhook URL (or the simulator's --lang) picks a flow that speaks it.
