@@ -37,7 +37,8 @@ def create_app(config: Config | None = None, redis=None, clock=time.time, engine
     faults.configure(config.faults)  # off unless IVR_FAULTS is set (reliability tests)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
-    app.extensions["ivr"] = Services(config=config, redis=redis, flows=flows, clock=clock, engines=engines)
+    app.extensions["ivr"] = Services(config=config, redis=redis, initial_flows=flows, clock=clock,
+                                       initial_engines=engines)
     for bp in (voice.bp, stream.bp, queue.bp, callback.bp, feedback.bp, api.bp, health.bp):
         app.register_blueprint(bp)
     dashboard.init_app(app)  # operator dashboard, its login, session key and security headers

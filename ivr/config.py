@@ -210,6 +210,11 @@ class Config:
     redis_wait_ms: int = 50
 
     @property
+    def retention_days(self) -> int:
+        """IVR_RETENTION_DAYS: what Redis keeps, so also the most the dashboard's CSV export offers."""
+        return max(1, self.retention_seconds // 86400)
+
+    @property
     def wait_replicas(self) -> int:
         if self.redis_wait_replicas is not None:
             return self.redis_wait_replicas

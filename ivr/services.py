@@ -6,6 +6,7 @@ order, so no module depends on another having registered something first.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from .agents import Agents
 from .callbacks import Dialer
 from .calls import CallStore
 from .config import Config
-from .flows.engine import Engine
+from .flow_versions import FlowVersions
 from .keyring import Keyring
 from .metrics import ScrapeCache
 from .queues import Queues
@@ -30,12 +31,13 @@ from .twiml import TwimlRenderer
 class Services:
     config: Config
     redis: object
-    flows: dict
+    initial_flows: dict       # what the process starts with; reloads replace them (ivr.flow_versions)
     clock: object = time.time
     keyring: Keyring = field(init=False)       # the server secret and the keys derived from it
     store: CallStore = field(init=False)
     queues: Queues = field(init=False)
-    engines: dict | None = None       # flow id -> Engine; None: built from `flows` (see create_app)
+    initial_engines: dict | None = None    # flow id -> Engine; None: built from the flows (see create_app)
+    library: FlowVersions = field(init=False)   # the flow versions served; `flows`/`engines`: the current
     twiml: TwimlRenderer = field(init=False)
     speech: SpeechServices = field(init=False)
     # Recordings (comments, voicemail): fetched from Twilio only, stored, transcribed; one background thread.
@@ -52,19 +54,33 @@ class Services:
         self.store = CallStore(self.redis, cfg.retention_seconds, clock=self.clock, keyring=self.keyring,
                                wait_replicas=cfg.wait_replicas, wait_ms=cfg.redis_wait_ms)
         self.queues = Queues(self.redis, cfg.retention_seconds, cfg.announce_every)
-        if self.engines is None:
-            # Trained intent classifiers are kept under the data folder, by what they learned from:
-            # a restart (or another worker loading the flows itself) reads them instead of training.
-            cache = cfg.data_dir / "classifiers"
-            self.engines = {fid: Engine(flow, cache_dir=cache) for fid, flow in self.flows.items()}
         self.twiml = TwimlRenderer(cfg)
         self.speech = SpeechServices(cfg)
+        # Trained intent classifiers are kept under the data folder, by what they learned from:
+        # a restart (or another worker loading the flows itself) reads them instead of training.
+        self.library = FlowVersions(self.redis, cfg.flows_dir, cfg.data_dir / "classifiers", self.initial_flows,
+                                    self.initial_engines, clock=self.clock, on_loaded=self._flows_loaded)
+        self.initial_flows = self.initial_engines = None    # the library holds them (and drops them)
         self.transcriber = RecordingWorker(self.store, self.speech.models, Recordings.from_config(cfg),
                                            data_dir=cfg.data_dir, retention_seconds=cfg.recording_retention_seconds,
                                            delete_remote=cfg.voicemail_delete_remote)
         self.agents = Agents(self.redis, clock=self.clock)
         self.twilio_api = TwilioApi(cfg)
         self.callbacks = Dialer(self.store, self.twilio_api, self.twiml, cfg)
+
+    @property
+    def flows(self) -> dict:
+        """flow id -> Flow that new calls get now."""
+        return self.library.current.flows
+
+    @property
+    def engines(self) -> dict:
+        return self.library.current.engines
+
+    def _flows_loaded(self, version) -> None:
+        """A reloaded version's spoken prompts rendered before its first call (off the request path)."""
+        if self.config.speech:
+            self.speech.warm_up(version.flows.values(), log_to=logging.getLogger("ivr.flows"))
 
     def closed(self, flow, now: float | None = None) -> bool:
         """Outside `flow`'s opening hours now (IVR_HOURS=open / closed overrides the flows)."""
@@ -89,8 +105,10 @@ class Services:
         return self.default[0]
 
     def flow_for_record(self, record: dict) -> tuple:
-        """(flow, language) of a call from its record; the default flow if the record is gone."""
-        flow = self.flows.get(record.get("flow")) or self.default[0]
+        """(flow, language) of a call from its record, in the version it runs on; the default flow
+        if the record is gone."""
+        flow = self.library.get(record.get("flow_version")).flows.get(record.get("flow")) \
+            or self.flows.get(record.get("flow")) or self.default[0]
         lang = record.get("lang")
         return flow, lang if lang in flow.languages else flow.languages[0]
 

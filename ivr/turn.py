@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from . import metrics, quality
+from . import data_sources, metrics, quality
 from .flows.engine import Conversation, Engine, Input, Reply
 from .redact import redact
 
@@ -39,7 +39,7 @@ def resume(svc, sid: str, record: dict) -> CallState:
         raise LookupError(f"no record for call {sid}")
     conv = Conversation.from_dict(json.loads(record["state"]))
     conv.boost = record.get("boost") or None      # set once when the call opened; kept in the record
-    engine = svc.engines[conv.flow]
+    engine = svc.library.engine(conv.flow, record.get("flow_version"))   # the version the call began on
     conv.closed = svc.closed(engine.flow)          # opening hours at this turn's moment
     return CallState(sid, record, conv, engine)
 
@@ -47,7 +47,7 @@ def resume(svc, sid: str, record: dict) -> CallState:
 def start(svc, sid: str, record: dict, flow, lang: str, boost, mode: str = "keypad") -> tuple:
     """A new call: (CallState, the engine's greeting). `mode`: "speech" when the call talks over
     a media stream, "keypad" otherwise; the flow's prompts are worded for it."""
-    engine = svc.engines[flow.id]
+    engine = svc.library.engine(flow.id, flow.version)
     conv = Conversation(flow.id, lang, boost=boost, mode=mode, closed=svc.closed(flow))
     return CallState(sid, record, conv, engine), engine.start(conv)
 
@@ -61,9 +61,10 @@ def caller_entry(inp: Input, step, **info) -> dict:
 
 
 def step(state: CallState, inp: Input, **info) -> tuple:
-    """Run the engine on one input: (reply, transcript entry of the caller's side)."""
+    """Run the engine on one input: (reply, transcript entry of the caller's side). A slot looked up in
+    a data source is fetched over HTTP here, inside the turn (ivr.data_sources: a short timeout)."""
     entry = caller_entry(inp, state.conv.step, **info)
-    return state.engine.handle(state.conv, inp), entry
+    return state.engine.handle(state.conv, inp, lookup=data_sources.lookup), entry
 
 
 def unanswered(state: CallState, entry: dict | None, reply: Reply) -> bool:

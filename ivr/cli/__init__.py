@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import accounts, init, models, quality, serve, simulate
+from . import accounts, backup, init, models, quality, reload, serve, simulate
 
 
 @click.group()
@@ -13,7 +13,8 @@ def main():
 
 
 for command in (serve.check_flows, serve.serve, simulate.simulate, accounts.operators, accounts.agents,
-                quality.unanswered, quality.eval_cmd, models.models, models.render_audio, init.init):
+                quality.unanswered, quality.eval_cmd, models.models, models.render_audio, init.init,
+                reload.reload_cmd, backup.backup_cmd, backup.restore_cmd):
     main.add_command(command)
 
 

@@ -13,6 +13,20 @@ COLUMNS = ("sid", "started_at", "ended_at", "from", "flow", "lang", "status", "o
            "boost", "transfers", "wait_seconds", "rating", "callback")
 
 
+def day_choices(retention_days: int) -> list:
+    """The periods the dashboard offers for export: the usual ones that retention keeps, and the
+    whole retention period (IVR_RETENTION_DAYS). Older records are gone: offering them would promise
+    what the export cannot give."""
+    return sorted({d for d in (1, 7, 30) if d < retention_days} | {retention_days})
+
+
+def clamp_days(raw: str | None, retention_days: int) -> int:
+    """?days= of an export request: a positive whole number, at most the retention period."""
+    default = min(7, retention_days)
+    days = int(raw) if raw and raw.isdigit() and int(raw) > 0 else default
+    return min(days, retention_days)
+
+
 def _iso(raw, tz):
     ts = num(raw)
     if ts is None:

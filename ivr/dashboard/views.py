@@ -43,7 +43,6 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="
                static_folder="../web/static", static_url_path="/static")
 
 RECENT_LIMIT = 100
-MAX_EXPORT_DAYS = 31
 
 
 def _queries():
@@ -337,12 +336,18 @@ def events():
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+@bp.context_processor
+def export_periods():
+    """The export links of every dashboard page: the periods retention keeps (export.day_choices)."""
+    choices = export.day_choices(services().config.retention_days)
+    return {"export_days": choices, "export_default": min(7, choices[-1])}
+
+
 @bp.get("/export.csv")
 @login_required(api=True)
 def export_csv():
     svc = services()
-    days = request.args.get("days", "7")
-    days = min(MAX_EXPORT_DAYS, int(days)) if days.isdigit() and int(days) > 0 else 7
+    days = export.clamp_days(request.args.get("days"), svc.config.retention_days)
     now, tz = svc.clock(), _tz()
     start = kpi.day_starts(now, days, tz)[0]
     records = _queries().started_between(start, now)

@@ -15,7 +15,7 @@ from rapidfuzz import fuzz
 from .. import faults
 from .digits import only_digits, speakable, spoken_digits
 from .intents import IntentMatcher, normalize
-from .model import INPUT_STEPS, Flow, wording
+from .model import INPUT_STEPS, LOOKUP_FAILED, Flow, LookupFailed, wording
 
 AGENT_INTENT = "agent_request"
 MAX_MISSES = 2          # the second miss in a row goes to a person: one clarification, never a loop
@@ -115,7 +115,10 @@ class Engine:
         opening = [self.flow.message("closed", conv.lang, mode=conv.mode)] if conv.closed else []
         return self._enter(conv, self.flow.start, opening)
 
-    def handle(self, conv: Conversation, inp: Input) -> Reply:
+    def handle(self, conv: Conversation, inp: Input, lookup=None) -> Reply:
+        """`lookup(source, value)`: the record a data source (the flow's `sources:`) has for a slot
+        value, None when it has none, LookupFailed when it gave no usable answer. The I/O is the
+        caller's (ivr.data_sources); the engine only decides what the answer means for the call."""
         faults.inject("step_error")
         if conv.step is None or conv.step not in self.flow.steps:
             # The bot part is over (or the flow changed under a live call): a person takes it.
@@ -136,7 +139,7 @@ class Engine:
         if step.type == "menu":
             return self._menu(conv, step, inp)
         if step.type == "ask":
-            return self._ask(conv, step, inp)
+            return self._ask(conv, step, inp, lookup)
         # answer/handoff/goodbye never wait for input; re-enter defensively.
         return self._enter(conv, step.name, [])
 
@@ -211,7 +214,7 @@ class Engine:
             return self.flow.clarified_threshold
         return self.flow.confidence_threshold
 
-    def _ask(self, conv, step, inp) -> Reply:
+    def _ask(self, conv, step, inp, lookup=None) -> Reply:
         slot = step.slot
         if inp.kind == "dtmf":
             value = re.sub(r"\D", "", inp.text)
@@ -230,7 +233,21 @@ class Engine:
             return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value!r} does not match"),
                               invalid=bool(value))
         record = None
-        if slot.get("lookup"):
+        if slot.get("lookup") in self.flow.sources:
+            try:
+                if lookup is None:
+                    raise LookupFailed("no data source connection")
+                record = lookup(self.flow.sources[slot["lookup"]], value)
+            except LookupFailed as exc:
+                # Never silence, never a loop: the flow's words for it, then a person.
+                source = self.flow.sources[slot["lookup"]]
+                conv.slots[slot["name"]] = value
+                return self._handoff(conv, "normal", LOOKUP_FAILED, [self._text(source.failed, conv)],
+                                     Decision(None, 0.0, "handoff", f"source {source.name} failed: {exc}"))
+            if record is None:
+                return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value} not found"),
+                                  invalid=True)
+        elif slot.get("lookup"):
             record = self.flow.data.get(slot["lookup"], {}).get(value)
             if record is None:
                 return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value} not found"),

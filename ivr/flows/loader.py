@@ -17,7 +17,7 @@ import yaml
 
 from .. import hours as opening_hours
 from .intents import normalize
-from .model import BUILTIN_LABELS, MESSAGES, NOT_TOPICS, Flow, Handoff, Intent, Option, Step
+from .model import BUILTIN_LABELS, LOOKUP_FAILED, MESSAGES, NOT_TOPICS, DataSource, Flow, Handoff, Intent, Option, Step
 
 # Words that ask the caller to speak. A call whose language has no speech model hears the keypad
 # wording, on a <Gather input="dtmf"> that takes keys only: these must not be in it.
@@ -196,6 +196,17 @@ def _semantic_problems(doc, lines, file, base_dir):
     for name, rel in (doc.get("data") or {}).items():
         if not (base_dir / rel).is_file():
             problem(("data", name), f"data file '{rel}' not found next to the flow")
+    for name, source in (doc.get("sources") or {}).items():
+        path = ("sources", name)
+        if name in data_names:
+            problem(path, f"source '{name}' has the name of a data file: lookups would be ambiguous")
+        if "{value}" not in source["url"]:
+            problem(path + ("url",), f"source '{name}': the url needs {{value}}, where the slot value goes")
+        elif set(re.findall(r"\{([^}]*)\}", source["url"])) != {"value"}:
+            problem(path + ("url",), f"source '{name}': the only placeholder a url may use is {{value}}")
+        need_langs(source["failed"], path + ("failed",), f"source '{name}' failed")
+        keypad_safe(source["failed"], path + ("failed",), f"source '{name}' failed")
+    data_names |= set(doc.get("sources") or {})
     for i, rel in enumerate(doc.get("training") or []):
         out.extend(_training_problems(base_dir / rel, rel, ("training", i), langs, intents, problem))
     for name, step in steps.items():
@@ -229,7 +240,8 @@ def _semantic_problems(doc, lines, file, base_dir):
             except re.error as exc:
                 problem(path + ("slot", "pattern"), f"step '{name}': bad slot pattern: {exc}")
             if slot.get("lookup") and slot["lookup"] not in data_names:
-                problem(path + ("slot", "lookup"), f"step '{name}': lookup '{slot['lookup']}' is not in data")
+                problem(path + ("slot", "lookup"),
+                        f"step '{name}': lookup '{slot['lookup']}' is not in data or sources")
     # An answer chain must reach a step that waits for the caller or ends the bot part.
     for name in steps:
         seen, cur = [], name
@@ -321,6 +333,7 @@ def _label_problems(doc, langs, problem):
     wanted = {n for n in doc["intents"] if n not in NOT_TOPICS} | set(BUILTIN_LABELS)
     wanted |= {i["handoff"]["reason"] for i in doc["intents"].values() if i.get("handoff")}
     wanted |= {s["reason"] for s in doc["steps"].values() if s.get("reason")}
+    wanted |= {LOOKUP_FAILED} if doc.get("sources") else set()
     for name in sorted(wanted):
         for lang in langs:
             if not (labels.get(name) or {}).get(lang):
@@ -420,7 +433,11 @@ def _to_flow(doc, path: Path) -> Flow:
         intents=intents, steps=steps, locale=doc.get("locale") or {}, numbers=doc.get("numbers") or [],
         settings=doc.get("settings") or {}, messages=doc.get("messages") or {}, labels=doc.get("labels") or {},
         frustration=doc.get("frustration") or {}, concepts=doc.get("concepts") or {},
-        data=_load_data(doc, path.parent), training=_load_training(doc, path.parent),
+        data=_load_data(doc, path.parent),
+        sources={name: DataSource(name, src["url"], dict(src["fields"]), src["failed"],
+                                  float(src.get("timeout", 2.0)))
+                 for name, src in (doc.get("sources") or {}).items()},
+        training=_load_training(doc, path.parent),
         hours=opening_hours.parse(doc["hours"])[0] if doc.get("hours") else None,
     )
 

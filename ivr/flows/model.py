@@ -59,6 +59,20 @@ class Step:
         return next((o for o in self.options if o.key == key), None)
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """A lookup in the business's own system (`sources:` in the flow; ivr.data_sources does the I/O)."""
+    name: str
+    url: str                 # template: {value} is the slot value
+    fields: dict             # record field -> dotted path in the JSON answer
+    failed: dict             # lang -> what the caller hears when the lookup fails
+    timeout: float = 2.0
+
+
+class LookupFailed(Exception):
+    """A data source gave no usable answer (timeout, error status, bad JSON): the caller goes to a person."""
+
+
 @dataclass
 class Flow:
     id: str
@@ -75,10 +89,14 @@ class Flow:
     frustration: dict = field(default_factory=dict)
     concepts: dict = field(default_factory=dict)   # name -> {lang: [phrases]}
     data: dict = field(default_factory=dict)   # name -> loaded records
+    sources: dict = field(default_factory=dict)  # name -> DataSource: records fetched per lookup over HTTP
     # lang -> [(sentence, intent or None for out of scope)]: what the intent classifier learns
     # from besides the examples (`training:` files). Never part of a recognizer grammar.
     training: dict = field(default_factory=dict)
     hours: object = None     # ivr.hours.OpeningHours, or None: always open
+    # The flows folder's content hash this flow was loaded from (ivr.flow_versions); a call's
+    # record names it, so a reload does not change a conversation in progress.
+    version: str = ""
 
     @property
     def confidence_threshold(self) -> float:
@@ -207,6 +225,9 @@ MESSAGES = {
     "agent_pin": MessageSpec("agent line: key in your PIN, then #", agent=True),
     "agent_pin_wrong": MessageSpec("agent line: the PIN was wrong (agent_pin follows)", agent=True),
 }
+
+# The handoff reason when a data source fails; a flow with `sources:` labels it in every language.
+LOOKUP_FAILED = "lookup_failed"
 
 # Reasons and priorities the service itself gives (besides the flow's own handoff reasons):
 # each needs a label in every flow language, since the agent hears it.

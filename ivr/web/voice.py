@@ -59,8 +59,9 @@ def incoming():
         flow = svc.flow_for_lang(request.args.get("lang") or "") or flow
     lang = request.args.get("lang") if request.args.get("lang") in flow.languages else flow.languages[0]
     streaming = svc.speech.speaks(lang, sid)
-    record = {"from": caller, "to": request.form.get("To", ""), "flow": flow.id, "lang": lang,
-              "asr": "vosk" if streaming else "dtmf"}
+    # The call runs on this flow version to its end, whatever is reloaded meanwhile.
+    record = {"from": caller, "to": request.form.get("To", ""), "flow": flow.id, "flow_version": flow.version,
+              "lang": lang, "asr": "vosk" if streaming else "dtmf"}
     created, boost, earlier = svc.store.open_call(sid, caller, record)
     if earlier:
         return twiml(earlier)
