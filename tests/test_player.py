@@ -178,3 +178,24 @@ def test_a_closed_socket_is_not_a_failure(vt):
         assert not player.playing and failures == []
     finally:
         player.close()
+
+
+def test_after_a_clear_the_next_prompt_starts_at_once_not_when_the_cleared_wait_ends(monkeypatch):
+    # Real clock and waits, with batches stretched to 3 s: a player thread that slept through its
+    # batch would start the next prompt ~3 s late; one woken by clear() starts it at once.
+    from ivr.media import player as player_module
+
+    monkeypatch.setattr(player_module, "BATCH_FRAMES", 150)
+    sent = []
+    p = Player(sent.append, "MZ" + "e" * 32)
+    try:
+        p.play([audio(400)])                       # 8 s of audio: the thread sends its lead, then waits
+        deadline = threading.Event()
+        while not any('"media"' in m for m in sent) and not deadline.wait(0.01):
+            pass
+        started = threading.Event()
+        p.clear()
+        p.play([audio(5, 0x66)], on_first_frame=started.set)
+        assert started.wait(1.0), "the next prompt waited for the cleared prompt's batch to end"
+    finally:
+        p.close()

@@ -28,11 +28,17 @@ BATCH_FRAMES = 4         # ...waking once per 80 ms to send the frames then due 
 
 
 class Player:
-    def __init__(self, send, stream_sid: str, clock=time.monotonic, sleep=time.sleep, on_error=None):
+    def __init__(self, send, stream_sid: str, clock=time.monotonic, sleep=None, on_error=None):
         self.send = send                  # thread-safe callable(str)
         self.on_error = on_error          # callable(exc): a prompt failed to render or send (not a closed socket)
         self.stream_sid = stream_sid
-        self.clock, self.sleep = clock, sleep
+        self.clock = clock
+        # Between batches the thread waits on this event, which clear() and close() set: the next
+        # prompt after a barge-in starts at once instead of when the cleared one's wait would end
+        # (up to 80 ms: measured as the turn's "prompt" time in bench.turn_latency). Tests may pass
+        # their own sleep (a virtual clock) instead.
+        self._wake = threading.Event()
+        self.sleep = sleep or self._wake.wait
         self.q = queue.Queue()
         self.generation = 0               # bumped by clear(): stale items stop
         self.lock = threading.Lock()
@@ -76,6 +82,7 @@ class Player:
                     self.q.get_nowait()
                 except queue.Empty:
                     break
+        self._wake.set()            # a thread waiting mid-prompt notices the new generation now
         if was:
             self.send(protocol.clear(self.stream_sid))
         return was
@@ -89,6 +96,7 @@ class Player:
 
     def close(self):
         self._closed = True
+        self._wake.set()
         self.q.put(None)
 
     def _run(self):
@@ -97,6 +105,7 @@ class Player:
             if item is None:
                 return
             gen, parts, name, on_first = item
+            self._wake.clear()      # set by a clear() before this item was queued: not for this item
             self.sending = gen
             try:
                 if self._send_parts(gen, parts, on_first):
