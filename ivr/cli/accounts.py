@@ -8,6 +8,17 @@ import click
 from ..config import Config
 
 
+def _remove(what, remove, error, name):
+    """Remove one account; a bad name or an unknown one is a one-line error."""
+    try:
+        removed = remove(name)
+    except error as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not removed:
+        raise click.ClickException(f"no {what} named {name}")
+    click.echo(f"{what} {name} removed")
+
+
 @click.group()
 def operators():
     """Dashboard operator accounts (stored in Redis, passwords hashed with argon2)."""
@@ -58,13 +69,7 @@ def operators_remove(name):
     """Delete an operator; their open dashboard sessions end at once."""
     from ..dashboard.auth import AuthError
 
-    try:
-        removed = _operators().remove(name)
-    except AuthError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if not removed:
-        raise click.ClickException(f"no operator named {name}")
-    click.echo(f"operator {name} removed")
+    _remove("operator", _operators().remove, AuthError, name)
 
 
 @click.group()
@@ -74,10 +79,9 @@ def agents():
 
 def _agents():
     from ..agents import Agents
-    from ..redis_conn import connect
+    from ..redis_conn import for_config
 
-    cfg = Config.from_env()
-    return Agents(connect(cfg.redis_url, cfg.data_dir))
+    return Agents(for_config(Config.from_env()))   # the Redis the server uses: URL, sentinels or embedded
 
 
 @agents.command("add")
@@ -121,10 +125,4 @@ def agents_remove(name):
     """Stop NAME from reaching callers on the agent line."""
     from ..agents import AgentError
 
-    try:
-        removed = _agents().remove(name)
-    except AgentError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if not removed:
-        raise click.ClickException(f"no agent named {name}")
-    click.echo(f"agent {name} removed")
+    _remove("agent", _agents().remove, AgentError, name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import string
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -18,6 +17,7 @@ import yaml
 from .. import hours as opening_hours
 from .intents import normalize
 from .model import BUILTIN_LABELS, LOOKUP_FAILED, MESSAGES, NOT_TOPICS, DataSource, Flow, Handoff, Intent, Option, Step
+from .source import FlowError, FlowYamlLoader, Problem, parse_file
 
 # Words that ask the caller to speak. A call whose language has no speech model hears the keypad
 # wording, on a <Gather input="dtmf"> that takes keys only: these must not be in it.
@@ -29,88 +29,6 @@ SPEECH_INVITES = {
 SCHEMA = json.loads((Path(__file__).with_name("flow.schema.json")).read_text())
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    message: str
-
-    def __str__(self):
-        return f"{self.file}:{self.line}: {self.message}"
-
-
-class FlowError(Exception):
-    """One or more problems in flow files; str() lists them one per line."""
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: a phrase list may say yes, no, on or off and mean the words; no dates."""
-
-
-# Dates stay text too: the few fields that hold one (holidays) parse it themselves, so an impossible
-# date like 2026-13-45 is reported with its line instead of failing inside the YAML parser.
-_Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
-
-
-class _Lines:
-    """Line number of every node in the YAML document, by JSON path."""
-
-    def __init__(self):
-        self.by_path = {}
-
-    def line(self, path) -> int:
-        path = tuple(path)
-        while path not in self.by_path and path:
-            path = path[:-1]
-        return self.by_path.get(path, 1)
-
-
-def _build(node, path, lines, problems, file):
-    lines.by_path[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in out:
-                what = {"intents": "intent", "steps": "step"}.get(path[-1] if path else "", "key")
-                problems.append(Problem(file, key_node.start_mark.line + 1, f"duplicate {what} '{key}'"))
-                continue
-            lines.by_path[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, path + (key,), lines, problems, file)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(v, path + (i,), lines, problems, file) for i, v in enumerate(node.value)]
-    # Scalars keep YAML's own typing (ints, bools) via the safe constructor.
-    return _Loader("").construct_object(node, deep=True)
-
-
-def parse_file(path: Path):
-    """Parse YAML keeping line numbers; return (document, lines, problems)."""
-    file = str(path)
-    problems = []
-    lines = _Lines()
-    try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        return None, lines, [Problem(file, line, f"invalid YAML: {getattr(exc, 'problem', exc)}")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, lines, [Problem(file, 1, f"cannot read: {exc}")]
-    if node is None:
-        return None, lines, [Problem(file, 1, "empty flow file")]
-    doc = _build(node, (), lines, problems, file)
-    return doc, lines, problems
 
 
 def _schema_problems(doc, lines, file):
@@ -394,7 +312,7 @@ def _load_training(doc, base_dir) -> dict:
     """lang -> [(sentence, intent or None)], from every `training:` file of the flow."""
     out = {}
     for rel in doc.get("training") or []:
-        data = yaml.load((base_dir / rel).read_text(encoding="utf-8"), Loader=_Loader)
+        data = yaml.load((base_dir / rel).read_text(encoding="utf-8"), Loader=FlowYamlLoader)
         rows = out.setdefault(data["lang"], [])
         for name, sentences in data["intents"].items():
             rows.extend((t, None if name == OUT_OF_SCOPE else name) for t in sentences)
