@@ -41,6 +41,8 @@ def redis_servers(scope: Path) -> list:
 
 def _env(scope: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PYTEST_"))}
+    # Empty, not absent: ServeProcess lays its env over os.environ, where CI's REDIS_URL would win.
+    env.update(REDIS_URL="", REDIS_SENTINELS="")
     (scope / "tmp").mkdir(parents=True, exist_ok=True)
     env.update(IVR_DATA_DIR=str(scope / "var"), TMPDIR=str(scope / "tmp"), IVR_HOURS="open",
                PYTHONPATH=str(ROOT), **extra)
