@@ -4,7 +4,7 @@ import shutil
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ivr import keys
@@ -28,6 +28,7 @@ PATHS = ["/voice", "/voice/gather?turn=1", "/voice/gather?turn=abc", "/voice/gat
 NAMES = ["CallSid", "From", "To", "Digits", "SpeechResult", "Confidence", "DialCallStatus", "DialCallDuration",
          "QueueResult", "QueueTime", "QueuePosition", "AvgQueueTime", "CallStatus", "RecordingUrl"]
 values = st.one_of(st.text(max_size=80), st.integers().map(str), st.just(""), st.just("0"),
+                   st.sampled_from([":", "nan", "inf", "-1e999", "1e999", "-3"]),   # numbers that are not
                    st.text(alphabet="0123456789#*", max_size=40), st.just("x" * 5000))
 params = st.dictionaries(st.one_of(st.sampled_from(NAMES), st.text(min_size=1, max_size=12)), values, max_size=8)
 
@@ -37,6 +38,9 @@ def test_webhooks_never_crash_and_the_server_then_serves_a_call(twilio, redis):
 
     @settings(max_examples=120, deadline=None)
     @given(path=st.sampled_from(PATHS), form=params, signed=st.booleans())
+    # Found by this test in CI: a QueueTime that is no number broke the agent's wait page (500).
+    @example(path=f"/voice/callback/agent-wait?sid={'CA' + '1' * 32}&attempt=1", form={"QueueTime": ":"}, signed=True)
+    @example(path="/voice/queue/wait?queue=normal", form={"QueueTime": "1e999", "QueuePosition": "nan"}, signed=True)
     def fuzz(path, form, signed):
         status, body = twilio.post(path, form, signature=None if signed else "bogus")
         if not signed:

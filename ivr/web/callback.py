@@ -25,7 +25,7 @@ from flask import Blueprint, abort, request
 from .. import callbacks, metrics
 from ..signature import twilio_signed
 from ..summary import agent_summary
-from .common import call_sid, fail_safe, fail_safe_goodbye, services, twiml
+from .common import call_sid, fail_safe, fail_safe_goodbye, services, twiml, whole_seconds
 
 log = logging.getLogger("ivr.callback")
 bp = Blueprint("callback", __name__, url_prefix="/voice")
@@ -192,7 +192,7 @@ def agent_wait():
     svc = services()
     sid, n = _callback_sid(), _attempt()
     record, _ = svc.store.load(sid)
-    waited = int(float(request.form.get("QueueTime") or 0))
+    waited = whole_seconds(request.form.get("QueueTime"))
     state = record.get("callback_state")
     failed = int(record.get("callback_attempts") or 0) != n or state in ("waiting", "failed")
     if failed or waited > AGENT_WAIT_LIMIT:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from functools import wraps
 
 from flask import Response, abort, request
@@ -20,6 +21,16 @@ def call_sid(value: str | None = None, name: str = "CallSid") -> str:
     if not is_call_sid(value):
         abort(400, description=f"{name} is missing or invalid")
     return value
+
+
+def whole_seconds(raw, default: int = 0) -> int:
+    """A count of seconds Twilio sends as text (QueueTime, AvgQueueTime): a bad value (":", "nan",
+    "1e999") is the default, never an error that would send the caller to the fallback."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return default
+    return int(value) if math.isfinite(value) else default
 
 
 def request_flow(svc) -> tuple:

@@ -19,7 +19,7 @@ from ..queues import NAMES as QUEUES
 from ..redact import mask_phone
 from ..signature import twilio_signed
 from ..summary import agent_summary
-from .common import call_sid, fail_safe, request_flow, services, twiml
+from .common import call_sid, fail_safe, request_flow, services, twiml, whole_seconds
 from .voice import after_agent
 
 log = logging.getLogger("ivr.queue")
@@ -53,9 +53,9 @@ def wait():
     queue = request.args.get("queue", "normal")
     if queue not in QUEUES:
         abort(400, description="unknown queue")
-    position = _int(request.form.get("QueuePosition"), 1)
-    queue_time = _int(request.form.get("QueueTime"), 0)
-    twilio_avg = _int(request.form.get("AvgQueueTime"), 0)
+    position = whole_seconds(request.form.get("QueuePosition"), 1)
+    queue_time = whole_seconds(request.form.get("QueueTime"), 0)
+    twilio_avg = whole_seconds(request.form.get("AvgQueueTime"), 0)
     try:
         now = svc.store.now()
         # One script: counts the round, notes Twilio still holds the caller, mends the mirror.
@@ -106,7 +106,7 @@ def result():
     svc = services()
     sid = call_sid()
     outcome = request.form.get("QueueResult", "error")[:24]
-    queue_time = _int(request.form.get("QueueTime"), 0)
+    queue_time = whole_seconds(request.form.get("QueueTime"), 0)
     record, _ = svc.store.load(sid)
     queue = record.get("queue") or "normal"
     now = svc.store.now()
@@ -160,7 +160,7 @@ def connect():
     """<Queue url>: runs on the caller's leg just before the bridge; the wait ends here."""
     svc = services()
     sid = call_sid()
-    queue_time = _int(request.form.get("QueueTime"), 0)
+    queue_time = whole_seconds(request.form.get("QueueTime"), 0)
     queue = request.args.get("queue", "normal")
     if queue not in QUEUES:
         abort(400, description="unknown queue")
@@ -200,7 +200,7 @@ def agent():
             return response
     now = svc.store.now()
     svc.agents.seen(name, now)
-    idle = _int(request.args.get("idle"), 0)
+    idle = whole_seconds(request.args.get("idle"), 0)
     # Without a Twilio account nobody can be rung back from here: call backs wait for an operator.
     found = svc.queues.claim_next(agent_call, now, callbacks=svc.twilio_api.available)
     if not found:
@@ -290,9 +290,3 @@ def total_wait(record, queue_time):
         before_queue = 0.0
     return round(max(0.0, before_queue) + queue_time, 3)
 
-
-def _int(raw, default):
-    try:
-        return int(float(raw))
-    except (TypeError, ValueError):
-        return default
