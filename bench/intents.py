@@ -44,6 +44,16 @@ SETS = ["tests/data/hotline_en_labelled.yaml", "eval/hotline_ko.yaml",
         "eval/heldout/hotline_ko_dev.yaml", "eval/heldout/hotline_ko_test.yaml",
         "eval/hotline_en_val.yaml", "eval/hotline_ko_val.yaml"]
 
+# How both memory probes end: the probe's own RSS and PSS, as one JSON line.
+REPORT_MEMORY = r"""
+def kb(path, key):
+    for line in open(path):
+        if line.startswith(key):
+            return int(line.split()[1])
+print(json.dumps({"rss_mb": kb("/proc/self/status", "VmRSS:") / 1024,
+                  "pss_mb": kb("/proc/self/smaps_rollup", "Pss:") / 1024}))
+"""
+
 MEMORY_PROBE = r"""
 import json, sys
 sys.path.insert(0, %(root)r)
@@ -58,25 +68,13 @@ if %(build)r:
             conv = Conversation(flow.id, lang)
             engine.start(conv)
             engine.handle(conv, Input("speech", "where is my order" if lang == "en" else "주문한 물건이 안 왔어요"))
-def kb(path, key):
-    for line in open(path):
-        if line.startswith(key):
-            return int(line.split()[1])
-print(json.dumps({"rss_mb": kb("/proc/self/status", "VmRSS:") / 1024,
-                  "pss_mb": kb("/proc/self/smaps_rollup", "Pss:") / 1024}))
-"""
+""" + REPORT_MEMORY
 
 
 IMPORT_PROBE = r"""
 import json
 %(imports)s
-def kb(path, key):
-    for line in open(path):
-        if line.startswith(key):
-            return int(line.split()[1])
-print(json.dumps({"rss_mb": kb("/proc/self/status", "VmRSS:") / 1024,
-                  "pss_mb": kb("/proc/self/smaps_rollup", "Pss:") / 1024}))
-"""
+""" + REPORT_MEMORY
 
 FORK_PROBE = r"""
 import gc, json, os, sys

@@ -181,8 +181,6 @@ def _alive(pid: int) -> bool:
 def _first_aof_written(server, timeout: float = 120.0) -> None:
     """Until Redis has written the first append-only file from what it holds: until then it refuses to
     shut down ("Writing initial AOF, can't exit"), and a process ending meanwhile would lose its data."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = server.info("persistence")

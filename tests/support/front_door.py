@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ivr.config import ROOT
 from ivr.server import free_port
-from tests.support.procs import kill_group, wait_for
+from tests.support.procs import kill_group, or_stop, wait_for
 
 CADDYFILE = ROOT / "deploy" / "Caddyfile"
 NGINX_SITE = ROOT / "deploy" / "nginx.conf"
@@ -34,11 +34,7 @@ class _Proxy:
     def _run(self, argv, env=None):
         self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        try:
-            wait_for(self._ready, what=self.name, timeout=30)
-        except BaseException:
-            self.stop()
-            raise
+        or_stop(self, lambda: wait_for(self._ready, what=self.name, timeout=30))
         return self
 
     def _ready(self):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ivr.config import ROOT
 from ivr.server import free_port
-from tests.support.procs import kill_group, wait_for
+from tests.support.procs import kill_group, or_stop, wait_for
 
 CONFIG = ROOT / "deploy" / "haproxy.cfg"
 
@@ -38,11 +38,7 @@ class Haproxy:
             self.env[f"IVR_SERVER{i}"] = server
         self.proc = subprocess.Popen([self.binary, "-db", "-f", str(CONFIG)], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for(self._listening, what="haproxy")
-        except BaseException:
-            self.stop()
-            raise
+        or_stop(self, lambda: wait_for(self._listening, what="haproxy"))
         return self
 
     def _listening(self):

@@ -51,6 +51,16 @@ def _ping(port):
         return False
 
 
+def or_stop(thing, start):
+    """start() or, if it fails, thing.stop() before the error goes on: a failed start leaves no process
+    behind (a test topology of several processes, a proxy that never came up)."""
+    try:
+        return start()
+    except BaseException:
+        thing.stop()
+        raise
+
+
 def wait_for(check, what, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis as redis_lib
 
 from ivr.server import free_port
-from tests.support.procs import kill_group, wait_for
+from tests.support.procs import kill_group, or_stop, wait_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_SENTINEL = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
@@ -88,11 +88,7 @@ class SentinelSet:
         return tuple(("127.0.0.1", s.port) for s in self.sentinels)
 
     def start(self):
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()                 # a failed start leaves no process behind
-            raise
+        return or_stop(self, self._start)
 
     def _start(self):
         self.master.start([])
@@ -136,11 +132,7 @@ class Cluster:
         self.nodes = [Node(workdir, f"cluster{i}") for i in range(size)]
 
     def start(self):
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()                 # a failed start leaves no process behind
-            raise
+        return or_stop(self, self._start)
 
     def _start(self):
         for n in self.nodes:
