@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ivr.eval import evaluate, load_set
 from ivr.flows.classifier import Features
-from ivr.flows.engine import Engine
+from ivr.flows.engine import Conversation, Engine, Input
 from ivr.flows.intents import MatcherOptions
 from ivr.flows.loader import load_flow
 
@@ -80,13 +80,33 @@ def score(options, overrides, sets) -> dict:
                                        "human_path_recall", "human_path_missed", "false_urgent_rate",
                                        "oos_items", "oos_handled_rate")}
         out[name]["human_path_by_intent"] = m["human_path_by_intent"]
+        out[name]["asked_again_right"] = asked_again(s, flows[flow_id], engines[flow_id])
     out["build_s"] = {k: round(v, 2) for k, v in build.items()}
     return out
 
 
+def asked_again(eval_set, flow, engine) -> float:
+    """Share of the routine questions the bot still answers right when the caller says them after
+    one clarification (the stricter bars after a clarification must not cost rephrased questions)."""
+    right = total = 0
+    for item in eval_set.items:
+        spec = flow.intents.get(item.expected_intent)
+        if spec is None or spec.handoff is not None or (item.step or flow.start) != flow.start:
+            continue
+        conv = Conversation(flow.id, eval_set.lang or flow.languages[0])
+        engine.start(conv)
+        conv.misses = 1
+        reply = engine.handle(conv, Input("speech", item.text))
+        total += 1
+        right += reply.route is None and reply.decision is not None and reply.decision.intent == item.expected_intent \
+            and reply.decision.action != "clarify"
+    return right / total if total else 1.0
+
+
 def fmt(r) -> str:
     return (f"{r['routing_accuracy'] * 100:5.1f}%  hp {r['human_items'] - r['human_path_missed']}/{r['human_items']}"
-            f"  fu {r['false_urgent_rate'] * 100:.1f}%  oos {r['oos_handled_rate'] * 100:.0f}%")
+            f"  fu {r['false_urgent_rate'] * 100:.1f}%  oos {r['oos_handled_rate'] * 100:.0f}%"
+            f"  asked again {r['asked_again_right'] * 100:.1f}%")
 
 
 def main():

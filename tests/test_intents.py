@@ -1,4 +1,5 @@
 """The intent matcher on its own: noise it must tolerate, near misses it must not take."""
+import dataclasses
 import re
 
 import pytest
@@ -7,6 +8,7 @@ from ivr.config import ROOT
 from ivr.flows.intents import IntentMatcher, MatcherOptions, normalize
 from ivr.flows.loader import load_flow
 from ivr.flows.model import Flow, Handoff, Intent
+from ivr.flows.phrases import Sentence
 
 FLOW = load_flow(ROOT / "flows" / "hotline.yaml")
 EN = IntentMatcher(FLOW, "en")
@@ -89,6 +91,24 @@ def test_out_of_scope_is_a_class_of_its_own():
     m = EN.match("can you book me a table at a pizza place tonight")
     oos = re.search(r"; out of scope (\d\.\d\d)$", m.via)
     assert m.confidence < 0.4 and oos and float(oos.group(1)) >= 0.5, m
+
+
+@pytest.mark.parametrize("text, intent", [("I need to return to the office, which tram goes there", "return_refund"),
+                                          ("is the chemist next door open", "opening_hours")])
+def test_concepts_of_what_is_not_the_shops_business_teach_out_of_scope(text, intent):
+    # "tram" and "chemist" are in no training sentence: their concepts (travel, other_services)
+    # carry what the out-of-scope sentences with airport, bus, bank or pharmacy taught.
+    bare = dataclasses.replace(FLOW, concepts={k: v for k, v in FLOW.concepts.items()
+                                               if k not in ("travel", "other_services")})
+    without = IntentMatcher(bare, "en").match(text)
+    assert without.intent == intent and without.confidence >= FLOW.confidence_threshold, without
+    assert EN.match(text).confidence < FLOW.confidence_threshold, EN.match(text)
+
+
+def test_a_hotline_word_inside_another_concepts_phrase_is_not_its_concept():
+    # "return" inside "tax return" (other_services) is not the return_words concept.
+    assert "return_words" not in EN._concepts(Sentence("my tax return is due on friday"))
+    assert "return_words" in EN._concepts(Sentence("my return is due on friday"))
 
 
 def test_training_sentences_train_the_classifier_but_stay_out_of_the_grammar():
