@@ -282,3 +282,31 @@ def test_after_one_clarification_a_confident_answer_and_a_person_still_work():
     conv = at("welcome")
     ENGINE.handle(conv, speech("purple elephants dancing"))
     assert ENGINE.handle(conv, speech("agent")).route.reason == "agent_request"
+
+
+KO_FLOW = load_flow(ROOT / "flows" / "hotline_ko.yaml")
+KO_ENGINE = Engine(KO_FLOW)
+
+
+def first_turn(engine, flow_id, lang, text):
+    conv = Conversation(flow_id, lang)
+    engine.start(conv)
+    return engine.handle(conv, speech(text))
+
+
+@pytest.mark.parametrize("engine, flow_id, lang, text", [
+    (ENGINE, "hotline", "en", "put me through to whoever is in charge there"),
+    (KO_ENGINE, "hotline_ko", "ko", "팀장님 바꿔 주세요"),
+    (KO_ENGINE, "hotline_ko", "ko", "실장님이랑 통화할게요"),
+])
+def test_asking_for_someone_higher_up_is_a_complaint_in_the_urgent_queue(engine, flow_id, lang, text):
+    reply = first_turn(engine, flow_id, lang, text)
+    assert reply.route is not None and reply.route.queue == "urgent" and reply.route.reason == "complaint", \
+        reply.decision.detail
+
+
+@pytest.mark.parametrize("text", ["사장님 매장 몇 시에 열어요", "부장님이 선물로 주신 거 교환 돼요"])
+def test_a_title_alone_is_no_complaint(text):
+    # A superior's title is a complaint only with a request to talk (rule superior + talk).
+    reply = first_turn(KO_ENGINE, "hotline_ko", "ko", text)
+    assert reply.route is None and reply.decision.intent in ("opening_hours", "return_refund"), reply.decision.detail
