@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import defaults
 
 # The source checkout (tests and benchmarks read its files); an installed server never uses it.
 ROOT = Path(__file__).resolve().parent.parent
+
+
+SOURCE_SECRET_PREFIX = "IVR_SOURCE_"
 
 
 def home(env=None) -> Path:
@@ -209,6 +212,11 @@ class Config:
     redis_wait_replicas: int | None = None
     redis_wait_ms: int = 50
 
+    # -- data sources (docs/flows.md, "Data sources") -----------------------------------------
+    # Every IVR_SOURCE_* environment variable, by name: the credentials a flow's source headers name
+    # as ${IVR_SOURCE_...}. Only these reach a source: a flow cannot send TWILIO_AUTH_TOKEN anywhere.
+    source_secrets: dict = field(default_factory=dict, repr=False, hash=False)
+
     @property
     def retention_days(self) -> int:
         """IVR_RETENTION_DAYS: what Redis keeps, so also the most the dashboard's CSV export offers."""
@@ -292,6 +300,7 @@ class Config:
             redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
             redis_wait_replicas=_int(env, "REDIS_WAIT_REPLICAS", None),
             redis_wait_ms=_int(env, "REDIS_WAIT_MS", cls.redis_wait_ms),
+            source_secrets={k: v for k, v in env.items() if k.startswith(SOURCE_SECRET_PREFIX) and v},
         )
         if cfg.redis_sentinels and cfg.redis_url:
             raise ValueError("set REDIS_SENTINELS or REDIS_URL, not both: with sentinels the master's address "

@@ -11,6 +11,10 @@ declared fields from a JSON object. 404 means "no such record": the caller is as
 a number missing from a data file. Anything else - a timeout, a refused connection, another error
 status, an answer that is not JSON or lacks a field - is LookupFailed: the caller hears the flow's
 `failed` words and goes to a person, never left in silence.
+
+Credentials: a source's `headers` may name environment variables, `${IVR_SOURCE_SHOP_TOKEN}`, filled
+in here from Config.source_secrets at each request. The flow file (in a repository, in backups) holds
+only the name; a variable that is not set is a failed lookup naming the variable, never its value.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
-from .flows.model import DataSource, LookupFailed
+from .flows.model import SECRET_REF, DataSource, LookupFailed
 
 log = logging.getLogger("ivr.data_sources")
 
@@ -38,11 +42,22 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def fetch(source: DataSource, value: str) -> dict | None:
+def headers(source: DataSource, secrets: dict) -> dict:
+    """The request's headers, ${IVR_SOURCE_...} filled in. LookupFailed names a variable not set."""
+    out = {"Accept": "application/json", "User-Agent": "ivr"}
+    for name, template in source.headers.items():
+        unset = [ref for ref in SECRET_REF.findall(template) if not secrets.get(ref)]
+        if unset:
+            raise LookupFailed(f"{unset[0]} is not set (header {name})")
+        out[name] = SECRET_REF.sub(lambda m: secrets[m.group(1)], template)
+    return out
+
+
+def fetch(source: DataSource, value: str, secrets: dict | None = None) -> dict | None:
     """The record `source` has for `value` (its declared fields), None if it has none (404).
     Raises LookupFailed for everything else; the reason is for the log and the transcript."""
     url = source.url.replace("{value}", quote(value, safe=""))
-    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "ivr"})
+    request = urllib.request.Request(url, headers=headers(source, secrets or {}))
     started = time.monotonic()
     try:
         with _OPENER.open(request, timeout=source.timeout) as answer:
@@ -79,11 +94,12 @@ def fetch(source: DataSource, value: str) -> dict | None:
     return record
 
 
-def lookup(source: DataSource, value: str) -> dict | None:
-    """fetch, with the outcome logged (the source's name and why; not the value, which may be personal)."""
+def lookup(source: DataSource, value: str, secrets: dict | None = None) -> dict | None:
+    """fetch, with the outcome logged (the source's name and why; not the value, which may be personal,
+    nor a header, which may be a credential)."""
     started = time.monotonic()
     try:
-        record = fetch(source, value)
+        record = fetch(source, value, secrets)
     except LookupFailed as exc:
         log.warning("data source %s failed after %.2f s: %s; the caller goes to a person", source.name,
                     time.monotonic() - started, exc)

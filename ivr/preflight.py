@@ -55,14 +55,25 @@ def public_url_problems(url: str) -> list:
     return []
 
 
-def problems(cfg) -> list:
-    """Every finding for this configuration, in the order an operator fixes them."""
+def source_problems(flows, secrets) -> list:
+    """Data sources whose headers name an environment variable that is not set: every lookup there
+    would fail, and every caller who asks for it would go to a person."""
+    return [f"flow {fid}: data source '{name}' needs {var} (header credentials come from the environment); "
+            "unset, every lookup fails and its callers go to a person"
+            for fid, flow in sorted(flows.items()) for name, src in sorted(flow.sources.items())
+            for var in src.secret_names() if not secrets.get(var)]
+
+
+def problems(cfg, flows=None) -> list:
+    """Every finding for this configuration (and the flows served, when given), in the order an
+    operator fixes them."""
     out = []
     if cfg.token_generated:
         out.append("TWILIO_AUTH_TOKEN is unset: this run signs with a generated token, so Twilio's real "
                    "requests are refused (403); set it from the Twilio console")
     out += public_url_problems(cfg.public_url)
     out += human_line_problems(cfg.human_line)
+    out += source_problems(flows or {}, cfg.source_secrets)
     return out
 
 

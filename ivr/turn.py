@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from . import data_sources, metrics, quality
 from .flows.engine import Conversation, Engine, Input, Reply
@@ -27,6 +28,7 @@ class CallState:
     record: dict
     conv: Conversation
     engine: Engine
+    lookup: object = data_sources.lookup   # (source, value) -> record: the flow's data sources, over HTTP
 
     @property
     def caller(self) -> str:
@@ -41,7 +43,7 @@ def resume(svc, sid: str, record: dict) -> CallState:
     conv.boost = record.get("boost") or None      # set once when the call opened; kept in the record
     engine = svc.library.engine(conv.flow, record.get("flow_version"))   # the version the call began on
     conv.closed = svc.closed(engine.flow)          # opening hours at this turn's moment
-    return CallState(sid, record, conv, engine)
+    return CallState(sid, record, conv, engine, _lookup(svc))
 
 
 def start(svc, sid: str, record: dict, flow, lang: str, boost, mode: str = "keypad") -> tuple:
@@ -49,7 +51,12 @@ def start(svc, sid: str, record: dict, flow, lang: str, boost, mode: str = "keyp
     a media stream, "keypad" otherwise; the flow's prompts are worded for it."""
     engine = svc.library.engine(flow.id, flow.version)
     conv = Conversation(flow.id, lang, boost=boost, mode=mode, closed=svc.closed(flow))
-    return CallState(sid, record, conv, engine), engine.start(conv)
+    return CallState(sid, record, conv, engine, _lookup(svc)), engine.start(conv)
+
+
+def _lookup(svc):
+    """Data-source lookups with this deployment's credentials (Config.source_secrets)."""
+    return partial(data_sources.lookup, secrets=svc.config.source_secrets)
 
 
 def caller_entry(inp: Input, step, **info) -> dict:
@@ -64,7 +71,7 @@ def step(state: CallState, inp: Input, **info) -> tuple:
     """Run the engine on one input: (reply, transcript entry of the caller's side). A slot looked up in
     a data source is fetched over HTTP here, inside the turn (ivr.data_sources: a short timeout)."""
     entry = caller_entry(inp, state.conv.step, **info)
-    return state.engine.handle(state.conv, inp, lookup=data_sources.lookup), entry
+    return state.engine.handle(state.conv, inp, lookup=state.lookup), entry
 
 
 def unanswered(state: CallState, entry: dict | None, reply: Reply) -> bool:

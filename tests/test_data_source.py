@@ -23,15 +23,20 @@ from tests.support import port_of
 
 FAILED = "I can't reach our order system right now."
 TIMEOUT = 0.8
+TOKEN = "sk_live_" + "7f3a9c" * 6          # the shop's API key: in the environment, never in a flow
 
 
 class Shop(BaseHTTPRequestHandler):
     """GET /orders/{number}: what the shop answers depends on the number."""
     orders = {"100234": {"order": {"status": "shipped on Monday with DHL", "carrier": "DHL"}, "id": "100234"}}
     requests = []
+    seen_auth = []
 
     def do_GET(self):
         Shop.requests.append(self.path)
+        Shop.seen_auth.append(self.headers.get("Authorization"))
+        if self.path.startswith("/secure/") and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._send(401, json.dumps({"error": "unauthorized"}))
         number = self.path.rsplit("/", 1)[-1]
         if number == "100001":                       # slow: past the flow's timeout
             time.sleep(TIMEOUT * 3)
@@ -67,7 +72,7 @@ def shop():
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    Shop.requests = []
+    Shop.requests, Shop.seen_auth = [], []
     yield f"http://127.0.0.1:{httpd.server_port}"
     httpd.shutdown()
     httpd.server_close()
@@ -80,17 +85,19 @@ SOURCE = """sources:
     fields: {{status: order.status, carrier: order.carrier}}
     failed: {{en: "{failed}"}}
 """
+AUTH = '    headers: {Authorization: "Bearer ${IVR_SOURCE_SHOP_TOKEN}"}\n'
 
 
-def shop_flows(tmp_path, base, timeout=TIMEOUT):
-    """The shipped flows, the English order lookup reading the shop instead of the YAML file."""
+def shop_flows(tmp_path, base, timeout=TIMEOUT, headers=""):
+    """The shipped flows, the English order lookup reading the shop instead of the YAML file
+    (`headers`: lines added to the source, e.g. AUTH)."""
     folder = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", folder)
     path = folder / "hotline.yaml"
     text = path.read_text(encoding="utf-8")
     text = text.replace("data:\n  orders: data/orders.yaml\n",
                         "data:\n  orders: data/orders.yaml\n" + SOURCE.format(base=base, timeout=timeout,
-                                                                              failed=FAILED))
+                                                                              failed=FAILED) + headers)
     text = text.replace("lookup: orders, record: order", "lookup: shop, record: order")
     text = text.replace("labels:\n", "labels:\n  lookup_failed: {en: the order system did not answer}\n", 1)
     path.write_text(text, encoding="utf-8")
@@ -180,3 +187,66 @@ def test_a_bad_source_is_refused_with_its_file_and_line(tmp_path, edit, problem)
     assert found, str(err.value)
     line = path.read_text(encoding="utf-8").splitlines()[found[0].line - 1]
     assert found[0].file == str(path) and found[0].line > 1, (found[0], line)
+
+
+def test_a_credential_comes_from_the_environment_and_stays_out_of_records_and_logs(
+        tmp_path, shop, make_config, build_app, redis, caplog):
+    cfg = make_config(flows_dir=shop_flows(tmp_path, shop + "/secure", headers=AUTH),
+                      source_secrets={"IVR_SOURCE_SHOP_TOKEN": TOKEN})
+    caplog.set_level("DEBUG")
+    with LoopbackServer(build_app(cfg), port=port_of(cfg)) as srv:
+        sid, root, _ = ask_order(TwilioClient(srv.url, cfg.twilio_auth_token), "100234", 30)
+    assert "shipped on Monday with DHL" in said(root)
+    assert Shop.seen_auth == [f"Bearer {TOKEN}"]
+    stored = [str(v) for k in redis.scan_iter("*") for v in
+              (redis.hgetall(k).values() if redis.type(k) == "hash" else
+               redis.lrange(k, 0, -1) if redis.type(k) == "list" else [])]
+    assert stored and not any(TOKEN in v for v in stored)
+    assert TOKEN not in caplog.text and TOKEN not in repr(cfg)
+
+
+def test_an_unset_credential_is_a_failed_lookup_named_in_the_transcript_and_at_healthz(
+        tmp_path, shop, make_config, build_app, redis):
+    cfg = make_config(flows_dir=shop_flows(tmp_path, shop + "/secure", headers=AUTH))
+    with LoopbackServer(build_app(cfg), port=port_of(cfg)) as srv:
+        client = TwilioClient(srv.url, cfg.twilio_auth_token)
+        sid, root, _ = ask_order(client, "100234", 31)
+        health = client.get_json("/healthz")[1]
+    assert said(root).startswith(FAILED) and root.find("Enqueue") is not None     # a person, not silence
+    assert Shop.requests == []                                                     # nothing sent without it
+    turns = [json.loads(t) for t in redis.lrange(keys.turns(sid), 0, -1)]
+    assert any("IVR_SOURCE_SHOP_TOKEN is not set" in (t.get("detail") or "") for t in turns), turns
+    assert health["status"] == "degraded"
+    assert any("IVR_SOURCE_SHOP_TOKEN" in r and "shop" in r for r in health["reasons"]), health
+
+
+def test_a_wrong_credential_is_a_failed_lookup(tmp_path, shop, make_config, build_app, redis):
+    cfg = make_config(flows_dir=shop_flows(tmp_path, shop + "/secure", headers=AUTH),
+                      source_secrets={"IVR_SOURCE_SHOP_TOKEN": "expired"})
+    with LoopbackServer(build_app(cfg), port=port_of(cfg)) as srv:
+        sid, root, _ = ask_order(TwilioClient(srv.url, cfg.twilio_auth_token), "100234", 32)
+    assert said(root).startswith(FAILED) and redis.hget(keys.call(sid), "reason") == "lookup_failed"
+    turns = [json.loads(t) for t in redis.lrange(keys.turns(sid), 0, -1)]
+    assert any("HTTP 401" in (t.get("detail") or "") for t in turns), turns
+
+
+def test_only_ivr_source_variables_reach_a_source():
+    from ivr.config import Config
+    cfg = Config.from_env({"IVR_SOURCE_SHOP_TOKEN": TOKEN, "TWILIO_AUTH_TOKEN": "t" * 32, "IVR_SOURCE_EMPTY": ""})
+    assert cfg.source_secrets == {"IVR_SOURCE_SHOP_TOKEN": TOKEN}
+    assert TOKEN not in repr(cfg)
+
+
+@pytest.mark.parametrize("headers, problem", [
+    ('    headers: {Authorization: "Bearer sk_live_abc123"}\n', "is a credential written into the flow file"),
+    ('    headers: {X-Api-Key: "abc123"}\n', "is a credential written into the flow file"),
+    ('    headers: {Authorization: "Bearer ${TWILIO_AUTH_TOKEN}"}\n', "is not an IVR_SOURCE_ variable"),
+    ('    headers: {"Bad Header": "x"}\n', "does not match"),
+], ids=["literal-bearer", "literal-api-key", "other-variable", "header-name"])
+def test_a_credential_in_the_flow_file_is_refused_with_its_file_and_line(tmp_path, headers, problem):
+    path = shop_flows(tmp_path, "http://shop.example", headers=headers) / "hotline.yaml"
+    with pytest.raises(FlowError) as err:
+        load_flow(path)
+    found = [p for p in err.value.problems if problem in p.message]
+    assert found and found[0].file == str(path) and found[0].line > 1, str(err.value)
+    assert "headers:" in path.read_text(encoding="utf-8").splitlines()[found[0].line - 1]

@@ -78,7 +78,7 @@ def serve(host, port, threads, workers):
     for what, method, url in preflight.urls(cfg):
         click.echo(f"  {what:<{width}}  {method:<4} {url}")
     warn = logging.getLogger("ivr.preflight").warning
-    for problem in preflight.problems(cfg):
+    for problem in preflight.problems(cfg, app.extensions["ivr"].flows):
         # One log line each (stderr, in IVR_LOG_FORMAT); /healthz reports the same as "degraded".
         warn("%s", problem)
     if not cfg.metrics_token and host not in ("127.0.0.1", "localhost", "::1"):

@@ -16,7 +16,21 @@ import yaml
 
 from .. import hours as opening_hours
 from .intents import normalize
-from .model import BUILTIN_LABELS, LOOKUP_FAILED, MESSAGES, NOT_TOPICS, DataSource, Flow, Handoff, Intent, Option, Step
+from .model import (
+    BUILTIN_LABELS,
+    CREDENTIAL_HEADER,
+    LOOKUP_FAILED,
+    MESSAGES,
+    NOT_TOPICS,
+    SECRET_NAME,
+    SECRET_REF,
+    DataSource,
+    Flow,
+    Handoff,
+    Intent,
+    Option,
+    Step,
+)
 from .source import FlowError, FlowYamlLoader, Problem, parse_file
 
 # Words that ask the caller to speak. A call whose language has no speech model hears the keypad
@@ -124,6 +138,17 @@ def _semantic_problems(doc, lines, file, base_dir):
             problem(path + ("url",), f"source '{name}': the only placeholder a url may use is {{value}}")
         need_langs(source["failed"], path + ("failed",), f"source '{name}' failed")
         keypad_safe(source["failed"], path + ("failed",), f"source '{name}' failed")
+        for header, value in (source.get("headers") or {}).items():
+            where = path + ("headers", header)
+            refs = SECRET_REF.findall(value)
+            wrong = [r for r in refs if not SECRET_NAME.fullmatch(r)]
+            if wrong:
+                problem(where, f"source '{name}' header '{header}': ${{{wrong[0]}}} is not an IVR_SOURCE_ variable "
+                               "(only those reach a data source: e.g. ${IVR_SOURCE_SHOP_TOKEN})")
+            elif CREDENTIAL_HEADER.search(header) and not refs:
+                problem(where, f"source '{name}' header '{header}' is a credential written into the flow file "
+                               "(so into the repository and every backup): write ${IVR_SOURCE_...} in its place "
+                               "and set that environment variable")
     data_names |= set(doc.get("sources") or {})
     for i, rel in enumerate(doc.get("training") or []):
         out.extend(_training_problems(base_dir / rel, rel, ("training", i), langs, intents, problem))
@@ -353,7 +378,7 @@ def _to_flow(doc, path: Path) -> Flow:
         frustration=doc.get("frustration") or {}, concepts=doc.get("concepts") or {},
         data=_load_data(doc, path.parent),
         sources={name: DataSource(name, src["url"], dict(src["fields"]), src["failed"],
-                                  float(src.get("timeout", 2.0)))
+                                  float(src.get("timeout", 2.0)), dict(src.get("headers") or {}))
                  for name, src in (doc.get("sources") or {}).items()},
         training=_load_training(doc, path.parent),
         hours=opening_hours.parse(doc["hours"])[0] if doc.get("hours") else None,

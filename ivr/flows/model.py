@@ -1,6 +1,7 @@
 """Typed view of a validated flow file; the engine only ever sees these."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,13 @@ class Step:
         return next((o for o in self.options if o.key == key), None)
 
 
+# ${IVR_SOURCE_NAME} in a source's header value: that environment variable (Config.source_secrets).
+SECRET_REF = re.compile(r"\$\{([^}]*)\}")
+SECRET_NAME = re.compile(r"IVR_SOURCE_[A-Z0-9_]+")
+# Header names that carry credentials: their value must come from the environment, not the flow file.
+CREDENTIAL_HEADER = re.compile(r"authorization|cookie|key|token|secret|password|auth", re.I)
+
+
 @dataclass(frozen=True)
 class DataSource:
     """A lookup in the business's own system (`sources:` in the flow; ivr.data_sources does the I/O)."""
@@ -67,6 +75,13 @@ class DataSource:
     fields: dict             # record field -> dotted path in the JSON answer
     failed: dict             # lang -> what the caller hears when the lookup fails
     timeout: float = 2.0
+    # Request headers; ${IVR_SOURCE_...} in a value is that environment variable (credentials stay
+    # out of the flow file: ivr.data_sources fills them in from Config.source_secrets).
+    headers: dict = field(default_factory=dict, hash=False)
+
+    def secret_names(self) -> list:
+        """The environment variables this source's headers need, in order."""
+        return sorted({n for v in self.headers.values() for n in SECRET_REF.findall(v)})
 
 
 class LookupFailed(Exception):

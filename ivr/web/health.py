@@ -54,7 +54,7 @@ def healthz():
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         redis_ok = f"down: {type(exc).__name__}"
     reasons = ([] if redis_ok == "ok" else [f"Redis {redis_ok}: every caller goes to a person"]) + \
-        preflight.problems(svc.config)
+        preflight.problems(svc.config, svc.flows)
     body = {"status": "degraded" if reasons else "ok", "reasons": reasons, "redis": redis_ok,
             "redis_backend": describe_config(svc.config),
             "flows": {fid: f.languages for fid, f in svc.flows.items()}, "models": model_status(svc)}
