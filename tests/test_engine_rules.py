@@ -310,3 +310,37 @@ def test_a_title_alone_is_no_complaint(text):
     # A superior's title is a complaint only with a request to talk (rule superior + talk).
     reply = first_turn(KO_ENGINE, "hotline_ko", "ko", text)
     assert reply.route is None and reply.decision.intent in ("opening_hours", "return_refund"), reply.decision.detail
+
+
+def without_elsewhere(flow):
+    return Engine(dataclasses.replace(flow, settings={k: v for k, v in flow.settings.items()
+                                                      if k != "elsewhere_concepts"}))
+
+
+@pytest.mark.parametrize("engine, flow, text, intent", [
+    (ENGINE, FLOW, "is the pharmacy on the high street open late tonight", "opening_hours"),
+    (ENGINE, FLOW, "my ebay order never turned up", "order_status"),
+    (KO_ENGINE, KO_FLOW, "은행 토요일에도 문 열어요", "opening_hours"),
+])
+def test_another_business_s_matter_gets_no_routine_answer(engine, flow, text, intent):
+    lang = flow.languages[0]
+    reply = first_turn(engine, flow.id, lang, text)
+    assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
+    assert "another business's matter" in reply.decision.detail
+    # Without the flow's elsewhere_concepts the same words get the routine answer: the setting decides.
+    plain = without_elsewhere(flow)
+    assert first_turn(plain, flow.id, lang, text).decision.intent == intent
+
+
+def test_another_business_s_matter_said_twice_reaches_a_person():
+    conv = at("welcome")
+    ENGINE.handle(conv, speech("is the pharmacy on the high street open late tonight"))
+    second = ENGINE.handle(conv, speech("what time does the post office by the bank shut"))
+    assert second.route is not None and second.route.reason == "not_understood", second.decision.detail
+
+
+def test_a_way_to_a_person_is_never_held_back_by_another_business_s_words():
+    reply = first_turn(ENGINE, "hotline", "en", "my bank shows a payment to you that I never made")
+    assert reply.route is not None and reply.route.queue == "urgent" and reply.route.reason == "fraud_security"
+    reply = first_turn(ENGINE, "hotline", "en", "the charger caught fire at the hotel")
+    assert reply.route is not None and reply.route.reason == "safety_hazard"

@@ -122,6 +122,18 @@ def test_rule_with_unknown_concept_reported_with_line(tmp_path):
     assert problem.message == "intent 'fraud_security' rule refers to unknown concept 'twise'"
 
 
+def test_an_unknown_elsewhere_concept_is_reported_with_line(tmp_path):
+    bad = GOOD.replace("elsewhere_concepts: [travel, other_services, other_companies]",
+                       "elsewhere_concepts: [travel, other_servces, other_companies]", 1)
+    assert bad != GOOD
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    [problem] = exc.value.problems
+    assert problem.line == line_of(bad, "other_servces")
+    assert problem.message == "elsewhere_concepts refers to unknown concept 'other_servces'"
+
+
 def test_a_missing_training_file_is_reported_at_the_flow_line(tmp_path):
     bad = GOOD.replace("training: [training/hotline.yaml]", "training: [training/nowhere.yaml]")
     path = write(tmp_path, bad)

@@ -193,18 +193,30 @@ class Engine:
             if step.listen == "options":
                 among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
             m = self.matchers[conv.lang].match(inp.text, among=among)
-            if m.intent and m.confidence >= self._bar(conv, m.intent):
+            elsewhere = self._elsewhere(m)
+            if m.intent and m.confidence >= self._bar(conv, m.intent) and not elsewhere:
                 opt = next((o for o in step.options if o.intent == m.intent), None)
                 return self._route_intent(conv, m.intent, m.confidence, opt.goto if opt else None, [], m.via)
             # Not understood: the guess stays out of `intent` (reports and the agent's briefing
             # read it as the topic) and goes into the detail, for whoever tunes the flow.
             best = f"best {m.intent} ({m.confidence:.2f})" if m.intent else "no intent"
             why = f" ({m.via})" if m.via else ""
+            if elsewhere:
+                return self._miss(conv, step, Decision(None, m.confidence, "clarify", f"{best}, but {elsewhere}" + why))
             bar = self._bar(conv, m.intent)
             again = " (asked again)" if bar != self.flow.confidence_threshold else ""
             return self._miss(conv, step, Decision(None, m.confidence, "clarify",
                                                    f"low confidence: {best} < {bar:.2f}{again}" + why))
         return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
+
+    def _elsewhere(self, m) -> str:
+        """Why a routine answer is held back: the caller named another business's matter (flow setting
+        elsewhere_concepts), e.g. "a court order", "the bank's opening hours". "" when not."""
+        spec = self.flow.intents.get(m.intent)
+        if spec is None or spec.handoff is not None:
+            return ""
+        said = [f"{c} ('{words}')" for c, words in m.heard if c in self.flow.elsewhere_concepts]
+        return ("heard " + ", ".join(said) + ": another business's matter") if said else ""
 
     def _bar(self, conv, intent) -> float:
         """The confidence an intent needs here: stricter for a routine answer once the caller was

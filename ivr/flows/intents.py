@@ -94,6 +94,7 @@ class Match:
     confidence: float
     runner_up: str | None = None
     via: str = ""            # why: "keyword 'refund'", "rule money + not_mine (...)", "example '...'"
+    heard: tuple = ()        # (concept, the caller's words that carried it) for every concept heard
 
 
 @dataclass(frozen=True)
@@ -373,7 +374,8 @@ class IntentMatcher:
         if not ranked:
             return Match(None, 0.0)
         name, conf, via = ranked[0]
-        return Match(name, conf, ranked[1][0] if len(ranked) > 1 else None, via)
+        heard = self._analyse(normalize(text))[0]    # the analysis ranked() just made (kept)
+        return Match(name, conf, ranked[1][0] if len(ranked) > 1 else None, via, tuple(sorted(heard.items())))
 
     def frustration_phrase(self, text: str) -> str | None:
         """The frustration phrase the caller used, if any."""

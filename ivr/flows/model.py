@@ -131,6 +131,12 @@ class Flow:
         return float(self.settings.get("clarified_threshold", self.confidence_threshold))
 
     @property
+    def elsewhere_concepts(self) -> tuple:
+        """Concepts that mean "another business's matter" (travel, public services...): a routine
+        answer is not given when one is heard; the caller is asked again, then goes to a person."""
+        return tuple(self.settings.get("elsewhere_concepts") or ())
+
+    @property
     def repeat_caller_queue(self) -> str:
         return self.settings.get("repeat_caller_queue", "urgent")
 
