@@ -24,6 +24,16 @@ def line_of(text, needle):
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
+def the_problem(tmp_path, bad):
+    """The one problem loading the flow text `bad` reports, and the flow's path."""
+    assert bad != GOOD
+    path = write(tmp_path, bad)
+    with pytest.raises(FlowError) as exc:
+        load_flow(path)
+    [problem] = exc.value.problems
+    return problem, path
+
+
 def test_shipped_flows_are_valid():
     flows = load_flows(ROOT / "flows")
     assert "hotline" in flows
@@ -31,10 +41,7 @@ def test_shipped_flows_are_valid():
 
 def test_unknown_step_reported_with_line(tmp_path):
     bad = GOOD.replace("goto: hours_answer", "goto: hours_anwser")
-    path = write(tmp_path, bad)
-    with pytest.raises(FlowError) as exc:
-        load_flow(path)
-    [problem] = exc.value.problems
+    problem, path = the_problem(tmp_path, bad)
     assert problem.file == str(path)
     assert problem.line == line_of(bad, "goto: hours_anwser")
     assert "unknown step 'hours_anwser'" in problem.message
@@ -103,10 +110,7 @@ def test_server_refuses_to_start_with_invalid_flow(tmp_path, make_config):
 def test_phrase_under_two_intents_reported_with_line(tmp_path):
     # Same words, different spelling: the matcher compares normalized text, so does the check.
     bad = GOOD.replace("how much is shipping, shipping costs,", "how much is shipping, Return Policy!,", 1)
-    path = write(tmp_path, bad)
-    with pytest.raises(FlowError) as exc:
-        load_flow(path)
-    [problem] = exc.value.problems
+    problem, _ = the_problem(tmp_path, bad)
     assert problem.line == line_of(bad, "Return Policy!")
     assert problem.message == ("intent 'shipping' example 'Return Policy!' is also listed under intent "
                                "'return_refund'")
@@ -114,10 +118,7 @@ def test_phrase_under_two_intents_reported_with_line(tmp_path):
 
 def test_rule_with_unknown_concept_reported_with_line(tmp_path):
     bad = GOOD.replace("      - {all: [money, twice]}", "      - {all: [money, twise]}", 1)
-    path = write(tmp_path, bad)
-    with pytest.raises(FlowError) as exc:
-        load_flow(path)
-    [problem] = exc.value.problems
+    problem, _ = the_problem(tmp_path, bad)
     assert problem.line == line_of(bad, "{all: [money, twise]}")
     assert problem.message == "intent 'fraud_security' rule refers to unknown concept 'twise'"
 
@@ -125,21 +126,14 @@ def test_rule_with_unknown_concept_reported_with_line(tmp_path):
 def test_an_unknown_elsewhere_concept_is_reported_with_line(tmp_path):
     bad = GOOD.replace("elsewhere_concepts: [travel, other_services, other_companies]",
                        "elsewhere_concepts: [travel, other_servces, other_companies]", 1)
-    assert bad != GOOD
-    path = write(tmp_path, bad)
-    with pytest.raises(FlowError) as exc:
-        load_flow(path)
-    [problem] = exc.value.problems
+    problem, _ = the_problem(tmp_path, bad)
     assert problem.line == line_of(bad, "other_servces")
     assert problem.message == "elsewhere_concepts refers to unknown concept 'other_servces'"
 
 
 def test_a_missing_training_file_is_reported_at_the_flow_line(tmp_path):
     bad = GOOD.replace("training: [training/hotline.yaml]", "training: [training/nowhere.yaml]")
-    path = write(tmp_path, bad)
-    with pytest.raises(FlowError) as exc:
-        load_flow(path)
-    [problem] = exc.value.problems
+    problem, _ = the_problem(tmp_path, bad)
     assert problem.line == line_of(bad, "training: [training/nowhere.yaml]")
     assert "training file 'training/nowhere.yaml' not found" in problem.message
 
