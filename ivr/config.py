@@ -300,7 +300,8 @@ class Config:
             redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
             redis_wait_replicas=_int(env, "REDIS_WAIT_REPLICAS", None),
             redis_wait_ms=_int(env, "REDIS_WAIT_MS", cls.redis_wait_ms),
-            source_secrets={k: v for k, v in env.items() if k.startswith(SOURCE_SECRET_PREFIX) and v},
+            # Surrounding blanks are never part of a key: an env file saved with CRLF ends each value in \r.
+            source_secrets={k: v.strip() for k, v in env.items() if k.startswith(SOURCE_SECRET_PREFIX) and v.strip()},
         )
         if cfg.redis_sentinels and cfg.redis_url:
             raise ValueError("set REDIS_SENTINELS or REDIS_URL, not both: with sentinels the master's address "

@@ -18,6 +18,7 @@ only the name; a variable that is not set is a failed lookup naming the variable
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import time
@@ -46,9 +47,13 @@ def headers(source: DataSource, secrets: dict) -> dict:
     """The request's headers, ${IVR_SOURCE_...} filled in. LookupFailed names a variable not set."""
     out = {"Accept": "application/json", "User-Agent": "ivr"}
     for name, template in source.headers.items():
-        unset = [ref for ref in SECRET_REF.findall(template) if not secrets.get(ref)]
-        if unset:
-            raise LookupFailed(f"{unset[0]} is not set (header {name})")
+        for ref in SECRET_REF.findall(template):
+            if not secrets.get(ref):
+                raise LookupFailed(f"{ref} is not set (header {name})")
+            if not secrets[ref].isprintable():
+                # A line break (an env file saved on Windows) would make the request fail with the
+                # value in the exception: say which variable, never what it holds.
+                raise LookupFailed(f"{ref} holds a line break or another control character (header {name})")
         out[name] = SECRET_REF.sub(lambda m: secrets[m.group(1)], template)
     return out
 
@@ -70,6 +75,10 @@ def fetch(source: DataSource, value: str, secrets: dict | None = None) -> dict |
         reason = getattr(exc, "reason", exc)
         raise LookupFailed(f"no answer within {source.timeout:g} s" if "timed out" in str(reason)
                            else f"unreachable ({reason})") from None
+    except (http.client.HTTPException, ValueError) as exc:
+        # Not HTTP (a garbage status line, broken chunking, a header too long) or a request the
+        # library refused: the type only, since a message may quote what was sent or received.
+        raise LookupFailed(f"no usable HTTP answer ({type(exc).__name__})") from None
     # The socket timeout bounds each read; this bounds the whole answer (a server that trickles).
     if time.monotonic() - started > source.timeout:
         raise LookupFailed(f"no answer within {source.timeout:g} s")

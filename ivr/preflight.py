@@ -56,12 +56,20 @@ def public_url_problems(url: str) -> list:
 
 
 def source_problems(flows, secrets) -> list:
-    """Data sources whose headers name an environment variable that is not set: every lookup there
-    would fail, and every caller who asks for it would go to a person."""
-    return [f"flow {fid}: data source '{name}' needs {var} (header credentials come from the environment); "
-            "unset, every lookup fails and its callers go to a person"
-            for fid, flow in sorted(flows.items()) for name, src in sorted(flow.sources.items())
-            for var in src.secret_names() if not secrets.get(var)]
+    """Data sources whose headers name an environment variable that is not set (every lookup there
+    would fail, and every caller who asks for it would go to a person), or that send a credential
+    unencrypted to another machine."""
+    out = []
+    for fid, flow in sorted(flows.items()):
+        for name, src in sorted(flow.sources.items()):
+            out += [f"flow {fid}: data source '{name}' needs {var} (header credentials come from the "
+                    "environment); unset, every lookup fails and its callers go to a person"
+                    for var in src.secret_names() if not secrets.get(var)]
+            parts = urlsplit(src.url)
+            if src.secret_names() and parts.scheme == "http" and not is_local_host(parts.hostname or ""):
+                out.append(f"flow {fid}: data source '{name}' sends its credential over plain http to "
+                           f"{parts.hostname}: anyone on the way can read it; use https")
+    return out
 
 
 def problems(cfg, flows=None) -> list:

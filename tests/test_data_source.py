@@ -45,6 +45,10 @@ class Shop(BaseHTTPRequestHandler):
             return self._send(500, "Internal Server Error")
         if number == "100003":
             return self._send(200, "<html>maintenance</html>", "text/html")
+        if number == "100005":                       # not HTTP at all
+            self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
+            self.close_connection = True
+            return None
         if number == "100004":                       # JSON, but not the fields the flow reads
             return self._send(200, json.dumps({"id": number}))
         if number in self.orders:
@@ -146,7 +150,8 @@ def test_an_order_the_shop_does_not_know_is_asked_again(hotline, redis):
     ("100002", "HTTP 500"),
     ("100003", "answer is not JSON"),
     ("100004", "answer has no 'order.status'"),
-], ids=["slow", "error", "bad-json", "missing-field"])
+    ("100005", "no usable HTTP answer (BadStatusLine)"),
+], ids=["slow", "error", "bad-json", "missing-field", "not-http"])
 def test_a_failed_lookup_says_so_and_goes_to_a_person(hotline, redis, number, why):
     sid, root, took = ask_order(hotline, number, 10 + int(number[-1]))
     words = said(root)
@@ -187,8 +192,14 @@ def with_header(header):
     (with_header('X-Api-Key: "abc123"'), "is a credential written into the flow file"),
     (with_header('Authorization: "Bearer ${TWILIO_AUTH_TOKEN}"'), "is not an IVR_SOURCE_ variable"),
     (with_header('"Bad Header": "x"'), "does not match"),
+    (with_header('Authorization: "Bearer sk_live_abc123 ${IVR_SOURCE_SHOP_TOKEN}"'),
+     "is a credential written into the flow file"),
+    (with_header('X-Shop-Credential: "abc123"'), "is a credential written into the flow file"),
+    (lambda s: s.replace("/orders/{value}", "/orders/{value}?api_key=abc123"), "the url carries a credential"),
+    (lambda s: s.replace("http://shop.example", "http://ivr:abc123@shop.example"), "the url carries a credential"),
 ], ids=["no-value", "other-placeholder", "timeout", "scheme", "unknown-lookup", "label", "keypad",
-        "literal-bearer", "literal-api-key", "other-variable", "header-name"])
+        "literal-bearer", "literal-api-key", "other-variable", "header-name", "literal-beside-variable",
+        "credential-header-name", "key-in-query", "userinfo"])
 def test_a_bad_source_is_refused_with_its_file_and_line(tmp_path, edit, problem):
     path = shop_flows(tmp_path, "http://shop.example") / "hotline.yaml"
     path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
@@ -231,6 +242,20 @@ def test_an_unset_credential_is_a_failed_lookup_named_in_the_transcript_and_at_h
     assert any("IVR_SOURCE_SHOP_TOKEN" in r and "shop" in r for r in health["reasons"]), health
 
 
+def test_a_credential_with_a_line_break_is_a_failed_lookup_that_does_not_say_it(
+        tmp_path, shop, make_config, build_app, redis, caplog):
+    # An env file saved with CRLF: from_env strips it, a Config built otherwise must not leak it either.
+    cfg = make_config(flows_dir=shop_flows(tmp_path, shop + "/secure", headers=AUTH),
+                      source_secrets={"IVR_SOURCE_SHOP_TOKEN": TOKEN + "\r"})
+    caplog.set_level("DEBUG")
+    with LoopbackServer(build_app(cfg), port=port_of(cfg)) as srv:
+        sid, root, _ = ask_order(TwilioClient(srv.url, cfg.twilio_auth_token), "100234", 33)
+    assert said(root).startswith(FAILED) and redis.hget(keys.call(sid), "reason") == "lookup_failed"
+    turns = [json.loads(t) for t in redis.lrange(keys.turns(sid), 0, -1)]
+    assert any("IVR_SOURCE_SHOP_TOKEN holds a line break" in (t.get("detail") or "") for t in turns), turns
+    assert TOKEN not in caplog.text and Shop.requests == []
+
+
 def test_a_wrong_credential_is_a_failed_lookup(tmp_path, shop, make_config, build_app, redis):
     cfg = make_config(flows_dir=shop_flows(tmp_path, shop + "/secure", headers=AUTH),
                       source_secrets={"IVR_SOURCE_SHOP_TOKEN": "expired"})
@@ -243,6 +268,17 @@ def test_a_wrong_credential_is_a_failed_lookup(tmp_path, shop, make_config, buil
 
 def test_only_ivr_source_variables_reach_a_source():
     from ivr.config import Config
-    cfg = Config.from_env({"IVR_SOURCE_SHOP_TOKEN": TOKEN, "TWILIO_AUTH_TOKEN": "t" * 32, "IVR_SOURCE_EMPTY": ""})
-    assert cfg.source_secrets == {"IVR_SOURCE_SHOP_TOKEN": TOKEN}
+    cfg = Config.from_env({"IVR_SOURCE_SHOP_TOKEN": TOKEN + "\r", "TWILIO_AUTH_TOKEN": "t" * 32,
+                           "IVR_SOURCE_EMPTY": " "})
+    assert cfg.source_secrets == {"IVR_SOURCE_SHOP_TOKEN": TOKEN}      # blanks (a CRLF env file) stripped
     assert TOKEN not in repr(cfg)
+
+
+@pytest.mark.parametrize("base, warned", [("http://shop.example", True), ("https://shop.example", False),
+                                          ("http://127.0.0.1:9", False)])
+def test_a_credential_sent_unencrypted_to_another_machine_is_reported(tmp_path, base, warned):
+    from ivr import preflight
+    flow = load_flow(shop_flows(tmp_path, base, headers=AUTH) / "hotline.yaml")
+    found = preflight.source_problems({"hotline": flow}, {"IVR_SOURCE_SHOP_TOKEN": TOKEN})
+    assert any("over plain http" in p for p in found) == warned, found
+    assert not any(TOKEN in p for p in found)

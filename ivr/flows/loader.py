@@ -10,6 +10,7 @@ import json
 import re
 import string
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 import yaml
@@ -17,6 +18,7 @@ import yaml
 from .. import hours as opening_hours
 from .intents import normalize
 from .model import (
+    AUTH_SCHEME,
     BUILTIN_LABELS,
     CREDENTIAL_HEADER,
     LOOKUP_FAILED,
@@ -139,6 +141,11 @@ def _semantic_problems(doc, lines, file, base_dir):
             problem(path + ("url",), f"source '{name}': the url needs {{value}}, where the slot value goes")
         elif set(re.findall(r"\{([^}]*)\}", source["url"])) != {"value"}:
             problem(path + ("url",), f"source '{name}': the only placeholder a url may use is {{value}}")
+        parts = urlsplit(source["url"])
+        if "@" in parts.netloc or any(CREDENTIAL_HEADER.search(k) for k in parse_qs(parts.query)):
+            problem(path + ("url",), f"source '{name}': the url carries a credential (a user:password@ or a key "
+                                     "in the query), so the flow file would hold it: send it in `headers` as "
+                                     "${IVR_SOURCE_...}")
         need_langs(source["failed"], path + ("failed",), f"source '{name}' failed")
         keypad_safe(source["failed"], path + ("failed",), f"source '{name}' failed")
         for header, value in (source.get("headers") or {}).items():
@@ -148,7 +155,8 @@ def _semantic_problems(doc, lines, file, base_dir):
             if wrong:
                 problem(where, f"source '{name}' header '{header}': ${{{wrong[0]}}} is not an IVR_SOURCE_ variable "
                                "(only those reach a data source: e.g. ${IVR_SOURCE_SHOP_TOKEN})")
-            elif CREDENTIAL_HEADER.search(header) and not refs:
+            elif CREDENTIAL_HEADER.search(header) and (
+                    not refs or not AUTH_SCHEME.fullmatch(SECRET_REF.sub("", value))):
                 problem(where, f"source '{name}' header '{header}' is a credential written into the flow file "
                                "(so into the repository and every backup): write ${IVR_SOURCE_...} in its place "
                                "and set that environment variable")

@@ -64,7 +64,10 @@ class Step:
 SECRET_REF = re.compile(r"\$\{([^}]*)\}")
 SECRET_NAME = re.compile(r"IVR_SOURCE_[A-Z0-9_]+")
 # Header names that carry credentials: their value must come from the environment, not the flow file.
-CREDENTIAL_HEADER = re.compile(r"authorization|cookie|key|token|secret|password|auth", re.I)
+CREDENTIAL_HEADER = re.compile(r"authorization|cookie|key|token|secret|password|passwd|auth|credential|signature",
+                               re.I)
+# What may stand beside the variables in a credential header: an auth scheme ("Bearer", "Basic").
+AUTH_SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9_-]*)?\s*")
 
 
 @dataclass(frozen=True)
