@@ -165,3 +165,18 @@ def test_a_trained_classifier_is_kept_on_disk_and_read_back(tmp_path, caplog):
     intents._TRAINED.clear()
     third = IntentMatcher(flow, "en", cache_dir=tmp_path)
     assert third.ranked(text) == first.ranked(text) and "unreadable" in caplog.text
+
+
+def test_training_does_not_depend_on_the_process_hash_seed(tmp_path):
+    # Sets iterate in an order that changes with PYTHONHASHSEED; the trained weights must not, or two
+    # processes (a restart, another worker loading the flows itself) decide borderline callers differently.
+    code = ("import hashlib; from ivr.config import ROOT; from ivr.flows.loader import load_flow; "
+            "from ivr.flows.intents import IntentMatcher; "
+            "m = IntentMatcher(load_flow(ROOT / 'flows' / 'hotline_ko.yaml'), 'ko'); "
+            "print(hashlib.sha256(m.classifier.W.tobytes() + m.classifier.b.tobytes()).hexdigest())")
+    import os
+    import subprocess
+    import sys
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(digests) == 1, digests

@@ -103,12 +103,12 @@ class LinearClassifier:
         """rows: [{feature: value}] of the training sentences; labels: their classes."""
         self.classes = sorted(set(labels), key=lambda c: (c is None, c or ""))
         index = {c: k for k, c in enumerate(self.classes)}
-        self.vocab = {}
-        for row in rows:
-            for f in row:
-                self.vocab.setdefault(f, len(self.vocab))
+        # Columns in sorted order and each row's features by column: the sums (and so the trained
+        # weights, and every borderline decision) do not depend on the order a sentence's features
+        # were found in, which may follow a set's, so PYTHONHASHSEED, from one process to the next.
+        self.vocab = {f: i for i, f in enumerate(sorted({f for row in rows for f in row}))}
         keep = [i for i, row in enumerate(rows) if row]
-        rows = [rows[i] for i in keep]
+        rows = [dict(sorted(rows[i].items(), key=lambda kv: self.vocab[kv[0]])) for i in keep]
         y = np.array([index[labels[i]] for i in keep])
         self.labels = [labels[i] for i in keep]
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -176,7 +176,7 @@ class LinearClassifier:
         last = self.__dict__.get("_last_sparse")
         if last is not None and last[0] is feats:
             return last[1], last[2]
-        pairs = [(self.vocab[f], v) for f, v in feats.items() if f in self.vocab]
+        pairs = sorted((self.vocab[f], v) for f, v in feats.items() if f in self.vocab)
         idx = np.fromiter((i for i, _ in pairs), dtype=np.int64, count=len(pairs))
         val = np.fromiter((v for _, v in pairs), dtype=np.float32, count=len(pairs))
         self._last_sparse = (feats, idx, val)

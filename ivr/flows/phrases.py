@@ -181,7 +181,7 @@ class PhraseIndex:
                     for c in self.by_compact.get(key, ()):
                         found[id(c)] = c
         if self.by_letter:
-            for letter in set(sent.norm):
+            for letter in sorted(set(sent.norm)):   # in order: a set's order changes with PYTHONHASHSEED
                 for c in self.by_letter.get(letter, ()):
                     found[id(c)] = c
         return list(found.values())
