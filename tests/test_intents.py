@@ -180,3 +180,23 @@ def test_training_does_not_depend_on_the_process_hash_seed(tmp_path):
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
     assert len(digests) == 1, digests
+
+
+KO = IntentMatcher(load_flow(ROOT / "flows" / "hotline_ko.yaml"), "ko")
+
+
+@pytest.mark.parametrize("text, concept, heard", [
+    ("계속 상품준비중이래요", "upset", False),        # 속상 would be the end of one word and the start of the next
+    ("너무 속상해요", "upset", True),
+    ("너무 속 상해요", "upset", True),                # the recognizer's spacing, from a word's start: still it
+    ("환불이 언제 되나요", "fire", False),            # 불이 begins inside 환불 (the refund)
+    ("보조배터리에 불이 붙었어요", "fire", True),
+])
+def test_a_korean_phrase_is_not_pieced_together_from_two_words(text, concept, heard):
+    assert (concept in KO._concepts(Sentence(normalize(text)))) == heard
+
+
+@pytest.mark.parametrize("text", ["환불이 언제 되나요", "환불이나 교환 돼요", "환불이 안 됐어요"])
+def test_a_refund_is_not_a_fire(text):
+    m = KO.match(text)
+    assert m.intent == "return_refund" and "fire" not in dict(m.heard) and "keyword" not in m.via, m

@@ -44,6 +44,7 @@ from .phrases import (
     Sentence,
     better_hit,
     normalize,
+    overlapped,
     phrase_norm,
     unshadowed,
 )
@@ -218,9 +219,12 @@ class IntentMatcher:
                 continue   # one letter off a keyword ("parking" for "sparking") is not a concept's word
             if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
                 found[name] = hit[:2]
+        korean = self.lang == "ko"
         return {name: sent.norm[start:end] for name, (start, end) in found.items()
-                if not any(o != name and (o, name) not in self.partners and s <= start and end <= e
-                           and (e - s) > (end - start) for o, (s, e) in found.items())}
+                if not any(o != name and (o, name) not in self.partners
+                           and ((s <= start and end <= e and (e - s) > (end - start))
+                                or (korean and overlapped(start, end, [(s, e)])))
+                           for o, (s, e) in found.items())}
 
     def _analyse(self, norm: str):
         """Concepts, similarities and keyword hits of one sentence, whatever the step listens for.
@@ -235,6 +239,9 @@ class IntentMatcher:
         sims = self.index.similarities(norm, tuple(heard)) if self.index is not None else []
         found = [(phrase, name, hit) for name, phrase in self._keyword_index.candidates(sent)
                  for hit in (phrase.find(sent),) if hit]
+        if self.lang == "ko":
+            spans = [hit[:2] for _, _, hit in found]
+            found = [f for f in found if not overlapped(f[2][0], f[2][1], spans)]
         feats = probs = None
         if self.classifier is not None:
             feats = self._features(norm, heard)

@@ -129,9 +129,14 @@ class Phrase:
             if i < 0:
                 return None
             j = norm.find(self.text)
-            if j >= 0:
+            if j >= 0 and not _straddles(norm, j, j + len(self.text)):
                 return j, j + len(self.text), True
-            return where[i], where[i + len(self.compact) - 1] + 1, True
+            while i >= 0:
+                start, end = where[i], where[i + len(self.compact) - 1] + 1
+                if not _straddles(norm, start, end):
+                    return start, end, True
+                i = flat.find(self.compact, i + 1)
+            return None
         if self.first in norm:
             m = self.pattern.search(norm)
             if m:
@@ -145,6 +150,19 @@ class Phrase:
             return hit[0], hit[1], True
         near = sent.near.get(self.compact)
         return (near[0], near[1], False) if near else None
+
+
+def _straddles(norm: str, start: int, end: int) -> bool:
+    """A Korean hit that begins inside one word and runs on into the next is pieces of two words,
+    not the phrase: "속상" (upset) is not in "계속 상품" (still the product). A hit from a word's start
+    may cross a space (the recognizer's spacing varies: "속 상해요"); one inside a word may not."""
+    return start > 0 and norm[start - 1] != " " and " " in norm[start:end]
+
+
+def overlapped(start: int, end: int, others) -> bool:
+    """A Korean hit that begins inside another phrase's earlier hit: its first syllable belongs to
+    that word, read left to right. "불이" (fire) in "환불이" (the refund) begins inside "환불"."""
+    return any(s < start < e for s, e in others)
 
 
 class PhraseIndex:
@@ -265,6 +283,8 @@ def unshadowed(hits: dict) -> dict:
     for name, (kw, start, end, exact) in hits.items():
         inside = any(o != name and s <= start and end <= e and (e - s) > (end - start)
                      for o, (_, s, e, _) in hits.items())
+        if not re.search(r"[a-z0-9]", kw):    # Korean: also a hit that begins inside another's
+            inside = inside or overlapped(start, end, [(s, e) for o, (_, s, e, _) in hits.items() if o != name])
         if not inside:
             out[name] = (kw, start, end, exact)
     return out
