@@ -33,10 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev halves; tuned: regression sets
     "en val": ("eval/hotline_en_val.yaml", "hotline"),
     "en val2": ("eval/hotline_en_val2.yaml", "hotline"),
+    "en val3": ("eval/hotline_en_val3.yaml", "hotline"),
     "en dev": ("eval/heldout/hotline_en_dev.yaml", "hotline"),
     "en tuned": ("tests/data/hotline_en_labelled.yaml", "hotline"),
     "ko val": ("eval/hotline_ko_val.yaml", "hotline_ko"),
     "ko val2": ("eval/hotline_ko_val2.yaml", "hotline_ko"),
+    "ko val3": ("eval/hotline_ko_val3.yaml", "hotline_ko"),
     "ko dev": ("eval/heldout/hotline_ko_dev.yaml", "hotline_ko"),
     "ko tuned": ("eval/hotline_ko.yaml", "hotline_ko"),
 }

@@ -259,7 +259,7 @@ def test_a_spoken_order_number_is_not_a_request_for_a_person():
     assert reply.route is None and conv.slots["order_number"] == "100234"
 
 
-UNSURE = "the speaker isn't what i expected i want to give it back"   # return_refund at ~0.45
+UNSURE = "i might want to give the speaker back"   # return_refund at ~0.42
 
 
 def test_after_one_clarification_an_uncertain_routine_answer_goes_to_a_person():
@@ -318,8 +318,7 @@ def without_elsewhere(flow):
 
 
 @pytest.mark.parametrize("engine, flow, text, intent", [
-    (ENGINE, FLOW, "is the pharmacy on the high street open late tonight", "opening_hours"),
-    (ENGINE, FLOW, "my ebay order never turned up", "order_status"),
+    (ENGINE, FLOW, "my argos order never turned up", "order_status"),
     (KO_ENGINE, KO_FLOW, "은행 토요일에도 문 열어요", "opening_hours"),
 ])
 def test_another_business_s_matter_gets_no_routine_answer(engine, flow, text, intent):
@@ -334,8 +333,8 @@ def test_another_business_s_matter_gets_no_routine_answer(engine, flow, text, in
 
 def test_another_business_s_matter_said_twice_reaches_a_person():
     conv = at("welcome")
-    ENGINE.handle(conv, speech("is the pharmacy on the high street open late tonight"))
-    second = ENGINE.handle(conv, speech("what time does the post office by the bank shut"))
+    assert ENGINE.handle(conv, speech("my argos order never turned up")).decision.action == "clarify"
+    second = ENGINE.handle(conv, speech("is the barclays branch open on saturday"))
     assert second.route is not None and second.route.reason == "not_understood", second.decision.detail
 
 
@@ -344,3 +343,9 @@ def test_a_way_to_a_person_is_never_held_back_by_another_business_s_words():
     assert reply.route is not None and reply.route.queue == "urgent" and reply.route.reason == "fraud_security"
     reply = first_turn(ENGINE, "hotline", "en", "the charger caught fire at the hotel")
     assert reply.route is not None and reply.route.reason == "safety_hazard"
+
+
+def test_another_business_named_in_passing_holds_nothing_back():
+    # The classifier does not lean out of scope (elsewhere_out_of_scope): the shop's own question.
+    reply = first_turn(ENGINE, "hotline", "en", "the refund went back to my bank card last week but I can't see it")
+    assert reply.route is None and reply.decision.intent == "return_refund", reply.decision.detail

@@ -7,7 +7,7 @@ one intent from the others across hundreds of training sentences, and "out of sc
 class of its own (trained on the questions a hotline does not handle), so a question about
 the weather does not latch onto its one familiar word. On the validation sets it took
 intent + route from 70.0% to 91.2% (English) and from 78.5% to 93.8% (Korean); on the held-out
-test halves from 83.6% to 97.1% and from 78.2% to 98.2% (BENCHMARKS.md, "Intent matching").
+test halves from 83.6% to 97.9% and from 78.2% to 98.2% (BENCHMARKS.md, "Intent matching").
 
 Features of one sentence, each block scaled to unit length:
 

@@ -216,7 +216,9 @@ class Engine:
         if spec is None or spec.handoff is not None:
             return ""
         said = [f"{c} ('{words}')" for c, words in m.heard if c in self.flow.elsewhere_concepts]
-        return ("heard " + ", ".join(said) + ": another business's matter") if said else ""
+        if not said or m.out_of_scope < self.flow.elsewhere_out_of_scope:
+            return ""
+        return "heard " + ", ".join(said) + f" and out of scope {m.out_of_scope:.2f}: another business's matter"
 
     def _bar(self, conv, intent) -> float:
         """The confidence an intent needs here: stricter for a routine answer once the caller was

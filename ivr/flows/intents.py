@@ -96,6 +96,7 @@ class Match:
     runner_up: str | None = None
     via: str = ""            # why: "keyword 'refund'", "rule money + not_mine (...)", "example '...'"
     heard: tuple = ()        # (concept, the caller's words that carried it) for every concept heard
+    out_of_scope: float = 0.0   # the classifier's probability that the sentence is none of the flow's
 
 
 @dataclass(frozen=True)
@@ -381,8 +382,9 @@ class IntentMatcher:
         if not ranked:
             return Match(None, 0.0)
         name, conf, via = ranked[0]
-        heard = self._analyse(normalize(text))[0]    # the analysis ranked() just made (kept)
-        return Match(name, conf, ranked[1][0] if len(ranked) > 1 else None, via, tuple(sorted(heard.items())))
+        heard, _, _, _, probs = self._analyse(normalize(text))    # the analysis ranked() just made (kept)
+        return Match(name, conf, ranked[1][0] if len(ranked) > 1 else None, via, tuple(sorted(heard.items())),
+                     round(float(probs.get(None, 0.0)), 3) if probs else 0.0)
 
     def frustration_phrase(self, text: str) -> str | None:
         """The frustration phrase the caller used, if any."""

@@ -140,6 +140,13 @@ class Flow:
         return tuple(self.settings.get("elsewhere_concepts") or ())
 
     @property
+    def elsewhere_out_of_scope(self) -> float:
+        """How likely out of scope the classifier must find a sentence for one of `elsewhere_concepts`
+        to hold its answer back (0: always). A bank named in passing ("refund to my bank card") is
+        no reason; named as the topic, the classifier leans out of scope too."""
+        return float(self.settings.get("elsewhere_out_of_scope", 0.0))
+
+    @property
     def repeat_caller_queue(self) -> str:
         return self.settings.get("repeat_caller_queue", "urgent")
 
