@@ -200,3 +200,14 @@ def test_a_korean_phrase_is_not_pieced_together_from_two_words(text, concept, he
 def test_a_refund_is_not_a_fire(text):
     m = KO.match(text)
     assert m.intent == "return_refund" and "fire" not in dict(m.heard) and "keyword" not in m.via, m
+
+
+@pytest.mark.parametrize("text, intent, lifted", [
+    ("can I pay my parking ticket over the phone", "safety_hazard", False),     # not "sparking"
+    ("can I pay by bank transfer, my company won't let us use cards", "agent_request", False),  # not "transfer me"
+    ("the charger is parking when I plug it in", "safety_hazard", True),        # a recognizer's slip in context
+    ("my laptop is overheeting", "safety_hazard", True),                         # a typo in context
+])
+def test_a_keyword_one_letter_off_needs_the_classifier_behind_it(text, intent, lifted):
+    ranked = EN.ranked(text)
+    assert any(name == intent and "(near match)" in via for name, _, via in ranked) == lifted, ranked

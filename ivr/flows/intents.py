@@ -75,6 +75,10 @@ class MatcherOptions:
     # concept ("bank" in "what time does the bank close") or a keyword heard one letter off
     # ("parking" for "sparking") does not lift an intent; rules and exact keywords still do.
     oos_veto: float = 0.5
+    # A keyword heard one letter off lifts its intent only when the classifier gives that intent at
+    # least this much: "parking" in "pay my parking ticket" is not "sparking", "transfer my" in "pay by
+    # bank transfer, my company" is not "transfer me"; "overheeting" beside "laptop" still is.
+    near_support: float = 0.05
 
 
 # Trained classifiers by what they were trained on (sentences, labels, concepts, options): a flow
@@ -288,6 +292,8 @@ class IntentMatcher:
         if oos >= self.options.oos_veto:
             signalled = {}
             hits = {n: h for n, h in hits.items() if h[3]}
+        if probs is not None and self.options.near_support:
+            hits = {n: h for n, h in hits.items() if h[3] or probs.get(n, 0.0) >= self.options.near_support}
         lifted = self.options.floors
         if lifted != "all":
             keep = self.handoff_intents if lifted == "handoff" else set()
