@@ -88,3 +88,24 @@ def test_a_url_with_a_path_that_is_not_there(other_server):
     assert code == 2
     assert_one_line_and_a_hint(output)
     assert "(404)" in output
+
+
+def test_an_agent_the_line_turns_away_is_said_and_no_bridge_is_pretended(server, config, redis):
+    # The simulated agent's number is not registered on this server: nobody takes the caller.
+    from ivr import keys
+    from ivr.agents import Agents
+    from ivr.simulate.call import AGENT_NUMBER
+    Agents(redis).remove("sim")
+    result = CliRunner().invoke(main, ["simulate", "--url", server.url, "--token", config.twilio_auth_token,
+                                       "--press", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+    report = json.loads(result.output)
+    assert report["agent_refused"] is True and report["agent_heard"]
+    assert report["wait_seconds"] is None or report["status"] != "bridged"
+    sid = report["call_sid"]
+    assert redis.hget(keys.call(sid), "status") != "bridged"
+    output = CliRunner().invoke(main, ["simulate", "--url", server.url, "--token", config.twilio_auth_token,
+                                       "--press", "0"]).output
+    assert "turned the simulated agent away" in output and AGENT_NUMBER in output
+

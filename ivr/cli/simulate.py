@@ -82,7 +82,11 @@ def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, 
             click.echo(f"caller: {turn['caller']}{heard}")
         if turn["bot"]:
             click.echo(f"bot:    {turn['bot']}")
-    if report.get("agent_heard"):
+    if report.get("agent_refused"):
+        from ..simulate.call import AGENT_NUMBER
+        click.echo(f"the agent line turned the simulated agent away ({report['agent_heard']}): nobody took the "
+                   f"call; to let it in, register its number: ivr agents add sim {AGENT_NUMBER}")
+    elif report.get("agent_heard"):
         click.echo(f"agent heard before the bridge: {report['agent_heard']}")
     wait = f" wait={report['wait_seconds']}s" if report.get("wait_seconds") is not None else ""
     click.echo(f"-- outcome={report['outcome']} queue={report['queue']} transfers={report['transfers']}{wait}"

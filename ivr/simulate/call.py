@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from .twilio_client import TwilioClient, parse_twiml
 
@@ -48,6 +49,7 @@ class CallSimulator:
         self.voice_path = voice_path
         self.agent_number = agent_number
         self.agent_heard = []
+        self.agent_refused = False
 
     def run(self, inputs, lang=None) -> dict:
         """inputs: list of ("press", digits), ("say", text) or ("wait", seconds), in the caller's order."""
@@ -58,6 +60,7 @@ class CallSimulator:
         transcript = []          # [{"caller", "bot"}]
         bot_text = []
         caller_label = None
+        to_engine = False        # the caller's last input went to the flow engine (not a queue's offer)
         url = self.voice_path + (f"?lang={lang}" if lang else "")
         params = dict(base)
         ended = False
@@ -72,7 +75,7 @@ class CallSimulator:
                     bot_text.append(verb.text or "")
                 elif verb.tag == "Gather":
                     bot_text += [s.text or "" for s in verb if s.tag == "Say"]
-                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text), "engine": to_engine})
                     bot_text = []
                     if not pending:
                         ended = True
@@ -89,6 +92,7 @@ class CallSimulator:
                                               "(no speech model for its language; see `ivr models list`)")
                     self.said_as_text = self.said_as_text or kind == "say"
                     caller_label = f"press {value}" if kind == "press" else value
+                    to_engine = urlsplit(verb.get("action") or "").path.endswith("/voice/gather")
                     params = dict(base, **({"Digits": value} if kind == "press" else
                                            {"SpeechResult": value, "Confidence": "0.9"}))
                     url = verb.get("action")
@@ -97,6 +101,7 @@ class CallSimulator:
                     # Media stream: the caller talks to the bot over a WebSocket until it ends.
                     transcript += self._stream(verb, sid, pending)
                     pending, bot_text, caller_label = [], [], None
+                    to_engine = False
                     if self.stream_result.hung_up:
                         ended = True
                         break
@@ -106,20 +111,20 @@ class CallSimulator:
                     url, params = verb.text, dict(base)
                     break
                 elif verb.tag == "Dial":
-                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text), "engine": to_engine})
                     caller_label, bot_text = None, []
                     url, params = self._dial(verb, base)
                     break
                 elif verb.tag == "Enqueue":
-                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text), "engine": to_engine})
                     caller_label, bot_text = None, []
                     url, params, hold = self._queue(verb, base)
                     if hold:
-                        transcript.append({"caller": "(waits in the queue)", "bot": " ".join(hold)})
+                        transcript.append({"caller": "(waits in the queue)", "bot": " ".join(hold), "engine": False})
                     break
                 elif verb.tag == "Record":
-                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
-                    caller_label, bot_text = "(records a message)", []
+                    transcript.append({"caller": caller_label, "bot": " ".join(bot_text), "engine": to_engine})
+                    caller_label, bot_text, to_engine = "(records a message)", [], False
                     url = verb.get("action")
                     params = dict(base, RecordingUrl="https://api.twilio.com/fake/RE0", RecordingDuration="9")
                     break
@@ -131,7 +136,7 @@ class CallSimulator:
             if ended:
                 break
         if bot_text or caller_label:
-            transcript.append({"caller": caller_label, "bot": " ".join(bot_text)})
+            transcript.append({"caller": caller_label, "bot": " ".join(bot_text), "engine": to_engine})
         self.client.post("/voice/status", dict(base, CallStatus="completed", CallDuration="60"))
         return self.report(sid, transcript, lang)
 
@@ -164,7 +169,10 @@ class CallSimulator:
                 _, body = self.client.post(queue.get("url"), dict(base, QueueTime=str(self.queue_wait),
                                                                   DequeingCallSid=agent_sid))
                 heard += [v.text or "" for v in parse_twiml(body) if v.tag == "Say"]
-            return action, dict(base, QueueResult="bridged", QueueTime=str(self.queue_wait)), heard
+                return action, dict(base, QueueResult="bridged", QueueTime=str(self.queue_wait)), heard
+            # The agent line turned the simulated agent away (its number is not a registered agent's,
+            # see AGENT_NUMBER): nobody takes the caller, who waits on as below.
+            self.agent_refused = True
         # Nobody answers: the caller waits long enough to be offered a callback.
         _, body = self.client.post(wait_url, dict(base, QueuePosition="1", QueueTime=str(self.queue_wait),
                                                   AvgQueueTime="0", CurrentQueueSize="1"))
@@ -196,7 +204,8 @@ class CallSimulator:
         for t in (data or {}).get("turns", []):
             if t.get("who") == "caller":
                 silent = t.get("input") == "silence"
-                entries.append({"caller": "(silence)" if silent else labels.pop(0) if labels else "(spoke)", "bot": ""})
+                entries.append({"caller": "(silence)" if silent else labels.pop(0) if labels else "(spoke)", "bot": "",
+                                "engine": True})
             elif t.get("who") == "bot":
                 if not entries or entries[-1]["bot"]:
                     entries.append({"caller": None, "bot": ""})
@@ -209,9 +218,12 @@ class CallSimulator:
             raise SimulationError(f"call report for {sid} answered {status}", status=status)
         record, turns = data["record"], data["turns"]
         heard = [t for t in turns if t.get("who") == "caller"]
+        engine_turns = iter(heard)
         out_turns = []
-        for i, t in enumerate(transcript):
-            h = heard[i - 1]["text"] if 0 < i <= len(heard) else None
+        for t in transcript:
+            # What the engine heard belongs to the inputs it was given, in order; a key pressed at a
+            # queue's offer or a recorded message was never an engine turn.
+            h = next(engine_turns, {}).get("text") if t["caller"] and t.get("engine") else None
             out_turns.append({"caller": t["caller"], "heard": h, "bot": t["bot"]})
         wait = record.get("wait_seconds")
         return {
@@ -227,6 +239,7 @@ class CallSimulator:
             "reason": record.get("reason") or None,
             "status": record.get("status"),
             "agent_heard": " ".join(self.agent_heard) or None,
+            "agent_refused": self.agent_refused,
             "turns": out_turns,
             "stream_error": self.stream_result.error if self.stream_result is not None else None,
         }
