@@ -346,6 +346,6 @@ def test_a_way_to_a_person_is_never_held_back_by_another_business_s_words():
 
 
 def test_another_business_named_in_passing_holds_nothing_back():
-    # The classifier does not lean out of scope (elsewhere_out_of_scope): the shop's own question.
+    # The classifier does not lean out of scope (elsewhere_concepts' bar): the shop's own question.
     reply = first_turn(ENGINE, "hotline", "en", "the refund went back to my bank card last week but I can't see it")
     assert reply.route is None and reply.decision.intent == "return_refund", reply.decision.detail

@@ -124,8 +124,8 @@ def test_rule_with_unknown_concept_reported_with_line(tmp_path):
 
 
 def test_an_unknown_elsewhere_concept_is_reported_with_line(tmp_path):
-    bad = GOOD.replace("elsewhere_concepts: [travel, other_services, other_companies]",
-                       "elsewhere_concepts: [travel, other_servces, other_companies]", 1)
+    bad = GOOD.replace("elsewhere_concepts: {travel: 0.1, other_services: 0.1,",
+                       "elsewhere_concepts: {travel: 0.1, other_servces: 0.1,", 1)
     problem, _ = the_problem(tmp_path, bad)
     assert problem.line == line_of(bad, "other_servces")
     assert problem.message == "elsewhere_concepts refers to unknown concept 'other_servces'"

@@ -215,8 +215,9 @@ class Engine:
         spec = self.flow.intents.get(m.intent)
         if spec is None or spec.handoff is not None:
             return ""
-        said = [f"{c} ('{words}')" for c, words in m.heard if c in self.flow.elsewhere_concepts]
-        if not said or m.out_of_scope < self.flow.elsewhere_out_of_scope:
+        bars = self.flow.elsewhere_concepts
+        said = [f"{c} ('{words}')" for c, words in m.heard if c in bars and m.out_of_scope >= bars[c]]
+        if not said:
             return ""
         return "heard " + ", ".join(said) + f" and out of scope {m.out_of_scope:.2f}: another business's matter"
 

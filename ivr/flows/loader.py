@@ -123,9 +123,10 @@ def _semantic_problems(doc, lines, file, base_dir):
             if concept not in concepts:
                 problem(("intents", name, "signals", j),
                         f"intent '{name}' signal refers to unknown concept '{concept}'")
-    for j, concept in enumerate((doc.get("settings") or {}).get("elsewhere_concepts") or []):
+    for concept in (doc.get("settings") or {}).get("elsewhere_concepts") or {}:
         if concept not in concepts:
-            problem(("settings", "elsewhere_concepts", j), f"elsewhere_concepts refers to unknown concept '{concept}'")
+            problem(("settings", "elsewhere_concepts", concept),
+                    f"elsewhere_concepts refers to unknown concept '{concept}'")
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")

@@ -134,17 +134,13 @@ class Flow:
         return float(self.settings.get("clarified_threshold", self.confidence_threshold))
 
     @property
-    def elsewhere_concepts(self) -> tuple:
-        """Concepts that mean "another business's matter" (travel, public services...): a routine
-        answer is not given when one is heard; the caller is asked again, then goes to a person."""
-        return tuple(self.settings.get("elsewhere_concepts") or ())
-
-    @property
-    def elsewhere_out_of_scope(self) -> float:
-        """How likely out of scope the classifier must find a sentence for one of `elsewhere_concepts`
-        to hold its answer back (0: always). A bank named in passing ("refund to my bank card") is
-        no reason; named as the topic, the classifier leans out of scope too."""
-        return float(self.settings.get("elsewhere_out_of_scope", 0.0))
+    def elsewhere_concepts(self) -> dict:
+        """Concepts that mean "another business's matter" (travel, public services...), each with the
+        out-of-scope probability the classifier must give the sentence beside it: then a routine
+        answer is not given; the caller is asked again, then goes to a person. A bank named in
+        passing ("refund to my bank card") is no reason; named as the topic, the classifier leans
+        out of scope too. 0: whenever the concept is heard."""
+        return {c: float(bar) for c, bar in (self.settings.get("elsewhere_concepts") or {}).items()}
 
     @property
     def repeat_caller_queue(self) -> str:
