@@ -28,7 +28,7 @@ class CallState:
     record: dict
     conv: Conversation
     engine: Engine
-    lookup: object = data_sources.lookup   # (source, value) -> record: the flow's data sources, over HTTP
+    lookup: object   # (source, value) -> record: the flow's data sources, over HTTP, with this deployment's credentials
 
     @property
     def caller(self) -> str:

@@ -249,24 +249,22 @@ class Engine:
                               invalid=bool(value))
         record = None
         if slot.get("lookup") in self.flow.sources:
+            source = self.flow.sources[slot["lookup"]]
             try:
                 if lookup is None:
                     raise LookupFailed("no data source connection")
-                record = lookup(self.flow.sources[slot["lookup"]], value)
+                record = lookup(source, value)
             except LookupFailed as exc:
                 # Never silence, never a loop: the flow's words for it, then a person.
-                source = self.flow.sources[slot["lookup"]]
                 conv.slots[slot["name"]] = value
                 return self._handoff(conv, "normal", LOOKUP_FAILED, [self._text(source.failed, conv)],
                                      Decision(None, 0.0, "handoff", f"source {source.name} failed: {exc}"))
-            if record is None:
-                return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value} not found"),
-                                  invalid=True)
         elif slot.get("lookup"):
             record = self.flow.data.get(slot["lookup"], {}).get(value)
-            if record is None:
-                return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value} not found"),
-                                  invalid=True)
+        if slot.get("lookup") and record is None:
+            # Not in the data file, or the source has no such record (404): asked again.
+            return self._miss(conv, step, Decision(None, 0.0, "slot", f"{slot['name']}={value} not found"),
+                              invalid=True)
         conv.misses = 0
         conv.slots[slot["name"]] = value
         if record is not None:

@@ -24,6 +24,7 @@ CONCEPT_WEIGHT = 1.5       # a concept token weighs like a rare word and a half:
 WORD_SHARE = 0.55          # share of word features in the similarity; the rest is characters
 FUZZY_MIN_LEN = 7          # shorter keywords must match exactly: "shipping" is not "shopping"
 FUZZY_RATIO = 90
+_LATIN = re.compile(r"[a-z0-9]")
 
 
 def normalize(text: str) -> str:
@@ -32,6 +33,11 @@ def normalize(text: str) -> str:
     text = _APOSTROPHE.sub("", text)
     text = _PUNCT.sub(" ", text).replace("*", " ")
     return _SPACE.sub(" ", text).strip()
+
+
+def is_latin(phrase: str) -> bool:
+    """Written in Latin letters or digits: matched on word boundaries (Korean: inside words)."""
+    return bool(_LATIN.search(phrase))
 
 
 def phrase_norm(text: str) -> str:
@@ -104,7 +110,7 @@ class Phrase:
         bare = phrase.replace("*", "")
         self.compact = bare.replace(" ", "")
         self.words = len(bare.split())
-        self.latin = bool(re.search(r"[a-z0-9]", bare))
+        self.latin = is_latin(bare)
         self.first = bare.split()[0] if bare.split() else bare
         if self.latin:
             # Latin words need word boundaries ("hours" must not fire on "hoursx").
@@ -283,7 +289,7 @@ def unshadowed(hits: dict) -> dict:
     for name, (kw, start, end, exact) in hits.items():
         inside = any(o != name and s <= start and end <= e and (e - s) > (end - start)
                      for o, (_, s, e, _) in hits.items())
-        if not re.search(r"[a-z0-9]", kw):    # Korean: also a hit that begins inside another's
+        if not is_latin(kw):    # Korean: also a hit that begins inside another's
             inside = inside or overlapped(start, end, [(s, e) for o, (_, s, e, _) in hits.items() if o != name])
         if not inside:
             out[name] = (kw, start, end, exact)
