@@ -88,6 +88,9 @@ def fetch(source: DataSource, value: str, secrets: dict | None = None) -> dict |
         doc = json.loads(body)
     except ValueError:
         raise LookupFailed("answer is not JSON") from None
+    except RecursionError:
+        # "[[[[...": well under the size bound, it exhausts the decoder's stack (as media frames can).
+        raise LookupFailed("answer is JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise LookupFailed("answer is not a JSON object")
     record = {}

@@ -45,6 +45,8 @@ class Shop(BaseHTTPRequestHandler):
             return self._send(500, "Internal Server Error")
         if number == "100003":
             return self._send(200, "<html>maintenance</html>", "text/html")
+        if number == "100006":                       # JSON, nested past the decoder's stack
+            return self._send(200, "[" * 60000)
         if number == "100005":                       # not HTTP at all
             self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
             self.close_connection = True
@@ -151,7 +153,8 @@ def test_an_order_the_shop_does_not_know_is_asked_again(hotline, redis):
     ("100003", "answer is not JSON"),
     ("100004", "answer has no 'order.status'"),
     ("100005", "no usable HTTP answer (BadStatusLine)"),
-], ids=["slow", "error", "bad-json", "missing-field", "not-http"])
+    ("100006", "answer is JSON nested too deeply"),
+], ids=["slow", "error", "bad-json", "missing-field", "not-http", "nested"])
 def test_a_failed_lookup_says_so_and_goes_to_a_person(hotline, redis, number, why):
     sid, root, took = ask_order(hotline, number, 10 + int(number[-1]))
     words = said(root)
