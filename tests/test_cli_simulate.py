@@ -109,3 +109,11 @@ def test_an_agent_the_line_turns_away_is_said_and_no_bridge_is_pretended(server,
                                        "--press", "0"]).output
     assert "turned the simulated agent away" in output and AGENT_NUMBER in output
 
+
+
+def test_the_callers_last_input_is_printed_once(server, config):
+    result = CliRunner().invoke(main, ["simulate", "--url", server.url, "--token", config.twilio_auth_token,
+                                       "--press", "1", "--press", "100234"])
+    code, output = result.exit_code, result.output
+    assert code == 0 and "is shipped on Monday" in output, output
+    assert output.count("caller: press 100234") == 1, output

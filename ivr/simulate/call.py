@@ -76,7 +76,7 @@ class CallSimulator:
                 elif verb.tag == "Gather":
                     bot_text += [s.text or "" for s in verb if s.tag == "Say"]
                     transcript.append({"caller": caller_label, "bot": " ".join(bot_text), "engine": to_engine})
-                    bot_text = []
+                    bot_text, caller_label = [], None      # said: not said again when the call ends here
                     if not pending:
                         ended = True
                         break
