@@ -349,3 +349,25 @@ def test_another_business_named_in_passing_holds_nothing_back():
     # The classifier does not lean out of scope (elsewhere_concepts' bar): the shop's own question.
     reply = first_turn(ENGINE, "hotline", "en", "the refund went back to my bank card last week but I can't see it")
     assert reply.route is None and reply.decision.intent == "return_refund", reply.decision.detail
+
+
+def test_a_place_beside_the_shop_s_own_words_is_in_passing():
+    # "your store" says whose matter it is: the station beside it needs a strong out-of-scope lean
+    # (elsewhere_unless); without those words the same place holds the answer back.
+    ours = "is your store by the train station open late tonight"
+    reply = first_turn(ENGINE, "hotline", "en", ours)
+    assert reply.route is None and reply.decision.intent == "opening_hours", reply.decision.detail
+    theirs = first_turn(ENGINE, "hotline", "en", "is the shop by the train station open late tonight")
+    assert theirs.decision.action == "clarify" and "another business's matter" in theirs.decision.detail
+    plain = Engine(dataclasses.replace(FLOW, settings={k: v for k, v in FLOW.settings.items()
+                                                       if k != "elsewhere_unless"}))
+    assert first_turn(plain, "hotline", "en", ours).decision.action == "clarify"
+
+
+@pytest.mark.parametrize("engine, lang, text", [(ENGINE, "en", "is your store open"),
+                                                (KO_ENGINE, "ko", "거기 매장 문 열었어요")])
+def test_whose_matter_it_is_is_heard_but_not_a_classifier_feature(engine, lang, text):
+    # "your" is how callers address anyone: as a feature it pulled chatter towards complaints.
+    matcher = engine.matchers[lang]
+    assert "this_shop" in dict(matcher.match(text).heard)
+    assert "# this_shop" not in matcher._features(text)

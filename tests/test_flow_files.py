@@ -131,6 +131,14 @@ def test_an_unknown_elsewhere_concept_is_reported_with_line(tmp_path):
     assert problem.message == "elsewhere_concepts refers to unknown concept 'other_servces'"
 
 
+def test_an_unknown_elsewhere_unless_concept_is_reported_with_line(tmp_path):
+    bad = GOOD.replace("elsewhere_unless: {this_shop: 0.5}", "elsewhere_unless: {this_shoop: 0.5}", 1)
+    assert bad != GOOD
+    problem, _ = the_problem(tmp_path, bad)
+    assert problem.line == line_of(bad, "this_shoop")
+    assert problem.message == "elsewhere_unless refers to unknown concept 'this_shoop'"
+
+
 def test_a_missing_training_file_is_reported_at_the_flow_line(tmp_path):
     bad = GOOD.replace("training: [training/hotline.yaml]", "training: [training/nowhere.yaml]")
     problem, _ = the_problem(tmp_path, bad)

@@ -216,10 +216,16 @@ class Engine:
         if spec is None or spec.handoff is not None:
             return ""
         bars = self.flow.elsewhere_concepts
-        said = [f"{c} ('{words}')" for c, words in m.heard if c in bars and m.out_of_scope >= bars[c]]
+        # The caller also said it is this shop's matter ("your store by the station"): the place named
+        # beside it needs a stronger out-of-scope lean (flow setting elsewhere_unless).
+        ours = [(c, words) for c, words in m.heard if c in self.flow.elsewhere_unless]
+        floor = max((self.flow.elsewhere_unless[c] for c, _ in ours), default=0.0)
+        said = [f"{c} ('{words}')" for c, words in m.heard if c in bars and m.out_of_scope >= max(bars[c], floor)]
         if not said:
             return ""
-        return "heard " + ", ".join(said) + f" and out of scope {m.out_of_scope:.2f}: another business's matter"
+        beside = f", beside {ours[0][0]} ('{ours[0][1]}')" if ours else ""
+        return ("heard " + ", ".join(said) + beside + f" and out of scope {m.out_of_scope:.2f}: "
+                "another business's matter")
 
     def _bar(self, conv, intent) -> float:
         """The confidence an intent needs here: stricter for a routine answer once the caller was

@@ -124,6 +124,10 @@ class IntentMatcher:
         self.cache_dir = cache_dir
         self.options = options = options or MatcherOptions()
         self.concepts = {}   # name -> [Phrase]
+        # Concepts that only tell the engine whose matter it is (settings: elsewhere_unless) are not
+        # classifier features: "your" is how callers address anyone, and as a feature it pulled
+        # "what's your favourite colour" towards "your service is rubbish".
+        self.unfeatured = frozenset((getattr(flow, "settings", None) or {}).get("elsewhere_unless") or ())
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
             phrases = [Phrase(phrase_norm(p)) for p in (langs or {}).get(lang, []) if normalize(p)]
             if phrases:
@@ -177,7 +181,8 @@ class IntentMatcher:
             return None
         self.training = rows
         concepts = sorted((n, tuple(p.text for p in ps)) for n, ps in self.concepts.items())
-        key = hashlib.sha256(repr((_CODE, self.lang, rows, self.options, concepts)).encode()).hexdigest()
+        key = hashlib.sha256(repr((_CODE, self.lang, rows, self.options, concepts,
+                                   sorted(self.unfeatured))).encode()).hexdigest()
         with _TRAINED_LOCK:
             clf = _TRAINED.get(key)
         saved = Path(self.cache_dir) / f"{key[:32]}.npz" if self.cache_dir else None
@@ -208,7 +213,8 @@ class IntentMatcher:
     def _features(self, norm: str, heard=None) -> dict:
         if heard is None and self.options.concept_features:
             heard = self._concepts(Sentence(norm))
-        return self.options.features.of(norm, self.lang, tuple(heard or ()) if self.options.concept_features else ())
+        heard = tuple(c for c in heard or () if c not in self.unfeatured) if self.options.concept_features else ()
+        return self.options.features.of(norm, self.lang, heard)
 
     def _concepts(self, sent) -> dict:
         """Concepts heard in the sentence: name -> the words that carried it.

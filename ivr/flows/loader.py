@@ -123,10 +123,10 @@ def _semantic_problems(doc, lines, file, base_dir):
             if concept not in concepts:
                 problem(("intents", name, "signals", j),
                         f"intent '{name}' signal refers to unknown concept '{concept}'")
-    for concept in (doc.get("settings") or {}).get("elsewhere_concepts") or {}:
-        if concept not in concepts:
-            problem(("settings", "elsewhere_concepts", concept),
-                    f"elsewhere_concepts refers to unknown concept '{concept}'")
+    for setting in ("elsewhere_concepts", "elsewhere_unless"):
+        for concept in (doc.get("settings") or {}).get(setting) or {}:
+            if concept not in concepts:
+                problem(("settings", setting, concept), f"{setting} refers to unknown concept '{concept}'")
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")

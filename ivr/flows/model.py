@@ -143,6 +143,14 @@ class Flow:
         return {c: float(bar) for c, bar in (self.settings.get("elsewhere_concepts") or {}).items()}
 
     @property
+    def elsewhere_unless(self) -> dict:
+        """Concepts that say the matter is this shop's ("your store", "bought it from you"), each with
+        the out-of-scope probability an `elsewhere_concepts` concept heard beside it needs at least:
+        "is your store by the station open late" is a question for the bot, "is the post office by
+        the station open late" is not."""
+        return {c: float(bar) for c, bar in (self.settings.get("elsewhere_unless") or {}).items()}
+
+    @property
     def repeat_caller_queue(self) -> str:
         return self.settings.get("repeat_caller_queue", "urgent")
 
