@@ -371,3 +371,13 @@ def test_whose_matter_it_is_is_heard_but_not_a_classifier_feature(engine, lang, 
     matcher = engine.matchers[lang]
     assert "this_shop" in dict(matcher.match(text).heard)
     assert "# this_shop" not in matcher._features(text)
+
+
+def test_a_keyword_inside_another_business_s_phrase_is_theirs():
+    # 민원 (a complaint) inside 민원실 (a public office's service desk, other_services) lifts nothing.
+    reply = first_turn(KO_ENGINE, "hotline_ko", "ko", "시청 민원실 몇 시까지 해요")
+    assert reply.route is None or reply.route.reason != "complaint", reply.decision.detail
+    assert "keyword '민원'" not in reply.decision.detail
+    # Said of the shop, the same word is still a complaint, urgent.
+    reply = first_turn(KO_ENGINE, "hotline_ko", "ko", "민원 넣을 거예요 직원이 너무 불친절했어요")
+    assert reply.route is not None and reply.route.reason == "complaint" and reply.route.queue == "urgent"

@@ -128,6 +128,7 @@ class IntentMatcher:
         # classifier features: "your" is how callers address anyone, and as a feature it pulled
         # "what's your favourite colour" towards "your service is rubbish".
         self.unfeatured = frozenset((getattr(flow, "settings", None) or {}).get("elsewhere_unless") or ())
+        self.elsewhere = frozenset((getattr(flow, "settings", None) or {}).get("elsewhere_concepts") or ())
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
             phrases = [Phrase(phrase_norm(p)) for p in (langs or {}).get(lang, []) if normalize(p)]
             if phrases:
@@ -217,7 +218,11 @@ class IntentMatcher:
         return self.options.features.of(norm, self.lang, heard)
 
     def _concepts(self, sent) -> dict:
-        """Concepts heard in the sentence: name -> the words that carried it.
+        """Concepts heard in the sentence: name -> the words that carried it."""
+        return {name: sent.norm[start:end] for name, (start, end) in self._concept_spans(sent).items()}
+
+    def _concept_spans(self, sent) -> dict:
+        """Concepts heard in the sentence: name -> (start, end) of the words that carried it.
 
         A concept's words inside a longer hit of another concept do not count: "express" in
         "american express" is a way to pay, not a delivery option. Concepts that a rule
@@ -231,7 +236,7 @@ class IntentMatcher:
             if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
                 found[name] = hit[:2]
         korean = self.lang == "ko"
-        return {name: sent.norm[start:end] for name, (start, end) in found.items()
+        return {name: (start, end) for name, (start, end) in found.items()
                 if not any(o != name and (o, name) not in self.partners
                            and ((s <= start and end <= e and (e - s) > (end - start))
                                 or (korean and overlapped(start, end, [(s, e)])))
@@ -246,10 +251,15 @@ class IntentMatcher:
         if cached is not None and cached[0] == norm:
             return cached[1]
         sent = Sentence(norm).find_near(self.fuzzy)
-        heard = self._concepts(sent)
+        spans = self._concept_spans(sent)
+        heard = {name: sent.norm[start:end] for name, (start, end) in spans.items()}
         sims = self.index.similarities(norm, tuple(heard)) if self.index is not None else []
+        # A keyword inside a longer phrase of another business's matter is that business's word:
+        # 민원 (a complaint) in 구청 민원실 (the district office's service desk), as "return" in "tax return".
+        theirs = [span for name, span in spans.items() if name in self.elsewhere]
         found = [(phrase, name, hit) for name, phrase in self._keyword_index.candidates(sent)
-                 for hit in (phrase.find(sent),) if hit]
+                 for hit in (phrase.find(sent),) if hit
+                 and not any(s <= hit[0] and hit[1] <= e and e - s > hit[1] - hit[0] for s, e in theirs)]
         if self.lang == "ko":
             spans = [hit[:2] for _, _, hit in found]
             found = [f for f in found if not overlapped(f[2][0], f[2][1], spans)]
