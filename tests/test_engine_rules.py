@@ -357,6 +357,9 @@ def test_a_place_beside_the_shop_s_own_words_is_in_passing():
     ours = "is your store by the train station open late tonight"
     reply = first_turn(ENGINE, "hotline", "en", ours)
     assert reply.route is None and reply.decision.intent == "opening_hours", reply.decision.detail
+    # The operator sees why the station did not hold it back.
+    assert "heard travel ('station') beside this_shop ('your store')" in reply.decision.detail
+    assert "the shop's own matter" in reply.decision.detail
     theirs = first_turn(ENGINE, "hotline", "en", "is the shop by the train station open late tonight")
     assert theirs.decision.action == "clarify" and "another business's matter" in theirs.decision.detail
     plain = Engine(dataclasses.replace(FLOW, settings={k: v for k, v in FLOW.settings.items()
@@ -364,12 +367,13 @@ def test_a_place_beside_the_shop_s_own_words_is_in_passing():
     assert first_turn(plain, "hotline", "en", ours).decision.action == "clarify"
 
 
-@pytest.mark.parametrize("engine, lang, text", [(ENGINE, "en", "is your store open"),
-                                                (KO_ENGINE, "ko", "거기 매장 문 열었어요")])
-def test_whose_matter_it_is_is_heard_but_not_a_classifier_feature(engine, lang, text):
-    # "your" is how callers address anyone: as a feature it pulled chatter towards complaints.
-    matcher = engine.matchers[lang]
-    assert "this_shop" in dict(matcher.match(text).heard)
+def test_whose_matter_it_is_is_heard_but_neither_a_feature_nor_a_shadow():
+    # "your store" says whose matter it is; as a classifier feature, words of address pulled chatter
+    # towards complaints, and as a longer phrase "your email" would hide the email a fraud rule needs.
+    matcher = ENGINE.matchers["en"]
+    text = "your email asked me for my card number"
+    heard = dict(matcher.match(text).heard)
+    assert heard.get("this_shop") == "your email" and heard.get("contact") == "email", heard
     assert "# this_shop" not in matcher._features(text)
 
 
@@ -381,3 +385,13 @@ def test_a_keyword_inside_another_business_s_phrase_is_theirs():
     # Said of the shop, the same word is still a complaint, urgent.
     reply = first_turn(KO_ENGINE, "hotline_ko", "ko", "민원 넣을 거예요 직원이 너무 불친절했어요")
     assert reply.route is not None and reply.route.reason == "complaint" and reply.route.queue == "urgent"
+
+
+@pytest.mark.parametrize("engine, flow_id, lang, text, reason", [
+    (ENGINE, "hotline", "en", "the letting agent said I should ask for an agent", "agent_request"),
+    (KO_ENGINE, "hotline_ko", "ko", "구청 민원실은 다녀왔고 여기에 민원 넣을게요", "complaint"),
+])
+def test_a_keyword_said_again_outside_another_business_s_phrase_counts(engine, flow_id, lang, text, reason):
+    reply = first_turn(engine, flow_id, lang, text)
+    assert reply.route is not None and reply.route.reason == reason, reply.decision.detail
+    assert "by keyword" in reply.decision.detail

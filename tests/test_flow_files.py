@@ -139,6 +139,19 @@ def test_an_unknown_elsewhere_unless_concept_is_reported_with_line(tmp_path):
     assert problem.message == "elsewhere_unless refers to unknown concept 'this_shoop'"
 
 
+@pytest.mark.parametrize("setting, problem_text", [
+    ("elsewhere_unless: {this_shop: .nan}",
+     "elsewhere_unless: the bar of 'this_shop' must be a number from 0 to 1, not nan"),
+    ("elsewhere_unless: {travel: 0.5}", "concept 'travel' is in both elsewhere_concepts and elsewhere_unless"),
+    ("elsewhere_unless: {money: 0.5}", "elsewhere_unless concept 'money' is used by an intent's rule or signal"),
+])
+def test_a_whose_matter_concept_that_cannot_work_is_reported_with_line(tmp_path, setting, problem_text):
+    bad = GOOD.replace("elsewhere_unless: {this_shop: 0.5}", setting, 1)
+    problem, _ = the_problem(tmp_path, bad)
+    assert problem.line == line_of(bad, setting)
+    assert problem.message.startswith(problem_text), problem.message
+
+
 def test_a_missing_training_file_is_reported_at_the_flow_line(tmp_path):
     bad = GOOD.replace("training: [training/hotline.yaml]", "training: [training/nowhere.yaml]")
     problem, _ = the_problem(tmp_path, bad)

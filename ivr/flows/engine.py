@@ -193,39 +193,46 @@ class Engine:
             if step.listen == "options":
                 among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
             m = self.matchers[conv.lang].match(inp.text, among=among)
-            elsewhere = self._elsewhere(m)
-            if m.intent and m.confidence >= self._bar(conv, m.intent) and not elsewhere:
+            elsewhere, passed = self._elsewhere(m)
+            bar = self._bar(conv, m.intent)
+            if m.intent and m.confidence >= bar and not elsewhere:
                 opt = next((o for o in step.options if o.intent == m.intent), None)
-                return self._route_intent(conv, m.intent, m.confidence, opt.goto if opt else None, [], m.via)
+                via = m.via + (f"; {passed}" if passed else "")
+                return self._route_intent(conv, m.intent, m.confidence, opt.goto if opt else None, [], via)
             # Not understood: the guess stays out of `intent` (reports and the agent's briefing
             # read it as the topic) and goes into the detail, for whoever tunes the flow.
             best = f"best {m.intent} ({m.confidence:.2f})" if m.intent else "no intent"
             why = f" ({m.via})" if m.via else ""
-            if elsewhere:
+            if elsewhere and m.confidence >= bar:
                 return self._miss(conv, step, Decision(None, m.confidence, "clarify", f"{best}, but {elsewhere}" + why))
-            bar = self._bar(conv, m.intent)
             again = " (asked again)" if bar != self.flow.confidence_threshold else ""
             return self._miss(conv, step, Decision(None, m.confidence, "clarify",
                                                    f"low confidence: {best} < {bar:.2f}{again}" + why))
         return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
 
-    def _elsewhere(self, m) -> str:
-        """Why a routine answer is held back: the caller named another business's matter (flow setting
-        elsewhere_concepts), e.g. "a court order", "the bank's opening hours". "" when not."""
+    def _elsewhere(self, m) -> tuple:
+        """(held, passed). held: why a routine answer is held back, the caller named another
+        business's matter (flow setting elsewhere_concepts), e.g. "a court order", "the bank's
+        opening hours"; "" when not. passed: why such words did not hold it back because the caller
+        also said it is this shop's matter ("your store by the station": elsewhere_unless)."""
         spec = self.flow.intents.get(m.intent)
         if spec is None or spec.handoff is not None:
-            return ""
+            return "", ""
         bars = self.flow.elsewhere_concepts
-        # The caller also said it is this shop's matter ("your store by the station"): the place named
-        # beside it needs a stronger out-of-scope lean (flow setting elsewhere_unless).
+        # The caller also said it is this shop's matter: the place named beside it needs a stronger
+        # out-of-scope lean.
         ours = [(c, words) for c, words in m.heard if c in self.flow.elsewhere_unless]
         floor = max((self.flow.elsewhere_unless[c] for c, _ in ours), default=0.0)
-        said = [f"{c} ('{words}')" for c, words in m.heard if c in bars and m.out_of_scope >= max(bars[c], floor)]
-        if not said:
-            return ""
-        beside = f", beside {ours[0][0]} ('{ours[0][1]}')" if ours else ""
-        return ("heard " + ", ".join(said) + beside + f" and out of scope {m.out_of_scope:.2f}: "
-                "another business's matter")
+        heard = [(c, words) for c, words in m.heard if c in bars and m.out_of_scope >= bars[c]]
+        said = [f"{c} ('{words}')" for c, words in heard if m.out_of_scope >= floor]
+        beside = f" beside {ours[0][0]} ('{ours[0][1]}')" if ours else ""
+        if said:
+            return ("heard " + ", ".join(said) + beside + f" and out of scope {m.out_of_scope:.2f}: "
+                    "another business's matter"), ""
+        if heard:
+            return "", ("heard " + ", ".join(f"{c} ('{words}')" for c, words in heard) + beside
+                        + f", out of scope {m.out_of_scope:.2f} < {floor:.2f}: the shop's own matter")
+        return "", ""
 
     def _bar(self, conv, intent) -> float:
         """The confidence an intent needs here: stricter for a routine answer once the caller was

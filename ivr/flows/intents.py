@@ -226,7 +226,8 @@ class IntentMatcher:
 
         A concept's words inside a longer hit of another concept do not count: "express" in
         "american express" is a way to pay, not a delivery option. Concepts that a rule
-        combines never hide each other: "two payments" is both money and twice.
+        combines never hide each other: "two payments" is both money and twice. Whose matter it is
+        (elsewhere_unless) hides nothing: "your email" is this shop's and still an email.
         """
         found = {}    # name -> (start, end)
         for name, phrase in self._concept_index.candidates(sent):
@@ -237,10 +238,30 @@ class IntentMatcher:
                 found[name] = hit[:2]
         korean = self.lang == "ko"
         return {name: (start, end) for name, (start, end) in found.items()
-                if not any(o != name and (o, name) not in self.partners
+                if not any(o != name and (o, name) not in self.partners and o not in self.unfeatured
                            and ((s <= start and end <= e and (e - s) > (end - start))
                                 or (korean and overlapped(start, end, [(s, e)])))
                            for o, (s, e) in found.items())}
+
+    def _keywords(self, sent, theirs) -> list:
+        """[(phrase, intent, (start, end, exact))] of the keywords heard. A keyword inside a longer
+        phrase of another business's matter (`theirs`: spans of elsewhere_concepts) is that
+        business's word, as "return" in "tax return" is: 민원 (a complaint) in 구청 민원실 (the
+        district office's service desk). Said again elsewhere in the sentence, it counts there
+        ("the letting agent told me to ask for an agent")."""
+        found, masked = [], None
+        for name, phrase in self._keyword_index.candidates(sent):
+            hit = phrase.find(sent)
+            if hit and any(s <= hit[0] and hit[1] <= e and e - s > hit[1] - hit[0] for s, e in theirs):
+                if masked is None:   # the same sentence with their phrases blanked out, positions kept
+                    chars = list(sent.norm)
+                    for s, e in theirs:
+                        chars[s:e] = "_" * (e - s)
+                    masked = Sentence("".join(chars)).find_near(self.fuzzy)
+                hit = phrase.find(masked)
+            if hit:
+                found.append((phrase, name, hit))
+        return found
 
     def _analyse(self, norm: str):
         """Concepts, similarities and keyword hits of one sentence, whatever the step listens for.
@@ -254,12 +275,7 @@ class IntentMatcher:
         spans = self._concept_spans(sent)
         heard = {name: sent.norm[start:end] for name, (start, end) in spans.items()}
         sims = self.index.similarities(norm, tuple(heard)) if self.index is not None else []
-        # A keyword inside a longer phrase of another business's matter is that business's word:
-        # 민원 (a complaint) in 구청 민원실 (the district office's service desk), as "return" in "tax return".
-        theirs = [span for name, span in spans.items() if name in self.elsewhere]
-        found = [(phrase, name, hit) for name, phrase in self._keyword_index.candidates(sent)
-                 for hit in (phrase.find(sent),) if hit
-                 and not any(s <= hit[0] and hit[1] <= e and e - s > hit[1] - hit[0] for s, e in theirs)]
+        found = self._keywords(sent, [span for name, span in spans.items() if name in self.elsewhere])
         if self.lang == "ko":
             spans = [hit[:2] for _, _, hit in found]
             found = [f for f in found if not overlapped(f[2][0], f[2][1], spans)]

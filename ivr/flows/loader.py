@@ -7,6 +7,7 @@ broken conversation in front of callers.
 from __future__ import annotations
 
 import json
+import math
 import re
 import string
 from pathlib import Path
@@ -123,10 +124,25 @@ def _semantic_problems(doc, lines, file, base_dir):
             if concept not in concepts:
                 problem(("intents", name, "signals", j),
                         f"intent '{name}' signal refers to unknown concept '{concept}'")
+    settings = doc.get("settings") or {}
+    in_rules = {c for intent in intents.values() for rule in intent.get("rules") or []
+                for part in ("all", "none") for c in rule.get(part) or []}
+    in_rules |= {c for intent in intents.values() for c in intent.get("signals") or []}
     for setting in ("elsewhere_concepts", "elsewhere_unless"):
-        for concept in (doc.get("settings") or {}).get(setting) or {}:
+        bars = settings.get(setting)
+        for concept, bar in (bars.items() if isinstance(bars, dict) else ()):
+            where = ("settings", setting, concept)
             if concept not in concepts:
-                problem(("settings", setting, concept), f"{setting} refers to unknown concept '{concept}'")
+                problem(where, f"{setting} refers to unknown concept '{concept}'")
+            elif isinstance(bar, float) and not math.isfinite(bar):
+                problem(where, f"{setting}: the bar of '{concept}' must be a number from 0 to 1, not {bar}")
+            elif setting == "elsewhere_unless" and concept in (settings.get("elsewhere_concepts") or {}):
+                problem(where, f"concept '{concept}' is in both elsewhere_concepts and elsewhere_unless: "
+                               "it names another business's matter or this shop's, not both")
+            elif setting == "elsewhere_unless" and concept in in_rules:
+                problem(where, f"elsewhere_unless concept '{concept}' is used by an intent's rule or signal: "
+                               "a concept that says whose matter it is is no classifier feature and hides no "
+                               "words, so give it a concept of its own")
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")
