@@ -52,8 +52,11 @@ def unanswered(top, flow_id, lang):
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="where synthesized audio is kept (default: IVR_DATA_DIR/eval-cache)")
 @click.option("--generate", is_flag=True, help="only synthesize the set's missing audio into the cache")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="items decoded at once (default: up to 4, one per core); 1 makes a run repeatable: Kaldi's "
+                   "dither draws from one process-wide random sequence, in the items' order (docs/quality.md)")
 @click.option("--json", "as_json", is_flag=True, help="print the figures as one JSON object")
-def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_dir, generate, as_json):
+def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_dir, generate, workers, as_json):
     """Run a labelled set through the recognizer and the flow; write report.md + chart.png; exit 1 below threshold."""
     from ..defaults import EVAL
     from ..eval import evaluate, load_set
@@ -101,7 +104,8 @@ def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_
         return
     model = speech_models.load(model_dir) if use_model else None
     try:
-        result = evaluate(eval_set, flow, lang=lang, model=model, cache_dir=cache_dir, min_accuracy=min_accuracy)
+        result = evaluate(eval_set, flow, lang=lang, model=model, cache_dir=cache_dir, min_accuracy=min_accuracy,
+                          workers=workers)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     paths = write(result, out_dir or cfg.data_dir / "eval" / flow.id)
