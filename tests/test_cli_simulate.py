@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 
 import pytest
@@ -117,3 +118,19 @@ def test_the_callers_last_input_is_printed_once(server, config):
     code, output = result.exit_code, result.output
     assert code == 0 and "is shipped on Monday" in output, output
     assert output.count("caller: press 100234") == 1, output
+
+
+def test_why_prints_the_bot_s_reason_after_each_caller_turn(server, config):
+    said = "is the shop by the train station open late tonight"
+    args = ["simulate", "--url", server.url, "--token", config.twilio_auth_token, "--say", said, "--press", "0"]
+    result = CliRunner().invoke(main, args + ["--why"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    i = lines.index(f"caller: {said}")
+    assert lines[i + 1].startswith("why:    best opening_hours") and "another business's matter" in lines[i + 1]
+    assert any(line.startswith("why:    ") and "key 0" in line for line in lines[i + 2:]), result.output
+    # Without --why the conversation reads as before; the JSON report carries the reason either way.
+    plain = CliRunner().invoke(main, args)
+    assert "why:" not in plain.output
+    report = json.loads(CliRunner().invoke(main, args + ["--json"]).output)
+    assert "another business's matter" in report["turns"][1]["why"]

@@ -56,8 +56,10 @@ class _OrderedInputs(click.Command):
 @click.option("--server-redis", is_flag=True,
               help="without --url: use the configured Redis (REDIS_URL or IVR_DATA_DIR's) instead of a throw-away "
                    "one; the call then shows on that server's dashboard and figures")
+@click.option("--why", is_flag=True, help="after each caller turn, the bot's reason: the intent, its score and "
+              "the words, rule or keyword behind it, as the call page shows it")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, server_redis, as_json):
+def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, server_redis, why, as_json):
     """Place a call exactly as Twilio would and print the conversation.
 
     Without --url: served in-process on a throw-away Redis, so production's figures are untouched."""
@@ -80,6 +82,8 @@ def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, 
         if turn["caller"]:
             heard = f"   (heard: {turn['heard']})" if turn["heard"] not in (None, turn["caller"]) else ""
             click.echo(f"caller: {turn['caller']}{heard}")
+            if why and turn.get("why"):
+                click.echo(f"why:    {turn['why']}")
         if turn["bot"]:
             click.echo(f"bot:    {turn['bot']}")
     if report.get("agent_refused"):

@@ -4,7 +4,8 @@ Keypad calls follow TwiML over HTTP; a <Connect><Stream> is played as Twilio
 would over the WebSocket (stream_client), with real synthesized speech.
 
 The report's shape is a stable contract for evaluation tools:
-{"call_sid", "lang", "asr", "outcome", "queue", "intents", "transfers", "turns", "wait_seconds"}
+{"call_sid", "lang", "asr", "outcome", "queue", "intents", "transfers", "turns", "wait_seconds"};
+each turn {"caller", "heard", "bot", "why"} (why: the engine's reason for that caller turn, or None).
 """
 from __future__ import annotations
 
@@ -223,8 +224,9 @@ class CallSimulator:
         for t in transcript:
             # What the engine heard belongs to the inputs it was given, in order; a key pressed at a
             # queue's offer or a recorded message was never an engine turn.
-            h = next(engine_turns, {}).get("text") if t["caller"] and t.get("engine") else None
-            out_turns.append({"caller": t["caller"], "heard": h, "bot": t["bot"]})
+            entry = next(engine_turns, {}) if t["caller"] and t.get("engine") else {}
+            out_turns.append({"caller": t["caller"], "heard": entry.get("text"), "bot": t["bot"],
+                              "why": entry.get("detail") or None})
         wait = record.get("wait_seconds")
         return {
             "call_sid": sid,
