@@ -43,6 +43,7 @@ from .phrases import (
     PhraseIndex,
     Sentence,
     better_hit,
+    inside,
     normalize,
     overlapped,
     phrase_norm,
@@ -127,8 +128,8 @@ class IntentMatcher:
         # Concepts that only tell the engine whose matter it is (settings: elsewhere_unless) are not
         # classifier features: "your" is how callers address anyone, and as a feature it pulled
         # "what's your favourite colour" towards "your service is rubbish".
-        self.unfeatured = frozenset((getattr(flow, "settings", None) or {}).get("elsewhere_unless") or ())
-        self.elsewhere = frozenset((getattr(flow, "settings", None) or {}).get("elsewhere_concepts") or ())
+        self.unfeatured = frozenset(getattr(flow, "elsewhere_unless", None) or ())
+        self.elsewhere = frozenset(getattr(flow, "elsewhere_concepts", None) or ())
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
             phrases = [Phrase(phrase_norm(p)) for p in (langs or {}).get(lang, []) if normalize(p)]
             if phrases:
@@ -237,11 +238,13 @@ class IntentMatcher:
             if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
                 found[name] = hit[:2]
         korean = self.lang == "ko"
-        return {name: (start, end) for name, (start, end) in found.items()
-                if not any(o != name and (o, name) not in self.partners and o not in self.unfeatured
-                           and ((s <= start and end <= e and (e - s) > (end - start))
-                                or (korean and overlapped(start, end, [(s, e)])))
-                           for o, (s, e) in found.items())}
+        out = {}
+        for name, (start, end) in found.items():
+            hiding = [span for o, span in found.items()
+                      if o != name and (o, name) not in self.partners and o not in self.unfeatured]
+            if not (inside(start, end, hiding) or (korean and overlapped(start, end, hiding))):
+                out[name] = (start, end)
+        return out
 
     def _keywords(self, sent, theirs) -> list:
         """[(phrase, intent, (start, end, exact))] of the keywords heard. A keyword inside a longer
@@ -252,7 +255,7 @@ class IntentMatcher:
         found, masked = [], None
         for name, phrase in self._keyword_index.candidates(sent):
             hit = phrase.find(sent)
-            if hit and any(s <= hit[0] and hit[1] <= e and e - s > hit[1] - hit[0] for s, e in theirs):
+            if hit and inside(hit[0], hit[1], theirs):
                 if masked is None:   # the same sentence with their phrases blanked out, positions kept
                     chars = list(sent.norm)
                     for s, e in theirs:
@@ -277,8 +280,8 @@ class IntentMatcher:
         sims = self.index.similarities(norm, tuple(heard)) if self.index is not None else []
         found = self._keywords(sent, [span for name, span in spans.items() if name in self.elsewhere])
         if self.lang == "ko":
-            spans = [hit[:2] for _, _, hit in found]
-            found = [f for f in found if not overlapped(f[2][0], f[2][1], spans)]
+            hits = [hit[:2] for _, _, hit in found]
+            found = [f for f in found if not overlapped(f[2][0], f[2][1], hits)]
         feats = probs = None
         if self.classifier is not None:
             feats = self._features(norm, heard)

@@ -165,6 +165,11 @@ def _straddles(norm: str, start: int, end: int) -> bool:
     return start > 0 and norm[start - 1] != " " and " " in norm[start:end]
 
 
+def inside(start: int, end: int, others) -> bool:
+    """A hit that lies inside a longer one: "express" in "american express", 민원 in 민원실."""
+    return any(s <= start and end <= e and e - s > end - start for s, e in others)
+
+
 def overlapped(start: int, end: int, others) -> bool:
     """A Korean hit that begins inside another phrase's earlier hit: its first syllable belongs to
     that word, read left to right. "불이" (fire) in "환불이" (the refund) begins inside "환불"."""
@@ -287,10 +292,8 @@ def unshadowed(hits: dict) -> dict:
     """
     out = {}
     for name, (kw, start, end, exact) in hits.items():
-        inside = any(o != name and s <= start and end <= e and (e - s) > (end - start)
-                     for o, (_, s, e, _) in hits.items())
-        if not is_latin(kw):    # Korean: also a hit that begins inside another's
-            inside = inside or overlapped(start, end, [(s, e) for o, (_, s, e, _) in hits.items() if o != name])
-        if not inside:
+        others = [(s, e) for o, (_, s, e, _) in hits.items() if o != name]
+        # Korean: also a hit that begins inside another's.
+        if not (inside(start, end, others) or (not is_latin(kw) and overlapped(start, end, others))):
             out[name] = (kw, start, end, exact)
     return out
