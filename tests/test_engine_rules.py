@@ -395,3 +395,62 @@ def test_a_keyword_said_again_outside_another_business_s_phrase_counts(engine, f
     reply = first_turn(engine, flow_id, lang, text)
     assert reply.route is not None and reply.route.reason == reason, reply.decision.detail
     assert "by keyword" in reply.decision.detail
+
+
+def without_not_customer(flow):
+    return Engine(dataclasses.replace(flow, settings={k: v for k, v in flow.settings.items()
+                                                      if k != "not_customer_concepts"}))
+
+
+@pytest.mark.parametrize("engine, flow, text, intent", [
+    (ENGINE, FLOW, "are you hiring in any of your stores this weekend", "opening_hours"),
+    (KO_ENGINE, KO_FLOW, "매장 직원 채용하나요 주말 알바 자리 있어요", "opening_hours"),
+])
+def test_a_job_seeker_gets_no_routine_answer_even_naming_the_shop(engine, flow, text, intent):
+    # "your stores" says whose matter it is, not who is calling: the not-customer words hold the
+    # answer back at any lean.
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
+    assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
+    assert "not calling as a customer" in reply.decision.detail
+    assert first_turn(without_not_customer(flow), flow.id, flow.languages[0], text).decision.intent == intent
+
+
+def test_a_sales_or_charity_call_is_not_sent_to_the_urgent_queue_on_the_classifier_s_lean():
+    text = "hello I'm raising money for charity, could your staff help"
+    reply = first_turn(ENGINE, "hotline", "en", text)
+    assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
+    assert "heard not_customer ('charity'): not calling as a customer" in reply.decision.detail
+    # The classifier alone reads the staff as a complaint: without the setting, the urgent queue.
+    plain = first_turn(without_not_customer(FLOW), "hotline", "en", text)
+    assert plain.route is not None and plain.route.queue == "urgent", plain.decision.detail
+    # Asked again, the caller reaches a person in the normal queue, not ahead of customers.
+    conv = at("welcome")
+    ENGINE.handle(conv, speech(text))
+    second = ENGINE.handle(conv, speech("we're a charity and we'd like a donation for our raffle"))
+    assert second.route is not None and second.route.queue == "normal", second.decision.detail
+
+
+@pytest.mark.parametrize("engine, flow_id, lang, text", [
+    (ENGINE, "hotline", "en", "I'm a reporter and your staff were rude to me, I want to complain"),
+    (KO_ENGINE, "hotline_ko", "ko", "기자인데요 직원이 너무 불친절해서 민원 넣으려고요"),
+    (ENGINE, "hotline", "en", "I'm a journalist and there's a payment to you on my card I never made"),
+])
+def test_a_keyword_or_rule_still_hands_a_non_customer_over(engine, flow_id, lang, text):
+    reply = first_turn(engine, flow_id, lang, text)
+    assert reply.route is not None and reply.route.queue == "urgent", reply.decision.detail
+
+
+def test_a_keyword_inside_a_job_seeker_s_phrase_is_theirs():
+    # "manager" in "the store manager job" is the job applied for, not a request for a manager.
+    text = "where do I send my cv for the store manager job"
+    reply = first_turn(ENGINE, "hotline", "en", text)
+    assert reply.route is None and "keyword 'manager'" not in reply.decision.detail, reply.decision.detail
+    assert first_turn(without_not_customer(FLOW), "hotline", "en", text).route.reason == "complaint"
+
+
+def test_who_is_calling_is_heard_but_no_classifier_feature():
+    matcher = ENGINE.matchers["en"]
+    text = "i'm calling from a radio station about an interview"
+    heard = dict(matcher.match(text).heard)
+    assert heard.get("not_customer") == "radio station" and "travel" not in heard, heard
+    assert "# not_customer" not in matcher._features(text)

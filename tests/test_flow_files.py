@@ -152,6 +152,20 @@ def test_a_whose_matter_concept_that_cannot_work_is_reported_with_line(tmp_path,
     assert problem.message.startswith(problem_text), problem.message
 
 
+@pytest.mark.parametrize("setting, problem_text", [
+    ("not_customer_concepts: [not_custmer]", "not_customer_concepts refers to unknown concept 'not_custmer'"),
+    ("not_customer_concepts: [travel]", "concept 'travel' is in not_customer_concepts and in an elsewhere setting"),
+    ("not_customer_concepts: [this_shop]",
+     "concept 'this_shop' is in not_customer_concepts and in an elsewhere setting"),
+    ("not_customer_concepts: [heat]", "not_customer_concepts concept 'heat' is used by an intent's rule or signal"),
+])
+def test_a_not_customer_concept_that_cannot_work_is_reported_with_line(tmp_path, setting, problem_text):
+    bad = GOOD.replace("not_customer_concepts: [not_customer]", setting, 1)
+    problem, _ = the_problem(tmp_path, bad)
+    assert problem.line == line_of(bad, setting)
+    assert problem.message.startswith(problem_text), problem.message
+
+
 def test_a_missing_training_file_is_reported_at_the_flow_line(tmp_path):
     bad = GOOD.replace("training: [training/hotline.yaml]", "training: [training/nowhere.yaml]")
     problem, _ = the_problem(tmp_path, bad)

@@ -149,7 +149,8 @@ class Engine:
         matcher = self.matchers[conv.lang]
         said = global_intent(self.flow, matcher.ranked(text), self.flow.confidence_threshold,
                              self.flow.urgent_threshold)
-        if said is not None:
+        if said is not None and not (self.flow.not_customer_concepts and not _lifted(said[2])
+                                     and self._not_customer(matcher.match(text))):
             name, confidence, via = said
             return self._route_intent(conv, name, confidence, None, [], via)
         phrase = matcher.frustration_phrase(text)
@@ -214,9 +215,16 @@ class Engine:
         """(held, passed). held: why a routine answer is held back, the caller named another
         business's matter (flow setting elsewhere_concepts), e.g. "a court order", "the bank's
         opening hours"; "" when not. passed: why such words did not hold it back because the caller
-        also said it is this shop's matter ("your store by the station": elsewhere_unless)."""
+        also said it is this shop's matter ("your store by the station": elsewhere_unless). A
+        caller who said they are not calling as a customer (not_customer_concepts) is held back
+        from a routine answer and from a handoff on the classifier's lean alone."""
         spec = self.flow.intents.get(m.intent)
-        if spec is None or spec.handoff is not None:
+        if spec is None:
+            return "", ""
+        caller = self._not_customer(m)
+        if caller and (spec.handoff is None or not _lifted(m.via)):
+            return f"heard {caller}: not calling as a customer", ""
+        if spec.handoff is not None:
             return "", ""
         bars = self.flow.elsewhere_concepts
         # The caller also said it is this shop's matter: the place named beside it needs a stronger
@@ -233,6 +241,11 @@ class Engine:
             return "", ("heard " + ", ".join(f"{c} ('{words}')" for c, words in heard) + beside
                         + f", out of scope {m.out_of_scope:.2f} < {floor:.2f}: the shop's own matter")
         return "", ""
+
+    def _not_customer(self, m) -> str:
+        """The words that say the caller is not calling as a customer (flow setting
+        not_customer_concepts): "not_customer ('we supply')"; "" when none were said."""
+        return ", ".join(f"{c} ('{words}')" for c, words in m.heard if c in self.flow.not_customer_concepts)
 
     def _bar(self, conv, intent) -> float:
         """The confidence an intent needs here: stricter for a routine answer once the caller was
@@ -409,6 +422,11 @@ def global_intent(flow, ranked, threshold, urgent_threshold=None):
                  if flow.intents[name].handoff is not None and conf >= urgent_threshold
                  and (name == top or (flow.intents[name].urgent and via.startswith("signal")))]
     return max(uncertain, key=lambda c: c[1]) if uncertain else None
+
+
+def _lifted(via: str) -> bool:
+    """The matcher's reason is a keyword, a rule or a signal, not the classifier's lean alone."""
+    return via.removeprefix("uncertain ").startswith(("keyword", "rule", "signal"))
 
 
 def _why(kind, name, confidence, via) -> str:
