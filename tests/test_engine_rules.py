@@ -312,9 +312,9 @@ def test_a_title_alone_is_no_complaint(text):
     assert reply.route is None and reply.decision.intent in ("opening_hours", "return_refund"), reply.decision.detail
 
 
-def without_elsewhere(flow):
-    return Engine(dataclasses.replace(flow, settings={k: v for k, v in flow.settings.items()
-                                                      if k != "elsewhere_concepts"}))
+def without(flow, setting):
+    """An engine of `flow` without one of its settings: what the setting decides."""
+    return Engine(dataclasses.replace(flow, settings={k: v for k, v in flow.settings.items() if k != setting}))
 
 
 @pytest.mark.parametrize("engine, flow, text, intent", [
@@ -327,7 +327,7 @@ def test_another_business_s_matter_gets_no_routine_answer(engine, flow, text, in
     assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
     assert "another business's matter" in reply.decision.detail
     # Without the flow's elsewhere_concepts the same words get the routine answer: the setting decides.
-    plain = without_elsewhere(flow)
+    plain = without(flow, "elsewhere_concepts")
     assert first_turn(plain, flow.id, lang, text).decision.intent == intent
 
 
@@ -362,8 +362,7 @@ def test_a_place_beside_the_shop_s_own_words_is_in_passing():
     assert "the shop's own matter" in reply.decision.detail
     theirs = first_turn(ENGINE, "hotline", "en", "is the shop by the train station open late tonight")
     assert theirs.decision.action == "clarify" and "another business's matter" in theirs.decision.detail
-    plain = Engine(dataclasses.replace(FLOW, settings={k: v for k, v in FLOW.settings.items()
-                                                       if k != "elsewhere_unless"}))
+    plain = without(FLOW, "elsewhere_unless")
     assert first_turn(plain, "hotline", "en", ours).decision.action == "clarify"
 
 
@@ -397,11 +396,6 @@ def test_a_keyword_said_again_outside_another_business_s_phrase_counts(engine, f
     assert "by keyword" in reply.decision.detail
 
 
-def without_not_customer(flow):
-    return Engine(dataclasses.replace(flow, settings={k: v for k, v in flow.settings.items()
-                                                      if k != "not_customer_concepts"}))
-
-
 @pytest.mark.parametrize("engine, flow, text, intent", [
     (ENGINE, FLOW, "are you hiring in any of your stores this weekend", "opening_hours"),
     (KO_ENGINE, KO_FLOW, "매장 직원 채용하나요 주말 알바 자리 있어요", "opening_hours"),
@@ -412,7 +406,7 @@ def test_a_job_seeker_gets_no_routine_answer_even_naming_the_shop(engine, flow, 
     reply = first_turn(engine, flow.id, flow.languages[0], text)
     assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
     assert "not calling as a customer" in reply.decision.detail
-    assert first_turn(without_not_customer(flow), flow.id, flow.languages[0], text).decision.intent == intent
+    assert first_turn(without(flow, "not_customer_concepts"), flow.id, flow.languages[0], text).decision.intent == intent
 
 
 def test_a_sales_or_charity_call_is_not_sent_to_the_urgent_queue_on_the_classifier_s_lean():
@@ -421,7 +415,7 @@ def test_a_sales_or_charity_call_is_not_sent_to_the_urgent_queue_on_the_classifi
     assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
     assert "heard not_customer ('charity'): not calling as a customer" in reply.decision.detail
     # The classifier alone reads the staff as a complaint: without the setting, the urgent queue.
-    plain = first_turn(without_not_customer(FLOW), "hotline", "en", text)
+    plain = first_turn(without(FLOW, "not_customer_concepts"), "hotline", "en", text)
     assert plain.route is not None and plain.route.queue == "urgent", plain.decision.detail
     # Asked again, the caller reaches a person in the normal queue, not ahead of customers.
     conv = at("welcome")
@@ -441,11 +435,15 @@ def test_a_keyword_or_rule_still_hands_a_non_customer_over(engine, flow_id, lang
 
 
 def test_a_keyword_inside_a_job_seeker_s_phrase_is_theirs():
-    # "manager" in "the store manager job" is the job applied for, not a request for a manager.
-    text = "where do I send my cv for the store manager job"
-    reply = first_turn(ENGINE, "hotline", "en", text)
+    # With "the manager job" among who-is-calling phrases (a hotline may add it), "manager" in it is
+    # the job applied for, not a request for a manager. The shipped lists leave it out: said after a
+    # full stop that speech recognition drops, "get me the manager, job's not done" is a complaint.
+    concepts = {**FLOW.concepts, "not_customer": {"en": FLOW.concepts["not_customer"]["en"] + ["the manager job"]}}
+    engine = Engine(dataclasses.replace(FLOW, concepts=concepts))
+    text = "where do I send my cv for the manager job"
+    reply = first_turn(engine, "hotline", "en", text)
     assert reply.route is None and "keyword 'manager'" not in reply.decision.detail, reply.decision.detail
-    assert first_turn(without_not_customer(FLOW), "hotline", "en", text).route.reason == "complaint"
+    assert first_turn(ENGINE, "hotline", "en", text).route.reason == "complaint"
 
 
 def test_who_is_calling_is_heard_but_no_classifier_feature():
@@ -454,3 +452,45 @@ def test_who_is_calling_is_heard_but_no_classifier_feature():
     heard = dict(matcher.match(text).heard)
     assert heard.get("not_customer") == "radio station" and "travel" not in heard, heard
     assert "# not_customer" not in matcher._features(text)
+
+
+@pytest.mark.parametrize("engine, flow, text, reason", [
+    # Money safety and physical safety (intents with signals) are never held back by who is calling.
+    (ENGINE, FLOW, "there's forty quid gone from my account to you and I've not bought anything, "
+                   "I'm a student doing work experience", "fraud_security"),
+    (ENGINE, FLOW, "my card was charged by your store but I've never been there, I only give to charity online",
+     "fraud_security"),
+    # 기자 (a reporter) is no word inside 전기자전거 (an electric bike).
+    (KO_ENGINE, KO_FLOW, "전기자전거 충전기가 손을 못 댈 정도예요", "safety_hazard"),
+])
+def test_money_and_safety_reach_the_urgent_queue_whoever_says_they_are_calling(engine, flow, text, reason):
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
+    assert reply.route is not None and reply.route.queue == "urgent" and reply.route.reason == reason, \
+        reply.decision.detail
+
+
+def test_a_complaint_the_classifier_is_sure_of_is_not_held_back():
+    # Below the concept's bar (0.8) a lean is held back; at it or above, the complaint goes through.
+    text = "nobody ever calls me back, I've phoned five times, I'm a customer not someone doing a survey"
+    reply = first_turn(ENGINE, "hotline", "en", text)
+    held = reply.decision.confidence < FLOW.not_customer_concepts["not_customer"]
+    assert (reply.route is None) == held, reply.decision.detail
+    lower = dataclasses.replace(FLOW, settings={**FLOW.settings, "not_customer_concepts": {"not_customer": 0.5}})
+    reply = first_turn(Engine(lower), "hotline", "en", text)
+    assert reply.route is not None and reply.route.queue == "urgent", reply.decision.detail
+
+
+@pytest.mark.parametrize("text", ["전기자전거 수리 되나요", "제휴 카드로 결제 되나요", "무상 수리 지원은 몇 년이에요"])
+def test_korean_words_that_look_like_a_non_customer_s_are_the_shop_s_questions(text):
+    reply = first_turn(KO_ENGINE, "hotline_ko", "ko", text)
+    assert reply.route is None and reply.decision.action != "clarify", reply.decision.detail
+
+
+def test_changing_the_subject_at_the_order_number_step_obeys_who_is_calling():
+    conv = at("ask_order_number")
+    reply = ENGINE.handle(conv, speech("I'm applying for a job, when are you open"))
+    assert reply.decision.action == "clarify" and "not calling as a customer" in reply.decision.detail, \
+        reply.decision.detail
+    conv = at("ask_order_number")
+    reply = without(FLOW, "not_customer_concepts").handle(conv, speech("I'm applying for a job, when are you open"))
+    assert reply.decision.intent == "opening_hours", reply.decision.detail

@@ -153,14 +153,18 @@ def test_a_whose_matter_concept_that_cannot_work_is_reported_with_line(tmp_path,
 
 
 @pytest.mark.parametrize("setting, problem_text", [
-    ("not_customer_concepts: [not_custmer]", "not_customer_concepts refers to unknown concept 'not_custmer'"),
-    ("not_customer_concepts: [travel]", "concept 'travel' is in not_customer_concepts and in an elsewhere setting"),
-    ("not_customer_concepts: [this_shop]",
+    ("not_customer_concepts: {not_custmer: 0.8}", "not_customer_concepts refers to unknown concept 'not_custmer'"),
+    ("not_customer_concepts: {travel: 0.8}",
+     "concept 'travel' is in not_customer_concepts and in an elsewhere setting"),
+    ("not_customer_concepts: {this_shop: 0.8}",
      "concept 'this_shop' is in not_customer_concepts and in an elsewhere setting"),
-    ("not_customer_concepts: [heat]", "not_customer_concepts concept 'heat' is used by an intent's rule or signal"),
+    ("not_customer_concepts: {heat: 0.8}",
+     "not_customer_concepts concept 'heat' is used by an intent's rule or signal"),
+    ("not_customer_concepts: {not_customer: .nan}",
+     "not_customer_concepts: the bar of 'not_customer' must be a number from 0 to 1, not nan"),
 ])
 def test_a_not_customer_concept_that_cannot_work_is_reported_with_line(tmp_path, setting, problem_text):
-    bad = GOOD.replace("not_customer_concepts: [not_customer]", setting, 1)
+    bad = GOOD.replace("not_customer_concepts: {not_customer: 0.8}", setting, 1)
     problem, _ = the_problem(tmp_path, bad)
     assert problem.line == line_of(bad, setting)
     assert problem.message.startswith(problem_text), problem.message

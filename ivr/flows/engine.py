@@ -149,8 +149,8 @@ class Engine:
         matcher = self.matchers[conv.lang]
         said = global_intent(self.flow, matcher.ranked(text), self.flow.confidence_threshold,
                              self.flow.urgent_threshold)
-        if said is not None and not (self.flow.not_customer_concepts and not _lifted(said[2])
-                                     and self._not_customer(matcher.match(text))):
+        if said is not None and not (self.flow.not_customer_concepts and self._held_handoff(*said)
+                                     and self._not_customer(matcher.match(text), said[1])):
             name, confidence, via = said
             return self._route_intent(conv, name, confidence, None, [], via)
         phrase = matcher.frustration_phrase(text)
@@ -221,9 +221,10 @@ class Engine:
         spec = self.flow.intents.get(m.intent)
         if spec is None:
             return "", ""
-        caller = self._not_customer(m)
-        if caller and (spec.handoff is None or not _lifted(m.via)):
-            return f"heard {caller}: not calling as a customer", ""
+        if spec.handoff is None or self._held_handoff(m.intent, m.confidence, m.via):
+            caller = self._not_customer(m, m.confidence if spec.handoff is not None else None)
+            if caller:
+                return f"heard {caller}: not calling as a customer", ""
         if spec.handoff is not None:
             return "", ""
         bars = self.flow.elsewhere_concepts
@@ -242,10 +243,20 @@ class Engine:
                         + f", out of scope {m.out_of_scope:.2f} < {floor:.2f}: the shop's own matter")
         return "", ""
 
-    def _not_customer(self, m) -> str:
+    def _not_customer(self, m, confidence=None) -> str:
         """The words that say the caller is not calling as a customer (flow setting
-        not_customer_concepts): "not_customer ('we supply')"; "" when none were said."""
-        return ", ".join(f"{c} ('{words}')" for c, words in m.heard if c in self.flow.not_customer_concepts)
+        not_customer_concepts): "not_customer ('we supply')"; "" when none were said. With a
+        handoff's `confidence`: only the concepts whose bar it is below."""
+        bars = self.flow.not_customer_concepts
+        return ", ".join(f"{c} ('{words}')" for c, words in m.heard
+                         if c in bars and (confidence is None or confidence < bars[c]))
+
+    def _held_handoff(self, name, confidence, via) -> bool:
+        """Whether who is calling may hold back this handoff: it rests on the classifier's lean
+        alone, and the intent declares no signals. Money and physical safety (the intents with
+        signals) are never held back, nor a keyword, rule or signal."""
+        spec = self.flow.intents[name]
+        return spec.handoff is not None and not spec.signals and not _lifted(via)
 
     def _bar(self, conv, intent) -> float:
         """The confidence an intent needs here: stricter for a routine answer once the caller was
@@ -266,7 +277,12 @@ class Engine:
                 m = self.matchers[conv.lang].match(inp.text)
                 intent = self.flow.intents.get(m.intent)
                 if intent and m.confidence >= self.flow.confidence_threshold and intent.goto != step.name:
-                    return self._route_intent(conv, m.intent, m.confidence, None, [], m.via)
+                    held, passed = self._elsewhere(m)
+                    if held:
+                        return self._miss(conv, step, Decision(None, m.confidence, "clarify",
+                                                               f"best {m.intent} ({m.confidence:.2f}), but {held}"))
+                    return self._route_intent(conv, m.intent, m.confidence, None, [],
+                                              m.via + (f"; {passed}" if passed else ""))
         else:
             return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
         if not re.fullmatch(slot["pattern"], value or ""):

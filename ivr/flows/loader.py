@@ -128,7 +128,7 @@ def _semantic_problems(doc, lines, file, base_dir):
     in_rules = {c for intent in intents.values() for rule in intent.get("rules") or []
                 for part in ("all", "none") for c in rule.get(part) or []}
     in_rules |= {c for intent in intents.values() for c in intent.get("signals") or []}
-    for setting in ("elsewhere_concepts", "elsewhere_unless"):
+    for setting in ("elsewhere_concepts", "elsewhere_unless", "not_customer_concepts"):
         bars = settings.get(setting)
         for concept, bar in (bars.items() if isinstance(bars, dict) else ()):
             where = ("settings", setting, concept)
@@ -143,17 +143,13 @@ def _semantic_problems(doc, lines, file, base_dir):
                 problem(where, f"elsewhere_unless concept '{concept}' is used by an intent's rule or signal: "
                                "a concept that says whose matter it is is no classifier feature and hides no "
                                "words, so give it a concept of its own")
-    listed = settings.get("not_customer_concepts")
-    for i, concept in enumerate(listed if isinstance(listed, list) else ()):
-        where = ("settings", "not_customer_concepts", i)
-        if concept not in concepts:
-            problem(where, f"not_customer_concepts refers to unknown concept '{concept}'")
-        elif any(concept in (settings.get(s) or {}) for s in ("elsewhere_concepts", "elsewhere_unless")):
-            problem(where, f"concept '{concept}' is in not_customer_concepts and in an elsewhere setting: "
-                           "it says who is calling, or whose matter it is, not both")
-        elif concept in in_rules:
-            problem(where, f"not_customer_concepts concept '{concept}' is used by an intent's rule or signal: "
-                           "it is no classifier feature, so give the rule a concept of its own")
+            elif setting == "not_customer_concepts" and any(
+                    concept in (settings.get(s) or {}) for s in ("elsewhere_concepts", "elsewhere_unless")):
+                problem(where, f"concept '{concept}' is in not_customer_concepts and in an elsewhere setting: "
+                               "it says who is calling, or whose matter it is, not both")
+            elif setting == "not_customer_concepts" and concept in in_rules:
+                problem(where, f"not_customer_concepts concept '{concept}' is used by an intent's rule or signal: "
+                               "it is no classifier feature, so give the rule a concept of its own")
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")

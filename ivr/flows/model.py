@@ -151,14 +151,14 @@ class Flow:
         return {c: float(bar) for c, bar in (self.settings.get("elsewhere_unless") or {}).items()}
 
     @property
-    def not_customer_concepts(self) -> tuple:
-        """Concepts that say the caller is not calling as a customer: a job seeker, a reporter, a
-        supplier's sales call, a charity, a wrong number. Heard, they hold back a routine answer and
-        a handoff that rests on the classifier's lean alone (a sales pitch leans to "complaint"
-        because it names the staff): the caller is asked once, then goes to a person, not to the
-        urgent queue. A keyword or rule still hands over ("I'm a reporter and your staff lied to
-        me about a refund")."""
-        return tuple(self.settings.get("not_customer_concepts") or ())
+    def not_customer_concepts(self) -> dict:
+        """Concepts that say the caller is not calling as a customer (a job seeker, a reporter, a
+        supplier's sales call, a charity, a wrong number), each with a confidence. Heard, they hold
+        back a routine answer, and a handoff that rests on the classifier's lean alone below that
+        confidence (a sales pitch leans to "complaint" because it names the staff): the caller is
+        asked once, then goes to a person, not to the urgent queue. A keyword, rule or signal
+        still hands over, and so does an intent with signals (money, physical safety)."""
+        return {c: float(bar) for c, bar in (self.settings.get("not_customer_concepts") or {}).items()}
 
     @property
     def repeat_caller_queue(self) -> str:
