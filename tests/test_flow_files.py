@@ -143,7 +143,8 @@ def test_an_unknown_elsewhere_unless_concept_is_reported_with_line(tmp_path):
     ("elsewhere_unless: {this_shop: .nan}",
      "elsewhere_unless: the bar of 'this_shop' must be a number from 0 to 1, not nan"),
     ("elsewhere_unless: {travel: 0.5}", "concept 'travel' is in both elsewhere_concepts and elsewhere_unless"),
-    ("elsewhere_unless: {money: 0.5}", "elsewhere_unless concept 'money' is used by an intent's rule or signal"),
+    ("elsewhere_unless: {money: 0.5}",
+     "elsewhere_unless concept 'money' is used by a rule or signal of intent 'fraud_security'"),
 ])
 def test_a_whose_matter_concept_that_cannot_work_is_reported_with_line(tmp_path, setting, problem_text):
     bad = GOOD.replace("elsewhere_unless: {this_shop: 0.5}", setting, 1)
@@ -159,7 +160,7 @@ def test_a_whose_matter_concept_that_cannot_work_is_reported_with_line(tmp_path,
     ("not_customer_concepts: {this_shop: 0.8}",
      "concept 'this_shop' is in not_customer_concepts and in an elsewhere setting"),
     ("not_customer_concepts: {heat: 0.8}",
-     "not_customer_concepts concept 'heat' is used by an intent's rule or signal"),
+     "not_customer_concepts concept 'heat' is used by a rule or signal of intent 'safety_hazard'"),
     ("not_customer_concepts: {not_customer: .nan}",
      "not_customer_concepts: the bar of 'not_customer' must be a number from 0 to 1, not nan"),
 ])

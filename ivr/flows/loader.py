@@ -125,9 +125,11 @@ def _semantic_problems(doc, lines, file, base_dir):
                 problem(("intents", name, "signals", j),
                         f"intent '{name}' signal refers to unknown concept '{concept}'")
     settings = doc.get("settings") or {}
-    in_rules = {c for intent in intents.values() for rule in intent.get("rules") or []
-                for part in ("all", "none") for c in rule.get(part) or []}
-    in_rules |= {c for intent in intents.values() for c in intent.get("signals") or []}
+    in_rules = {}   # concept -> the first intent whose rule or signal uses it
+    for name, intent in intents.items():
+        for c in [c for rule in intent.get("rules") or [] for part in ("all", "none") for c in rule.get(part) or []] \
+                + list(intent.get("signals") or []):
+            in_rules.setdefault(c, name)
     for setting in ("elsewhere_concepts", "elsewhere_unless", "not_customer_concepts"):
         bars = settings.get(setting)
         for concept, bar in (bars.items() if isinstance(bars, dict) else ()):
@@ -140,7 +142,8 @@ def _semantic_problems(doc, lines, file, base_dir):
                 problem(where, f"concept '{concept}' is in both elsewhere_concepts and elsewhere_unless: "
                                "it names another business's matter or this shop's, not both")
             elif setting == "elsewhere_unless" and concept in in_rules:
-                problem(where, f"elsewhere_unless concept '{concept}' is used by an intent's rule or signal: "
+                problem(where, f"elsewhere_unless concept '{concept}' is used by a rule or signal of intent "
+                               f"'{in_rules[concept]}': "
                                "a concept that says whose matter it is is no classifier feature and hides no "
                                "words, so give it a concept of its own")
             elif setting == "not_customer_concepts" and any(
@@ -148,7 +151,8 @@ def _semantic_problems(doc, lines, file, base_dir):
                 problem(where, f"concept '{concept}' is in not_customer_concepts and in an elsewhere setting: "
                                "it says who is calling, or whose matter it is, not both")
             elif setting == "not_customer_concepts" and concept in in_rules:
-                problem(where, f"not_customer_concepts concept '{concept}' is used by an intent's rule or signal: "
+                problem(where, f"not_customer_concepts concept '{concept}' is used by a rule or signal of intent "
+                               f"'{in_rules[concept]}': "
                                "it is no classifier feature, so give the rule a concept of its own")
     for name in ("agent_request",):
         if name not in intents:
