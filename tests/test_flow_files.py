@@ -139,33 +139,29 @@ def test_an_unknown_elsewhere_unless_concept_is_reported_with_line(tmp_path):
     assert problem.message == "elsewhere_unless refers to unknown concept 'this_shoop'"
 
 
-@pytest.mark.parametrize("setting, problem_text", [
-    ("elsewhere_unless: {this_shop: .nan}",
+WHOSE = "elsewhere_unless: {this_shop: 0.5}"
+WHO = "not_customer_concepts: {not_customer: 0.8}"
+
+
+@pytest.mark.parametrize("shipped, setting, problem_text", [
+    (WHOSE, "elsewhere_unless: {this_shop: .nan}",
      "elsewhere_unless: the bar of 'this_shop' must be a number from 0 to 1, not nan"),
-    ("elsewhere_unless: {travel: 0.5}", "concept 'travel' is in both elsewhere_concepts and elsewhere_unless"),
-    ("elsewhere_unless: {money: 0.5}",
+    (WHOSE, "elsewhere_unless: {travel: 0.5}", "concept 'travel' is in both elsewhere_concepts and elsewhere_unless"),
+    (WHOSE, "elsewhere_unless: {money: 0.5}",
      "elsewhere_unless concept 'money' is used by a rule or signal of intent 'fraud_security'"),
-])
-def test_a_whose_matter_concept_that_cannot_work_is_reported_with_line(tmp_path, setting, problem_text):
-    bad = GOOD.replace("elsewhere_unless: {this_shop: 0.5}", setting, 1)
-    problem, _ = the_problem(tmp_path, bad)
-    assert problem.line == line_of(bad, setting)
-    assert problem.message.startswith(problem_text), problem.message
-
-
-@pytest.mark.parametrize("setting, problem_text", [
-    ("not_customer_concepts: {not_custmer: 0.8}", "not_customer_concepts refers to unknown concept 'not_custmer'"),
-    ("not_customer_concepts: {travel: 0.8}",
+    (WHO, "not_customer_concepts: {not_custmer: 0.8}", "not_customer_concepts refers to unknown concept 'not_custmer'"),
+    (WHO, "not_customer_concepts: {travel: 0.8}",
      "concept 'travel' is in not_customer_concepts and in an elsewhere setting"),
-    ("not_customer_concepts: {this_shop: 0.8}",
+    (WHO, "not_customer_concepts: {this_shop: 0.8}",
      "concept 'this_shop' is in not_customer_concepts and in an elsewhere setting"),
-    ("not_customer_concepts: {heat: 0.8}",
+    (WHO, "not_customer_concepts: {heat: 0.8}",
      "not_customer_concepts concept 'heat' is used by a rule or signal of intent 'safety_hazard'"),
-    ("not_customer_concepts: {not_customer: .nan}",
+    (WHO, "not_customer_concepts: {not_customer: .nan}",
      "not_customer_concepts: the bar of 'not_customer' must be a number from 0 to 1, not nan"),
 ])
-def test_a_not_customer_concept_that_cannot_work_is_reported_with_line(tmp_path, setting, problem_text):
-    bad = GOOD.replace("not_customer_concepts: {not_customer: 0.8}", setting, 1)
+def test_a_whose_matter_or_who_is_calling_concept_that_cannot_work_is_reported_with_line(
+        tmp_path, shipped, setting, problem_text):
+    bad = GOOD.replace(shipped, setting, 1)
     problem, _ = the_problem(tmp_path, bad)
     assert problem.line == line_of(bad, setting)
     assert problem.message.startswith(problem_text), problem.message
