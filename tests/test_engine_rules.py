@@ -405,8 +405,8 @@ def test_a_job_seeker_gets_no_routine_answer_even_naming_the_shop(engine, flow, 
     # answer back at any lean.
     reply = first_turn(engine, flow.id, flow.languages[0], text)
     assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
-    assert "not calling as a customer" in reply.decision.detail
-    plain = without(flow, "not_customer_concepts")
+    assert "no answer for it here" in reply.decision.detail
+    plain = without(flow, "no_answer_concepts")
     assert first_turn(plain, flow.id, flow.languages[0], text).decision.intent == intent
 
 
@@ -414,9 +414,9 @@ def test_a_sales_or_charity_call_is_not_sent_to_the_urgent_queue_on_the_classifi
     text = "hello I'm raising money for charity, could your staff help"
     reply = first_turn(ENGINE, "hotline", "en", text)
     assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
-    assert "heard not_customer ('charity'): not calling as a customer" in reply.decision.detail
+    assert "heard not_customer ('charity'): no answer for it here" in reply.decision.detail
     # The classifier alone reads the staff as a complaint: without the setting, the urgent queue.
-    plain = first_turn(without(FLOW, "not_customer_concepts"), "hotline", "en", text)
+    plain = first_turn(without(FLOW, "no_answer_concepts"), "hotline", "en", text)
     assert plain.route is not None and plain.route.queue == "urgent", plain.decision.detail
     # Asked again, the caller reaches a person in the normal queue, not ahead of customers.
     conv = at("welcome")
@@ -474,9 +474,10 @@ def test_a_complaint_the_classifier_is_sure_of_is_not_held_back():
     # Below the concept's bar (0.8) a lean is held back; at it or above, the complaint goes through.
     text = "nobody ever calls me back, I've phoned five times, I'm a customer not someone doing a survey"
     reply = first_turn(ENGINE, "hotline", "en", text)
-    held = reply.decision.confidence < FLOW.not_customer_concepts["not_customer"]
+    held = reply.decision.confidence < FLOW.no_answer_concepts["not_customer"]["handoffs"]
     assert (reply.route is None) == held, reply.decision.detail
-    lower = dataclasses.replace(FLOW, settings={**FLOW.settings, "not_customer_concepts": {"not_customer": 0.5}})
+    lower = dataclasses.replace(FLOW, settings={**FLOW.settings, "no_answer_concepts": {
+        "not_customer": {"answers": 1, "handoffs": 0.5}}})
     reply = first_turn(Engine(lower), "hotline", "en", text)
     assert reply.route is not None and reply.route.queue == "urgent", reply.decision.detail
 
@@ -490,8 +491,42 @@ def test_korean_words_that_look_like_a_non_customer_s_are_the_shop_s_questions(t
 def test_changing_the_subject_at_the_order_number_step_obeys_who_is_calling():
     conv = at("ask_order_number")
     reply = ENGINE.handle(conv, speech("I'm applying for a job, when are you open"))
-    assert reply.decision.action == "clarify" and "not calling as a customer" in reply.decision.detail, \
+    assert reply.decision.action == "clarify" and "no answer for it here" in reply.decision.detail, \
         reply.decision.detail
     conv = at("ask_order_number")
-    reply = without(FLOW, "not_customer_concepts").handle(conv, speech("I'm applying for a job, when are you open"))
+    reply = without(FLOW, "no_answer_concepts").handle(conv, speech("I'm applying for a job, when are you open"))
     assert reply.decision.intent == "opening_hours", reply.decision.detail
+
+
+@pytest.mark.parametrize("engine, flow, text", [
+    (ENGINE, FLOW, "do you price match if i find it cheaper elsewhere"),
+    (KO_ENGINE, KO_FLOW, "다른 데서 더 싸게 팔면 가격 맞춰 줘요"),
+])
+def test_the_shop_s_matters_the_flow_does_not_serve_get_no_routine_answer(engine, flow, text):
+    # A price-match question leans weakly to the delivery answer: the words say the flow has no
+    # answer for it (concept unserved), so the caller is asked once and then reaches a person.
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
+    assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
+    if engine is ENGINE:
+        assert "heard unserved ('price match'): no answer for it here" in reply.decision.detail
+        # Holding back nothing (answers 0), the classifier's weak lean is the answer.
+        holds_nothing = {**flow.no_answer_concepts, "unserved": {"answers": 0, "handoffs": 0}}
+        engine = Engine(dataclasses.replace(flow, settings={**flow.settings, "no_answer_concepts": holds_nothing}))
+        assert first_turn(engine, flow.id, "en", text).decision.intent == "shipping"
+
+
+@pytest.mark.parametrize("engine, flow, text, intent", [
+    (ENGINE, FLOW, "can I send back a kettle I got in the sale", "return_refund"),
+    (KO_ENGINE, KO_FLOW, "세일 때 산 청소기 반품 돼요", "return_refund"),
+])
+def test_a_confident_routine_question_in_the_same_words_is_answered(engine, flow, text, intent):
+    # unserved holds back a routine answer only below its `answers` confidence (0.9).
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
+    assert reply.route is None and reply.decision.intent == intent, reply.decision.detail
+
+
+def test_a_complaint_about_a_matter_the_flow_does_not_serve_is_still_urgent():
+    # unserved holds back no handoff (handoffs 0): a broken price-match promise is a complaint.
+    reply = first_turn(ENGINE, "hotline", "en", "your staff said they'd price match it and then just walked off")
+    assert reply.route is not None and reply.route.queue == "urgent" and reply.route.reason == "complaint", \
+        reply.decision.detail

@@ -140,7 +140,7 @@ def test_an_unknown_elsewhere_unless_concept_is_reported_with_line(tmp_path):
 
 
 WHOSE = "elsewhere_unless: {this_shop: 0.5}"
-WHO = "not_customer_concepts: {not_customer: 0.8}"
+WHO = "    not_customer: {answers: 1, handoffs: 0.8}"
 
 
 @pytest.mark.parametrize("shipped, setting, problem_text", [
@@ -149,21 +149,21 @@ WHO = "not_customer_concepts: {not_customer: 0.8}"
     (WHOSE, "elsewhere_unless: {travel: 0.5}", "concept 'travel' is in both elsewhere_concepts and elsewhere_unless"),
     (WHOSE, "elsewhere_unless: {money: 0.5}",
      "elsewhere_unless concept 'money' is used by a rule or signal of intent 'fraud_security'"),
-    (WHO, "not_customer_concepts: {not_custmer: 0.8}", "not_customer_concepts refers to unknown concept 'not_custmer'"),
-    (WHO, "not_customer_concepts: {travel: 0.8}",
-     "concept 'travel' is in not_customer_concepts and in an elsewhere setting"),
-    (WHO, "not_customer_concepts: {this_shop: 0.8}",
-     "concept 'this_shop' is in not_customer_concepts and in an elsewhere setting"),
-    (WHO, "not_customer_concepts: {heat: 0.8}",
-     "not_customer_concepts concept 'heat' is used by a rule or signal of intent 'safety_hazard'"),
-    (WHO, "not_customer_concepts: {not_customer: .nan}",
-     "not_customer_concepts: the bar of 'not_customer' must be a number from 0 to 1, not nan"),
+    (WHO, "    not_custmer: {answers: 1, handoffs: 0.8}", "no_answer_concepts refers to unknown concept 'not_custmer'"),
+    (WHO, "    travel: {answers: 1, handoffs: 0.8}",
+     "concept 'travel' is in no_answer_concepts and in an elsewhere setting"),
+    (WHO, "    this_shop: {answers: 1, handoffs: 0.8}",
+     "concept 'this_shop' is in no_answer_concepts and in an elsewhere setting"),
+    (WHO, "    heat: {answers: 1, handoffs: 0.8}",
+     "no_answer_concepts concept 'heat' is used by a rule or signal of intent 'safety_hazard'"),
+    (WHO, "    not_customer: {answers: 1, handoffs: .nan}",
+     "no_answer_concepts: the bar of 'not_customer' must be a number from 0 to 1, not nan"),
 ])
-def test_a_whose_matter_or_who_is_calling_concept_that_cannot_work_is_reported_with_line(
+def test_a_whose_matter_or_no_answer_concept_that_cannot_work_is_reported_with_line(
         tmp_path, shipped, setting, problem_text):
     bad = GOOD.replace(shipped, setting, 1)
     problem, _ = the_problem(tmp_path, bad)
-    assert problem.line == line_of(bad, setting)
+    assert problem.line == line_of(bad, setting.strip())
     assert problem.message.startswith(problem_text), problem.message
 
 

@@ -149,8 +149,8 @@ class Engine:
         matcher = self.matchers[conv.lang]
         said = global_intent(self.flow, matcher.ranked(text), self.flow.confidence_threshold,
                              self.flow.urgent_threshold)
-        if said is not None and not (self.flow.not_customer_concepts and self._held_handoff(*said)
-                                     and self._not_customer(matcher.match(text), said[1])):
+        if said is not None and not (self.flow.no_answer_concepts and self._held_handoff(*said)
+                                     and self._no_answer(matcher.match(text), said[1], "handoffs")):
             name, confidence, via = said
             return self._route_intent(conv, name, confidence, None, [], via)
         phrase = matcher.frustration_phrase(text)
@@ -215,16 +215,17 @@ class Engine:
         """(held, passed). held: why a routine answer is held back, the caller named another
         business's matter (flow setting elsewhere_concepts), e.g. "a court order", "the bank's
         opening hours"; "" when not. passed: why such words did not hold it back because the caller
-        also said it is this shop's matter ("your store by the station": elsewhere_unless). A
-        caller who said they are not calling as a customer (not_customer_concepts) is held back
-        from a routine answer and from a handoff on the classifier's lean alone."""
+        also said it is this shop's matter ("your store by the station": elsewhere_unless). Words
+        the flow has no answer for (no_answer_concepts: a caller who is not calling as a customer,
+        a matter of the shop's it does not serve) hold back a routine answer, and a handoff on the
+        classifier's lean alone, below each concept's confidences."""
         spec = self.flow.intents.get(m.intent)
         if spec is None:
             return "", ""
         if spec.handoff is None or self._held_handoff(m.intent, m.confidence, m.via):
-            caller = self._not_customer(m, m.confidence if spec.handoff is not None else None)
-            if caller:
-                return f"heard {caller}: not calling as a customer", ""
+            said = self._no_answer(m, m.confidence, "answers" if spec.handoff is None else "handoffs")
+            if said:
+                return f"heard {said}: no answer for it here", ""
         if spec.handoff is not None:
             return "", ""
         bars = self.flow.elsewhere_concepts
@@ -243,16 +244,17 @@ class Engine:
                         + f", out of scope {m.out_of_scope:.2f} < {floor:.2f}: the shop's own matter")
         return "", ""
 
-    def _not_customer(self, m, confidence=None) -> str:
-        """The words that say the caller is not calling as a customer (flow setting
-        not_customer_concepts): "not_customer ('we supply')"; "" when none were said. With a
-        handoff's `confidence`: only the concepts whose bar it is below."""
-        bars = self.flow.not_customer_concepts
+    def _no_answer(self, m, confidence, kind) -> str:
+        """The words the flow has no answer for (setting no_answer_concepts) that hold back a
+        decision of this `kind` ("answers" or "handoffs") at this confidence: "not_customer ('we
+        supply')", "unserved ('price match')"; "" when none. A concept holds back below its
+        confidence for the kind; 1 holds back at any confidence, 0 never."""
+        bars = self.flow.no_answer_concepts
         return ", ".join(f"{c} ('{words}')" for c, words in m.heard
-                         if c in bars and (confidence is None or confidence < bars[c]))
+                         if c in bars and (bars[c][kind] >= 1 or confidence < bars[c][kind]))
 
     def _held_handoff(self, name, confidence, via) -> bool:
-        """Whether who is calling may hold back this handoff: it rests on the classifier's lean
+        """Whether no-answer words may hold back this handoff: it rests on the classifier's lean
         alone, and the intent declares no signals. Money and physical safety (the intents with
         signals) are never held back, nor a keyword, rule or signal."""
         spec = self.flow.intents[name]

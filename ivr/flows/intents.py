@@ -125,16 +125,16 @@ class IntentMatcher:
         self.cache_dir = cache_dir
         self.options = options = options or MatcherOptions()
         self.concepts = {}   # name -> [Phrase]
-        # Concepts that only tell the engine whose matter it is (settings: elsewhere_unless) or who
-        # is calling (not_customer_concepts) are not classifier features: "your" is how callers
+        # Concepts that only tell the engine whose matter it is (settings: elsewhere_unless) or that
+        # it has no answer (no_answer_concepts) are not classifier features: "your" is how callers
         # address anyone, and as a feature it pulled "what's your favourite colour" towards "your
         # service is rubbish"; a job seeker's words taught the classifier that complaints without
         # the word are out of scope. Whose matter it is hides no other concept's words.
         self.mine = frozenset(getattr(flow, "elsewhere_unless", None) or ())
-        self.callers = frozenset(getattr(flow, "not_customer_concepts", None) or ())
-        self.unfeatured = self.mine | self.callers
+        self.unanswered = frozenset(getattr(flow, "no_answer_concepts", None) or ())
+        self.unfeatured = self.mine | self.unanswered
         # Phrases whose keywords are someone else's ("manager" in "the manager position").
-        self.elsewhere = frozenset(getattr(flow, "elsewhere_concepts", None) or ()) | self.callers
+        self.elsewhere = frozenset(getattr(flow, "elsewhere_concepts", None) or ()) | self.unanswered
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
             phrases = [Phrase(phrase_norm(p)) for p in (langs or {}).get(lang, []) if normalize(p)]
             if phrases:
@@ -233,8 +233,8 @@ class IntentMatcher:
         A concept's words inside a longer hit of another concept do not count: "express" in
         "american express" is a way to pay, not a delivery option. Concepts that a rule
         combines never hide each other: "two payments" is both money and twice. Whose matter it is
-        (elsewhere_unless) hides nothing: "your email" is this shop's and still an email. Who is
-        calling does: "station" in "radio station" is no journey.
+        (elsewhere_unless) hides nothing: "your email" is this shop's and still an email. A phrase
+        the flow has no answer for does: "station" in "radio station" is no journey.
         """
         found = {}    # name -> (start, end)
         for name, phrase in self._concept_index.candidates(sent):

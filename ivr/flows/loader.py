@@ -130,14 +130,17 @@ def _semantic_problems(doc, lines, file, base_dir):
         for c in [c for rule in intent.get("rules") or [] for part in ("all", "none") for c in rule.get(part) or []] \
                 + list(intent.get("signals") or []):
             in_rules.setdefault(c, name)
-    for setting in ("elsewhere_concepts", "elsewhere_unless", "not_customer_concepts"):
+    for setting in ("elsewhere_concepts", "elsewhere_unless", "no_answer_concepts"):
         bars = settings.get(setting)
         for concept, bar in (bars.items() if isinstance(bars, dict) else ()):
             where = ("settings", setting, concept)
+            # A bar, or a concept's bars by kind (no_answer_concepts: answers, handoffs).
+            nan = [b for b in (bar.values() if isinstance(bar, dict) else [bar])
+                   if isinstance(b, float) and not math.isfinite(b)]
             if concept not in concepts:
                 problem(where, f"{setting} refers to unknown concept '{concept}'")
-            elif isinstance(bar, float) and not math.isfinite(bar):
-                problem(where, f"{setting}: the bar of '{concept}' must be a number from 0 to 1, not {bar}")
+            elif nan:
+                problem(where, f"{setting}: the bar of '{concept}' must be a number from 0 to 1, not {nan[0]}")
             elif setting == "elsewhere_unless" and concept in (settings.get("elsewhere_concepts") or {}):
                 problem(where, f"concept '{concept}' is in both elsewhere_concepts and elsewhere_unless: "
                                "it names another business's matter or this shop's, not both")
@@ -146,12 +149,12 @@ def _semantic_problems(doc, lines, file, base_dir):
                                f"'{in_rules[concept]}': "
                                "a concept that says whose matter it is is no classifier feature and hides no "
                                "words, so give it a concept of its own")
-            elif setting == "not_customer_concepts" and any(
+            elif setting == "no_answer_concepts" and any(
                     concept in (settings.get(s) or {}) for s in ("elsewhere_concepts", "elsewhere_unless")):
-                problem(where, f"concept '{concept}' is in not_customer_concepts and in an elsewhere setting: "
-                               "it says who is calling, or whose matter it is, not both")
-            elif setting == "not_customer_concepts" and concept in in_rules:
-                problem(where, f"not_customer_concepts concept '{concept}' is used by a rule or signal of intent "
+                problem(where, f"concept '{concept}' is in no_answer_concepts and in an elsewhere setting: "
+                               "it says the flow has no answer, or whose matter it is, not both")
+            elif setting == "no_answer_concepts" and concept in in_rules:
+                problem(where, f"no_answer_concepts concept '{concept}' is used by a rule or signal of intent "
                                f"'{in_rules[concept]}': "
                                "it is no classifier feature, so give the rule a concept of its own")
     for name in ("agent_request",):

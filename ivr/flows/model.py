@@ -151,14 +151,17 @@ class Flow:
         return {c: float(bar) for c, bar in (self.settings.get("elsewhere_unless") or {}).items()}
 
     @property
-    def not_customer_concepts(self) -> dict:
-        """Concepts that say the caller is not calling as a customer (a job seeker, a reporter, a
-        supplier's sales call, a charity, a wrong number), each with a confidence. Heard, they hold
-        back a routine answer, and a handoff that rests on the classifier's lean alone below that
-        confidence (a sales pitch leans to "complaint" because it names the staff): the caller is
-        asked once, then goes to a person, not to the urgent queue. A keyword, rule or signal
-        still hands over, and so does an intent with signals (money, physical safety)."""
-        return {c: float(bar) for c, bar in (self.settings.get("not_customer_concepts") or {}).items()}
+    def no_answer_concepts(self) -> dict:
+        """Concepts the flow has no answer for: a caller who is not calling as a customer (a job
+        seeker, a reporter, a supplier's sales call, a charity, a wrong number), or a matter of the
+        shop's it does not serve (stock, prices, price matching, trade-ins, installation). Each
+        maps to {"answers": the confidence a routine answer needs despite the words, 1: none at
+        all; "handoffs": the confidence a handoff resting on the classifier's lean alone needs
+        (a sales pitch leans to "complaint" because it names the staff), 0: any}. Held back, the
+        caller is asked once, then goes to a person, not to the urgent queue. A keyword, rule or
+        signal still hands over, and so does an intent with signals (money, physical safety)."""
+        return {c: {"answers": float(bars.get("answers", 1)), "handoffs": float(bars.get("handoffs", 0))}
+                for c, bars in (self.settings.get("no_answer_concepts") or {}).items()}
 
     @property
     def repeat_caller_queue(self) -> str:
