@@ -518,6 +518,10 @@ def test_the_shop_s_matters_the_flow_does_not_serve_get_no_routine_answer(engine
 @pytest.mark.parametrize("engine, flow, text, intent", [
     (ENGINE, FLOW, "can I send back a kettle I got in the sale", "return_refund"),
     (KO_ENGINE, KO_FLOW, "세일 때 산 청소기 반품 돼요", "return_refund"),
+    # Found by an operator's trial: "in the sale", 품절 and 재고가 were unserved words and held these.
+    (ENGINE, FLOW, "is delivery free on items bought in the sale", "shipping"),
+    (KO_ENGINE, KO_FLOW, "품절이라고 나오는데 제 주문은 언제 배송돼요", "order_status"),
+    (KO_ENGINE, KO_FLOW, "재고가 없으면 환불해 주나요", "return_refund"),
 ])
 def test_a_confident_routine_question_in_the_same_words_is_answered(engine, flow, text, intent):
     # unserved holds back a routine answer only below its `answers` confidence (0.9).
@@ -529,4 +533,11 @@ def test_a_complaint_about_a_matter_the_flow_does_not_serve_is_still_urgent():
     # unserved holds back no handoff (handoffs 0): a broken price-match promise is a complaint.
     reply = first_turn(ENGINE, "hotline", "en", "your staff said they'd price match it and then just walked off")
     assert reply.route is not None and reply.route.queue == "urgent" and reply.route.reason == "complaint", \
+        reply.decision.detail
+
+
+def test_a_wall_mounted_tv_that_fell_and_nearly_hit_someone_is_a_safety_hazard():
+    # Found by an operator's trial: "fell" made it a warranty question (0.93).
+    reply = first_turn(ENGINE, "hotline", "en", "the tv you mounted on my wall fell off and nearly hit my child")
+    assert reply.route is not None and reply.route.reason == "safety_hazard" and reply.route.queue == "urgent", \
         reply.decision.detail

@@ -158,6 +158,11 @@ WHO = "    not_customer: {answers: 1, handoffs: 0.8}"
      "no_answer_concepts concept 'heat' is used by a rule or signal of intent 'safety_hazard'"),
     (WHO, "    not_customer: {answers: 1, handoffs: .nan}",
      "no_answer_concepts: the bar of 'not_customer' must be a number from 0 to 1, not nan"),
+    # An entry without both confidences would silently mean a default (answers 1: no routine answer).
+    (WHO, "    not_customer: {handoffs: 0.8}",
+     "settings/no_answer_concepts/not_customer: 'answers' is a required property"),
+    (WHO, "    not_customer: {answers: 1, handoffs: 0.8, handoff: 0.5}",
+     "settings/no_answer_concepts/not_customer: Additional properties are not allowed ('handoff' was unexpected)"),
 ])
 def test_a_whose_matter_or_no_answer_concept_that_cannot_work_is_reported_with_line(
         tmp_path, shipped, setting, problem_text):
