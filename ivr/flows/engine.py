@@ -194,22 +194,29 @@ class Engine:
             if step.listen == "options":
                 among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
             m = self.matchers[conv.lang].match(inp.text, among=among)
-            elsewhere, passed = self._elsewhere(m)
             bar = self._bar(conv, m.intent)
-            if m.intent and m.confidence >= bar and not elsewhere:
+            if m.intent and m.confidence >= bar:
                 opt = next((o for o in step.options if o.intent == m.intent), None)
-                via = m.via + (f"; {passed}" if passed else "")
-                return self._route_intent(conv, m.intent, m.confidence, opt.goto if opt else None, [], via)
+                return self._answer_unless_held(conv, step, m, opt.goto if opt else None)
             # Not understood: the guess stays out of `intent` (reports and the agent's briefing
             # read it as the topic) and goes into the detail, for whoever tunes the flow.
             best = f"best {m.intent} ({m.confidence:.2f})" if m.intent else "no intent"
             why = f" ({m.via})" if m.via else ""
-            if elsewhere and m.confidence >= bar:
-                return self._miss(conv, step, Decision(None, m.confidence, "clarify", f"{best}, but {elsewhere}" + why))
             again = " (asked again)" if bar != self.flow.confidence_threshold else ""
             return self._miss(conv, step, Decision(None, m.confidence, "clarify",
                                                    f"low confidence: {best} < {bar:.2f}{again}" + why))
         return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
+
+    def _answer_unless_held(self, conv, step, m, goto) -> Reply:
+        """The intent understood with enough confidence, unless what else the caller said holds it
+        back (_elsewhere): then one clarification, whose detail says why (the guess stays out of
+        `intent`, as for any clarification)."""
+        held, passed = self._elsewhere(m)
+        if held:
+            why = f" ({m.via})" if m.via else ""
+            return self._miss(conv, step, Decision(None, m.confidence, "clarify",
+                                                   f"best {m.intent} ({m.confidence:.2f}), but {held}" + why))
+        return self._route_intent(conv, m.intent, m.confidence, goto, [], m.via + (f"; {passed}" if passed else ""))
 
     def _elsewhere(self, m) -> tuple:
         """(held, passed). held: why a routine answer is held back, the caller named another
@@ -279,12 +286,7 @@ class Engine:
                 m = self.matchers[conv.lang].match(inp.text)
                 intent = self.flow.intents.get(m.intent)
                 if intent and m.confidence >= self.flow.confidence_threshold and intent.goto != step.name:
-                    held, passed = self._elsewhere(m)
-                    if held:
-                        return self._miss(conv, step, Decision(None, m.confidence, "clarify",
-                                                               f"best {m.intent} ({m.confidence:.2f}), but {held}"))
-                    return self._route_intent(conv, m.intent, m.confidence, None, [],
-                                              m.via + (f"; {passed}" if passed else ""))
+                    return self._answer_unless_held(conv, step, m, None)
         else:
             return self._miss(conv, step, Decision(None, 0.0, "clarify", "no input"), silent=True)
         if not re.fullmatch(slot["pattern"], value or ""):

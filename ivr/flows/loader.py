@@ -127,8 +127,8 @@ def _semantic_problems(doc, lines, file, base_dir):
     settings = doc.get("settings") or {}
     in_rules = {}   # concept -> the first intent whose rule or signal uses it
     for name, intent in intents.items():
-        for c in [c for rule in intent.get("rules") or [] for part in ("all", "none") for c in rule.get(part) or []] \
-                + list(intent.get("signals") or []):
+        used = [c for rule in intent.get("rules") or [] for part in ("all", "none") for c in rule.get(part) or []]
+        for c in used + list(intent.get("signals") or []):
             in_rules.setdefault(c, name)
     for setting in ("elsewhere_concepts", "elsewhere_unless", "no_answer_concepts"):
         bars = settings.get(setting)

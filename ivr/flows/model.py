@@ -160,7 +160,7 @@ class Flow:
         (a sales pitch leans to "complaint" because it names the staff), 0: any}. Held back, the
         caller is asked once, then goes to a person, not to the urgent queue. A keyword, rule or
         signal still hands over, and so does an intent with signals (money, physical safety)."""
-        return {c: {"answers": float(bars.get("answers", 1)), "handoffs": float(bars.get("handoffs", 0))}
+        return {c: {"answers": float(bars["answers"]), "handoffs": float(bars["handoffs"])}
                 for c, bars in (self.settings.get("no_answer_concepts") or {}).items()}
 
     @property
