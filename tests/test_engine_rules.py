@@ -488,6 +488,14 @@ def test_korean_words_that_look_like_a_non_customer_s_are_the_shop_s_questions(t
     assert reply.route is None and reply.decision.action != "clarify", reply.decision.detail
 
 
+def test_jeju_is_not_heard_across_a_word_break():
+    # Korean phrases match inside words and across spaces ("배 송"): 제주 (Jeju, an island with its own
+    # delivery terms) was heard in 제 주문 (my order), and the order word with it was lost.
+    heard = dict(KO_ENGINE.matchers["ko"].match("제 주문한 거 배송 얼마나 걸려요").heard)
+    assert "delivery_terms" not in heard and heard.get("order_word") == "주문", heard
+    assert dict(KO_ENGINE.matchers["ko"].match("제주도 배송 돼요").heard).get("delivery_terms") == "제주도"
+
+
 def test_changing_the_subject_at_the_order_number_step_obeys_who_is_calling():
     conv = at("ask_order_number")
     reply = ENGINE.handle(conv, speech("I'm applying for a job, when are you open"))
