@@ -9,6 +9,8 @@ from ivr.flows.loader import load_flow
 
 FLOW = load_flow(ROOT / "flows" / "hotline.yaml")
 ENGINE = Engine(FLOW)
+KO_FLOW = load_flow(ROOT / "flows" / "hotline_ko.yaml")
+KO_ENGINE = Engine(KO_FLOW)
 INPUT_STEPS = [name for name, step in FLOW.steps.items() if step.type in ("menu", "ask")]
 
 
@@ -130,10 +132,43 @@ def test_yes_asks_a_short_question_not_the_whole_welcome():
 
 
 def test_yes_at_what_else_is_no_progress_and_cannot_loop():
+    # "yes" answers "anything else?", not "what else can I help with?": no progress, asked once.
     conv = at("what_else")
     first = ENGINE.handle(conv, speech("yes"))
-    assert first.decision.action == "clarify" and "leads back here" in first.decision.detail
+    assert first.decision.action == "clarify" and first.route is None, first.decision.detail
     assert ENGINE.handle(conv, speech("yeah")).route.reason == "not_understood"
+
+
+@pytest.mark.parametrize("engine, flow, step, text", [
+    (ENGINE, FLOW, "welcome", "nothing works at all"),
+    (ENGINE, FLOW, "welcome", "the oven has no heat at all"),
+    (ENGINE, FLOW, "welcome", "no i need help with my laptop"),
+    (ENGINE, FLOW, "ask_order_number", "no i don't have the number"),
+    (ENGINE, FLOW, "ask_order_number", "nothing, i lost the email"),
+    (KO_ENGINE, KO_FLOW, "ask_order_number", "아니요 번호를 몰라요"),
+    (KO_ENGINE, KO_FLOW, "ask_order_number", "없어요"),
+])
+def test_a_no_that_answers_no_question_never_ends_the_call(engine, flow, step, text):
+    # "no", "nothing" and "that's all" end the call where "anything else?" was asked. Taken at any
+    # step, the classifier's lean on them hung up on callers with a problem or without their number.
+    lang = flow.languages[0]
+    conv = Conversation(flow.id, lang)
+    engine.start(conv)
+    conv.step = step
+    reply = engine.handle(conv, Input("speech", text))
+    assert not reply.hangup and reply.decision.intent != "goodbye", reply.decision.detail
+
+
+@pytest.mark.parametrize("engine, flow, text", [
+    (ENGINE, FLOW, "no that's all thanks"),
+    (KO_ENGINE, KO_FLOW, "아니요 없어요"),
+])
+def test_no_at_anything_else_ends_the_call(engine, flow, text):
+    conv = Conversation(flow.id, flow.languages[0])
+    engine.start(conv)
+    conv.step = "anything_else"
+    reply = engine.handle(conv, Input("speech", text))
+    assert reply.hangup and reply.decision.intent == "goodbye", reply.decision.detail
 
 
 def test_too_many_misses_in_one_call_go_to_a_person():
@@ -282,10 +317,6 @@ def test_after_one_clarification_a_confident_answer_and_a_person_still_work():
     conv = at("welcome")
     ENGINE.handle(conv, speech("purple elephants dancing"))
     assert ENGINE.handle(conv, speech("agent")).route.reason == "agent_request"
-
-
-KO_FLOW = load_flow(ROOT / "flows" / "hotline_ko.yaml")
-KO_ENGINE = Engine(KO_FLOW)
 
 
 def first_turn(engine, flow_id, lang, text):

@@ -107,6 +107,13 @@ class Engine:
         self.flow = flow
         self.matchers = {lang: IntentMatcher(flow, lang, matcher_options, cache_dir) for lang in flow.languages}
         self.global_intents = {n for n, i in flow.intents.items() if i.handoff is not None}
+        # What a caller may bring up at any step: the hotline's topics (the start menu's options) and
+        # the ways to a person. A reply that belongs to one question ("no", "that's all" ending the
+        # call at "anything else?") is heard only where that question offers it: taken anywhere,
+        # "no, I don't have the number" or "nothing works at all" hung up on the caller.
+        start = flow.steps[flow.start]
+        topics = {o.intent for o in start.options} if start.type == "menu" else set(flow.intents)
+        self.anywhere = frozenset(topics | self.global_intents | {AGENT_INTENT})
         self._expects = {}   # (step, lang) -> Expect, see expect()
 
     # -- entry points -------------------------------------------------------
@@ -190,9 +197,9 @@ class Engine:
                 return self._route_intent(conv, opt.intent, 1.0, opt.goto, [], f"key {opt.key}")
             return self._miss(conv, step, Decision(None, 0.0, "clarify", f"key {inp.text!r} is not an option"))
         if inp.kind == "speech" and inp.text.strip():
-            among = None
-            if step.listen == "options":
-                among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
+            among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
+            if step.listen == "open":
+                among |= self.anywhere
             m = self.matchers[conv.lang].match(inp.text, among=among)
             bar = self._bar(conv, m.intent)
             if m.intent and m.confidence >= bar:
@@ -283,7 +290,7 @@ class Engine:
             value = spoken_digits(inp.text, conv.lang)
             if not value:
                 # No number at all: the caller may have changed the subject ("actually, a refund").
-                m = self.matchers[conv.lang].match(inp.text)
+                m = self.matchers[conv.lang].match(inp.text, among=self.anywhere)
                 intent = self.flow.intents.get(m.intent)
                 if intent and m.confidence >= self.flow.confidence_threshold and intent.goto != step.name:
                     return self._answer_unless_held(conv, step, m, None)
