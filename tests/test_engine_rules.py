@@ -580,6 +580,41 @@ def test_the_shop_s_matters_the_flow_does_not_serve_get_no_routine_answer(engine
         assert first_turn(engine, flow.id, "en", text).decision.intent == "shipping"
 
 
+@pytest.mark.parametrize("engine, flow, text", [
+    (ENGINE, FLOW, "how do i set up the wifi on my new hp laptop"),
+    (ENGINE, FLOW, "how do i pair my watch with my phone"),
+    (KO_ENGINE, KO_FLOW, "태블릿 화면을 티비에 미러링 하고 싶어요"),
+])
+def test_how_to_use_a_device_that_works_gets_no_routine_answer(engine, flow, text):
+    # A device named leans to the warranty answer; how to set it up is no fault (concept how_to):
+    # asked once, then a person.
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
+    assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
+    assert "heard how_to (" in reply.decision.detail
+    plain = {**flow.no_answer_concepts}
+    del plain["how_to"]
+    plain = Engine(dataclasses.replace(flow, settings={**flow.settings, "no_answer_concepts": plain}))
+    assert first_turn(plain, flow.id, flow.languages[0], text).decision.intent == "warranty_repair"
+
+
+@pytest.mark.parametrize("engine, flow, text", [
+    (ENGINE, FLOW, "my soundbar won't connect to the telly any more"),
+    (ENGINE, FLOW, "the hoover has no suction at all now"),
+    (KO_ENGINE, KO_FLOW, "이어폰이 갑자기 연결이 안 돼요"),
+])
+def test_a_device_that_stopped_working_gets_the_warranty_answer(engine, flow, text):
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
+    assert reply.route is None and reply.decision.intent == "warranty_repair", reply.decision.detail
+
+
+@pytest.mark.parametrize("text", ["do you stock vinyl record players or just speakers",
+                                  "the new speaker used to connect fine but now it drops the wifi"])
+def test_speakers_and_connecting_a_device_are_no_request_to_talk(text):
+    # "speak*" heard speakers, "connect*" a device's connection, as asking for a person.
+    heard = dict(ENGINE.matchers["en"].match(text).heard)
+    assert "talk" not in heard, heard
+
+
 @pytest.mark.parametrize("engine, flow, text, intent", [
     (ENGINE, FLOW, "can I send back a kettle I got in the sale", "return_refund"),
     (KO_ENGINE, KO_FLOW, "세일 때 산 청소기 반품 돼요", "return_refund"),
