@@ -581,6 +581,45 @@ def test_the_shop_s_matters_the_flow_does_not_serve_get_no_routine_answer(engine
 
 
 @pytest.mark.parametrize("engine, flow, text", [
+    (ENGINE, FLOW, "my car's gearbox is grinding, is that covered by the warranty"),
+    (ENGINE, FLOW, "the sofa came with a ripped cushion, i want my money back"),
+    (KO_ENGINE, KO_FLOW, "자전거 체인이 끊어졌는데 보증 수리 돼요"),
+    (KO_ENGINE, KO_FLOW, "월세 카드로 낼 수 있어요"),
+])
+def test_what_the_shop_does_not_sell_gets_no_routine_answer(engine, flow, text):
+    # A gearbox, a sofa, a bike, the rent: the warranty, returns or payment answer is the shop's, not
+    # theirs (concept not_sold, no routine answer at any confidence): asked once, then a person.
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
+    assert reply.route is None and reply.decision.action == "clarify", reply.decision.detail
+    assert "heard not_sold (" in reply.decision.detail
+
+
+@pytest.mark.parametrize("engine, flow, text, lift", [
+    (ENGINE, FLOW, "the dash cam in my car is broken", "products ('dash cam')"),
+    (ENGINE, FLOW, "the car charger I got from you has stopped working", "products ('charger')"),
+    (KO_ENGINE, KO_FLOW, "제 차에 단 블랙박스가 고장 났어요", "products ('블랙박스')"),
+])
+def test_the_shop_s_product_beside_what_it_does_not_sell_is_the_shop_s_matter(engine, flow, text, lift):
+    # not_sold's `unless`: a product of the shop's named too lifts the hold, and the detail says so.
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
+    assert reply.route is None and reply.decision.intent == "warranty_repair", reply.decision.detail
+    assert f"beside {lift}: the shop's own matter" in reply.decision.detail
+    without_lift = {**flow.no_answer_concepts, "not_sold": {"answers": 1, "handoffs": 0, "unless": ["this_shop"]}}
+    held = Engine(dataclasses.replace(flow, settings={**flow.settings, "no_answer_concepts": without_lift}))
+    if "from you" not in text:
+        assert first_turn(held, flow.id, flow.languages[0], text).decision.action == "clarify"
+
+
+def test_a_concept_that_lifts_a_hold_hides_nothing_and_is_no_feature():
+    # 충전기 (a charger) is one of the shop's products and still a charger to the safety concepts.
+    matcher = KO_ENGINE.matchers["ko"]
+    text = "충전기가 너무 뜨거워요"
+    heard = dict(matcher.match(text).heard)
+    assert heard.get("products") == "충전기" and "device_power" in heard, heard
+    assert "# products" not in matcher._features(text)
+
+
+@pytest.mark.parametrize("engine, flow, text", [
     (ENGINE, FLOW, "how do i set up the wifi on my new hp laptop"),
     (ENGINE, FLOW, "how do i pair my watch with my phone"),
     (KO_ENGINE, KO_FLOW, "태블릿 화면을 티비에 미러링 하고 싶어요"),

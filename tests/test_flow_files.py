@@ -161,6 +161,10 @@ WHO = "    not_customer: {answers: 1, handoffs: 0.8}"
     # An entry without both confidences would silently mean a default (answers 1: no routine answer).
     (WHO, "    not_customer: {handoffs: 0.8}",
      "settings/no_answer_concepts/not_customer: 'answers' is a required property"),
+    (WHO, "    not_customer: {answers: 1, handoffs: 0.8, unless: [prodcts]}",
+     "no_answer_concepts 'not_customer' unless refers to unknown concept 'prodcts'"),
+    (WHO, "    not_customer: {answers: 1, handoffs: 0.8, unless: [money]}",
+     "no_answer_concepts 'not_customer' unless concept 'money' is used by a rule or signal of intent 'fraud_security'"),
     (WHO, "    not_customer: {answers: 1, handoffs: 0.8, handoff: 0.5}",
      "settings/no_answer_concepts/not_customer: Additional properties are not allowed ('handoff' was unexpected)"),
 ])

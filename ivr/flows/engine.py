@@ -232,16 +232,19 @@ class Engine:
         also said it is this shop's matter ("your store by the station": elsewhere_unless). Words
         the flow has no answer for (no_answer_concepts: a caller who is not calling as a customer,
         a matter of the shop's it does not serve) hold back a routine answer, and a handoff on the
-        classifier's lean alone, below each concept's confidences."""
+        classifier's lean alone, below each concept's confidences, unless the caller also named
+        what lifts the concept's hold (its `unless`: "the dash cam in my car")."""
         spec = self.flow.intents.get(m.intent)
         if spec is None:
             return "", ""
+        lifted = ""
         if spec.handoff is None or self._held_handoff(m.intent, m.confidence, m.via):
             said = self._no_answer(m, m.confidence, "answers" if spec.handoff is None else "handoffs")
             if said:
                 return f"heard {said}: no answer for it here", ""
+            lifted = self._no_answer_lifted(m)
         if spec.handoff is not None:
-            return "", ""
+            return "", lifted
         bars = self.flow.elsewhere_concepts
         # The caller also said it is this shop's matter: the place named beside it needs a stronger
         # out-of-scope lean.
@@ -253,10 +256,11 @@ class Engine:
         if said:
             return ("heard " + ", ".join(said) + beside + f" and out of scope {m.out_of_scope:.2f}: "
                     "another business's matter"), ""
+        passed = [lifted] if lifted else []
         if heard:
-            return "", ("heard " + ", ".join(f"{c} ('{words}')" for c, words in heard) + beside
-                        + f", out of scope {m.out_of_scope:.2f} < {floor:.2f}: the shop's own matter")
-        return "", ""
+            passed.append("heard " + ", ".join(f"{c} ('{words}')" for c, words in heard) + beside
+                          + f", out of scope {m.out_of_scope:.2f} < {floor:.2f}: the shop's own matter")
+        return "", "; ".join(passed)
 
     def _no_answer(self, m, confidence, kind) -> str:
         """The words the flow has no answer for (setting no_answer_concepts) that hold back a
@@ -264,8 +268,21 @@ class Engine:
         supply')", "unserved ('price match')"; "" when none. A concept holds back below its
         confidence for the kind; 1 holds back at any confidence, 0 never."""
         bars = self.flow.no_answer_concepts
+        heard = {c for c, _ in m.heard}
         return ", ".join(f"{c} ('{words}')" for c, words in m.heard
-                         if c in bars and (bars[c][kind] >= 1 or confidence < bars[c][kind]))
+                         if c in bars and (bars[c][kind] >= 1 or confidence < bars[c][kind])
+                         and not heard.intersection(bars[c]["unless"]))
+
+    def _no_answer_lifted(self, m) -> str:
+        """Why words the flow has no answer for held nothing back: the caller also named what lifts
+        their hold, "heard not_sold ('my car') beside products ('dash cam'): the shop's own matter"."""
+        bars = self.flow.no_answer_concepts
+        heard = dict(m.heard)
+        for c, words in m.heard:
+            lift = next((u for u in bars.get(c, {}).get("unless", ()) if u in heard), None)
+            if lift:
+                return f"heard {c} ('{words}') beside {lift} ('{heard[lift]}'): the shop's own matter"
+        return ""
 
     def _held_handoff(self, name, confidence, via) -> bool:
         """Whether no-answer words may hold back this handoff: it rests on the classifier's lean

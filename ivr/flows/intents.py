@@ -131,8 +131,14 @@ class IntentMatcher:
         # service is rubbish"; a job seeker's words taught the classifier that complaints without
         # the word are out of scope. Whose matter it is hides no other concept's words.
         self.mine = frozenset(getattr(flow, "elsewhere_unless", None) or ())
-        self.unanswered = frozenset(getattr(flow, "no_answer_concepts", None) or ())
-        self.unfeatured = self.mine | self.unanswered
+        no_answer = getattr(flow, "no_answer_concepts", None) or {}
+        self.unanswered = frozenset(no_answer)
+        # Concepts that only lift such a hold (no_answer_concepts' `unless`: the shop's products).
+        lifting = frozenset(c for bars in no_answer.values() for c in bars.get("unless", ()))
+        self.unfeatured = self.mine | self.unanswered | lifting
+        # Concepts that only say whose matter it is hide no other concept's words ("your email" is an
+        # email; 충전기, the shop's product, is still a charger to the safety concepts).
+        self.quiet = self.mine | lifting
         # Phrases whose keywords are someone else's ("manager" in "the manager position").
         self.elsewhere = frozenset(getattr(flow, "elsewhere_concepts", None) or ()) | self.unanswered
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
@@ -247,7 +253,7 @@ class IntentMatcher:
         out = {}
         for name, (start, end) in found.items():
             hiding = [span for o, span in found.items()
-                      if o != name and (o, name) not in self.partners and o not in self.mine]
+                      if o != name and (o, name) not in self.partners and o not in self.quiet]
             if not (inside(start, end, hiding) or (korean and overlapped(start, end, hiding))):
                 out[name] = (start, end)
         return out

@@ -157,6 +157,16 @@ def _semantic_problems(doc, lines, file, base_dir):
                 problem(where, f"no_answer_concepts concept '{concept}' is used by a rule or signal of intent "
                                f"'{in_rules[concept]}': "
                                "it is no classifier feature, so give the rule a concept of its own")
+            lifts = (bar.get("unless") or []) if setting == "no_answer_concepts" and isinstance(bar, dict) else []
+            for lift in lifts:
+                if lift not in concepts:
+                    problem(where + ("unless",),
+                            f"no_answer_concepts '{concept}' unless refers to unknown concept '{lift}'")
+                elif lift in in_rules:
+                    problem(where + ("unless",),
+                            f"no_answer_concepts '{concept}' unless concept '{lift}' is used by a rule or signal of "
+                            f"intent '{in_rules[lift]}': a concept that lifts a hold is no classifier feature, "
+                            "so give it a concept of its own")
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")

@@ -159,8 +159,11 @@ class Flow:
         all; "handoffs": the confidence a handoff resting on the classifier's lean alone needs
         (a sales pitch leans to "complaint" because it names the staff), 0: any}. Held back, the
         caller is asked once, then goes to a person, not to the urgent queue. A keyword, rule or
-        signal still hands over, and so does an intent with signals (money, physical safety)."""
-        return {c: {"answers": float(bars["answers"]), "handoffs": float(bars["handoffs"])}
+        signal still hands over, and so does an intent with signals (money, physical safety).
+        "unless": concepts that lift the hold when heard too ("the dash cam in my car": a product of
+        the shop's beside a thing it does not sell)."""
+        return {c: {"answers": float(bars["answers"]), "handoffs": float(bars["handoffs"]),
+                    "unless": tuple(bars.get("unless") or ())}
                 for c, bars in (self.settings.get("no_answer_concepts") or {}).items()}
 
     @property
