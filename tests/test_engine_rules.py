@@ -336,6 +336,17 @@ def test_asking_for_someone_higher_up_is_a_complaint_in_the_urgent_queue(engine,
         reply.decision.detail
 
 
+@pytest.mark.parametrize("text", [
+    "처리해 준다던 담당자님이 연락두절이에요",          # went to the normal queue on 담당자
+    "수리 맡겼는데 직원이 제 잘못이라고 몰아가요",       # got the warranty answer
+    "상담원이 전화를 뚝 끊어 버렸어요",                 # went to the normal queue on 상담원
+])
+def test_korean_complaints_without_the_word_reach_the_urgent_queue(text):
+    reply = first_turn(KO_ENGINE, "hotline_ko", "ko", text)
+    assert reply.route is not None and reply.route.queue == "urgent" and reply.route.reason == "complaint", \
+        reply.decision.detail
+
+
 @pytest.mark.parametrize("text", ["사장님 매장 몇 시에 열어요", "부장님이 선물로 주신 거 교환 돼요"])
 def test_a_title_alone_is_no_complaint(text):
     # A superior's title is a complaint only with a request to talk (rule superior + talk).
