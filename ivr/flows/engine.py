@@ -115,6 +115,7 @@ class Engine:
         topics = {o.intent for o in start.options} if start.type == "menu" else set(flow.intents)
         self.anywhere = frozenset(topics | self.global_intents | {AGENT_INTENT})
         self._expects = {}   # (step, lang) -> Expect, see expect()
+        self._among = {}     # step -> the intents understood there, see _understood()
 
     # -- entry points -------------------------------------------------------
     def start(self, conv: Conversation) -> Reply:
@@ -185,9 +186,19 @@ class Engine:
         if step.type == "ask":
             return Expect(step.name, ["0"], True, [], False)
         keys = sorted({o.key for o in step.options if o.key} | {"0"} | ({"*"} if step.more else set()))
-        wanted = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
-        phrases = matcher.phrases(wanted if step.listen == "options" else set(self.flow.intents))
+        phrases = matcher.phrases(self._understood(step) if step.listen == "options" else set(self.flow.intents))
         return Expect(step.name, keys, False, phrases, step.listen == "open")
+
+    def _understood(self, step) -> frozenset:
+        """The intents a caller's words may mean at a menu: its options and the ways to a person,
+        and at an open menu the hotline's topics too (see `anywhere`). Computed once per step."""
+        among = self._among.get(step.name)
+        if among is None:
+            among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
+            if step.listen == "open":
+                among |= self.anywhere
+            among = self._among[step.name] = frozenset(among)
+        return among
 
     # -- steps ---------------------------------------------------------------
     def _menu(self, conv, step, inp) -> Reply:
@@ -197,10 +208,7 @@ class Engine:
                 return self._route_intent(conv, opt.intent, 1.0, opt.goto, [], f"key {opt.key}")
             return self._miss(conv, step, Decision(None, 0.0, "clarify", f"key {inp.text!r} is not an option"))
         if inp.kind == "speech" and inp.text.strip():
-            among = {o.intent for o in step.options} | self.global_intents | {AGENT_INTENT}
-            if step.listen == "open":
-                among |= self.anywhere
-            m = self.matchers[conv.lang].match(inp.text, among=among)
+            m = self.matchers[conv.lang].match(inp.text, among=self._understood(step))
             bar = self._bar(conv, m.intent)
             if m.intent and m.confidence >= bar:
                 opt = next((o for o in step.options if o.intent == m.intent), None)
@@ -268,10 +276,10 @@ class Engine:
         supply')", "unserved ('price match')"; "" when none. A concept holds back below its
         confidence for the kind; 1 holds back at any confidence, 0 never."""
         bars = self.flow.no_answer_concepts
-        heard = {c for c, _ in m.heard}
+        heard = dict(m.heard)
         return ", ".join(f"{c} ('{words}')" for c, words in m.heard
                          if c in bars and (bars[c][kind] >= 1 or confidence < bars[c][kind])
-                         and not heard.intersection(bars[c]["unless"]))
+                         and not _lift(bars[c], heard))
 
     def _no_answer_lifted(self, m) -> str:
         """Why words the flow has no answer for held nothing back: the caller also named what lifts
@@ -279,7 +287,7 @@ class Engine:
         bars = self.flow.no_answer_concepts
         heard = dict(m.heard)
         for c, words in m.heard:
-            lift = next((u for u in bars.get(c, {}).get("unless", ()) if u in heard), None)
+            lift = _lift(bars[c], heard) if c in bars else None
             if lift:
                 return f"heard {c} ('{words}') beside {lift} ('{heard[lift]}'): the shop's own matter"
         return ""
@@ -466,6 +474,11 @@ def global_intent(flow, ranked, threshold, urgent_threshold=None):
                  if flow.intents[name].handoff is not None and conf >= urgent_threshold
                  and (name == top or (flow.intents[name].urgent and via.startswith("signal")))]
     return max(uncertain, key=lambda c: c[1]) if uncertain else None
+
+
+def _lift(bars: dict, heard: dict) -> str | None:
+    """The concept heard too that lifts a no-answer concept's hold (its `unless`), or None."""
+    return next((u for u in bars["unless"] if u in heard), None)
 
 
 def _lifted(via: str) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 INPUT_STEPS = ("menu", "ask")
@@ -133,7 +134,9 @@ class Flow:
         person (one clarification at most). Default: `confidence_threshold` (no stricter bar)."""
         return float(self.settings.get("clarified_threshold", self.confidence_threshold))
 
-    @property
+    # The concept settings are read on every understood turn: built once per loaded flow (a flow is
+    # never changed in place; a changed flow is a new Flow, dataclasses.replace included).
+    @cached_property
     def elsewhere_concepts(self) -> dict:
         """Concepts that mean "another business's matter" (travel, public services...), each with the
         out-of-scope probability the classifier must give the sentence beside it: then a routine
@@ -142,7 +145,7 @@ class Flow:
         out of scope too. 0: whenever the concept is heard."""
         return {c: float(bar) for c, bar in (self.settings.get("elsewhere_concepts") or {}).items()}
 
-    @property
+    @cached_property
     def elsewhere_unless(self) -> dict:
         """Concepts that say the matter is this shop's ("your store", "bought it from you"), each with
         the out-of-scope probability an `elsewhere_concepts` concept heard beside it needs at least:
@@ -150,7 +153,7 @@ class Flow:
         the station open late" is not."""
         return {c: float(bar) for c, bar in (self.settings.get("elsewhere_unless") or {}).items()}
 
-    @property
+    @cached_property
     def no_answer_concepts(self) -> dict:
         """Concepts the flow has no answer for: a caller who is not calling as a customer (a job
         seeker, a reporter, a supplier's sales call, a charity, a wrong number), or a matter of the
