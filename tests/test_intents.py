@@ -195,7 +195,7 @@ KO = IntentMatcher(load_flow(ROOT / "flows" / "hotline_ko.yaml"), "ko")
     ("너무 속 상해요", "upset", True),                # the recognizer's spacing, from a word's start: still it
     ("환불이 언제 되나요", "fire", False),            # 불이 begins inside 환불 (the refund)
     ("보조배터리에 불이 붙었어요", "fire", True),
-    ("자전거 타이어가 펑크 났어요", "blast", False),   # 펑 inside 펑크 (a puncture), beside the longer 타이어
+    ("자전거 타이어가 펑크 났어요", "blast", False),   # 펑 inside not_sold's 펑크 났 (a puncture)
     ("충전하다가 펑 소리가 났어요", "blast", True),
 ])
 def test_a_korean_phrase_is_not_pieced_together_from_two_words(text, concept, heard):

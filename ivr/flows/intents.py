@@ -237,29 +237,25 @@ class IntentMatcher:
         """Concepts heard in the sentence: name -> (start, end) of the words that carried it.
 
         A concept's words inside a longer hit of another concept do not count: "express" in
-        "american express" is a way to pay, not a delivery option. Every hit counts on both sides,
-        not only each concept's longest: 펑 (a bang) in 펑크 (a puncture) is hidden even when
-        타이어 is the longer word of the same concept. Concepts that a rule
+        "american express" is a way to pay, not a delivery option. Concepts that a rule
         combines never hide each other: "two payments" is both money and twice. Whose matter it is
         (elsewhere_unless) hides nothing: "your email" is this shop's and still an email. A phrase
         the flow has no answer for does: "station" in "radio station" is no journey.
         """
-        every = {}    # name -> [(start, end)]: each of its words heard
+        found = {}    # name -> (start, end)
         for name, phrase in self._concept_index.candidates(sent):
             hit = phrase.find(sent)
             if hit and not hit[2]:
                 continue   # one letter off a keyword ("parking" for "sparking") is not a concept's word
-            if hit:
-                every.setdefault(name, []).append(hit[:2])
+            if hit and (name not in found or hit[1] - hit[0] > found[name][1] - found[name][0]):
+                found[name] = hit[:2]
         korean = self.lang == "ko"
         out = {}
-        for name, spans in every.items():
-            hiding = [span for o, theirs in every.items()
-                      if o != name and (o, name) not in self.partners and o not in self.quiet for span in theirs]
-            heard = [(start, end) for start, end in spans
-                     if not (inside(start, end, hiding) or (korean and overlapped(start, end, hiding)))]
-            if heard:   # its longest word not inside another concept's carries it
-                out[name] = max(heard, key=lambda span: span[1] - span[0])
+        for name, (start, end) in found.items():
+            hiding = [span for o, span in found.items()
+                      if o != name and (o, name) not in self.partners and o not in self.quiet]
+            if not (inside(start, end, hiding) or (korean and overlapped(start, end, hiding))):
+                out[name] = (start, end)
         return out
 
     def _keywords(self, sent, theirs) -> list:
