@@ -609,6 +609,11 @@ def test_a_concept_that_lifts_a_hold_hides_nothing_and_is_no_feature():
     (ENGINE, FLOW, "my leather jacket's zip broke, can i get my money back", "not_sold"),
     (KO_ENGINE, KO_FLOW, "자전거 체인이 끊어졌는데 보증 수리 돼요", "not_sold"),
     (KO_ENGINE, KO_FLOW, "월세 카드로 낼 수 있어요", "not_sold"),
+    # A phone assistant's errands and what a chemist sells: a time or "late" is no opening hours
+    # or late order here.
+    (ENGINE, FLOW, "ring my mum and tell her i'll be late for tea", "not_customer"),
+    (KO_ENGINE, KO_FLOW, "토요일 아침 여덟시에 알람 맞춰 줘", "not_customer"),
+    (ENGINE, FLOW, "can you deliver some medicine to my mum", "not_sold"),
 ])
 def test_what_the_flow_has_no_answer_for_gets_no_routine_answer(engine, flow, text, concept):
     # Asked once, then a person; without the concept the same words get a routine answer.
