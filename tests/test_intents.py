@@ -202,6 +202,17 @@ def test_a_korean_phrase_is_not_pieced_together_from_two_words(text, concept, he
     assert (concept in KO._concepts(Sentence(normalize(text)))) == heard
 
 
+@pytest.mark.parametrize("text, heard", [
+    ("딸한테 문자 좀 보내 줘 늦는다고", True),
+    ("남편 한테 전화 좀 걸어 줘", True),           # the recognizer's spacing
+    ("주문 확인 문자 좀 보내 주세요", False),       # the shop's own text to its customer
+])
+def test_a_korean_errand_names_who_it_is_for(text, heard):
+    # A Korean phrase begins at a word's start, so 한테 alone is never heard inside 딸한테: the
+    # errands for a phone assistant (not_customer) name who the text or call is for.
+    assert ("not_customer" in KO._concepts(Sentence(normalize(text)))) == heard
+
+
 @pytest.mark.parametrize("text", ["환불이 언제 되나요", "환불이나 교환 돼요", "환불이 안 됐어요"])
 def test_a_refund_is_not_a_fire(text):
     m = KO.match(text)
