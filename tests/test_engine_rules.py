@@ -579,7 +579,6 @@ def test_the_shop_s_matters_the_flow_does_not_serve_get_no_routine_answer(engine
     (KO_ENGINE, KO_FLOW, "자동차에 단 블랙박스가 고장 났어요", "products ('블랙박스')"),
     # An errand the shop's device fails to do is a fault (errands: unless products).
     (ENGINE, FLOW, "the tablet won't let me call my mum on video", "products ('tablet')"),
-    (KO_ENGINE, KO_FLOW, "휴대폰 알람 맞춰 놨는데 소리가 안 나요", "products ('휴대폰')"),
 ])
 def test_the_shop_s_product_beside_what_it_does_not_sell_is_the_shop_s_matter(engine, flow, text, lift):
     # not_sold's and errands' `unless`: a product of the shop's named too lifts the hold, and the
@@ -668,6 +667,12 @@ def test_speakers_and_connecting_a_device_are_no_request_to_talk(text):
     # Tradespeople come up beside appliances ("my plumber fitted it"): not another business's words.
     (ENGINE, FLOW, "my dishwasher is leaking do i need a plumber or can you fix it", "warranty_repair"),
     (ENGINE, FLOW, "my fridge broke and all my groceries went off", "warranty_repair"),
+    # An errand or a medicine in passing, not asked for (an operator's trial of round 12's lists).
+    (ENGINE, FLOW, "what time do you close tonight, i want to pop in after picking up my medicine",
+     "opening_hours"),
+    (ENGINE, FLOW, "when does the store open tomorrow, i've set an alarm so i can be first in", "opening_hours"),
+    (KO_ENGINE, KO_FLOW, "내일 매장 몇 시 오픈이에요 알람 맞춰 놓고 일찍 가려고요", "opening_hours"),
+    (KO_ENGINE, KO_FLOW, "휴대폰 알람 맞춰 놨는데 소리가 안 나요", "warranty_repair"),
     # 출발 (set off): has the delivery left yet.
     (KO_ENGINE, KO_FLOW, "냉장고 이십일에 온다더니 출발은 했어요", "order_status"),
 ])
