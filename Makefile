@@ -12,10 +12,11 @@ run: setup                     ## install everything, then serve on the embedded
 test: setup                    ## install everything (incl. test browser), then lint and run every test
 	scripts/install-system-deps.sh --test
 	$(PY) -m ruff check .
-	# The quick tier on both cores (each worker its own Redis database), then the tiers that run
-	# servers, Vosk, Chromium and benchmarks one at a time: they measure time and share ports.
+	# The quick tier on both cores (each worker its own Redis database), then the marked tiers: the
+	# tests that stream audio in real time, run benchmarks or load the machine one after the other in
+	# one worker (xdist group, tests/conftest.py), the rest (proxies, processes, Chromium) in the other.
 	$(PY) -m pytest -q -n 2 -m "not slow and not speech and not browser and not bench" tests
-	$(PY) -m pytest -q -m "slow or speech or browser or bench" tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "slow or speech or browser or bench" tests
 
 test-fast: setup               ## the edit-test loop: no slow, speech-model, browser or benchmark tests
 	$(PY) -m ruff check .

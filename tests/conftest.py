@@ -43,6 +43,18 @@ def pytest_configure(config):
     config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
+ONE_AT_A_TIME = ("speech", "bench", "load")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that stream audio in real time, run the benchmarks or load the machine form one
+    xdist group: with `--dist loadgroup` (`make test`'s marked tiers) they run one after the other
+    in one worker, while the other worker takes the rest (proxies, processes, the browser)."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in ONE_AT_A_TIME):
+            item.add_marker(pytest.mark.xdist_group("one_at_a_time"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _repository_untouched(pytestconfig):
     """Torn down last: a run that wrote into the repository ends with an error (reported at the

@@ -14,7 +14,7 @@ from ivr import keys
 from tests.support.procs import ServeProcess
 from tests.support.slow_clients import SlowLoris, probe
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.load]
 
 TOKEN = "l" * 32
 PUBLIC = "https://hotline.example"

@@ -8,7 +8,7 @@ from bench.soak import run
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support.procs import ServeProcess
 
-pytestmark = pytest.mark.slow       # `ivr serve` in a process, half a minute of calls
+pytestmark = [pytest.mark.slow, pytest.mark.load]   # `ivr serve` in a process, half a minute of calls
 
 
 def test_soak_memory_flat_no_leaks_records_complete(redis_url, redis, tmp_path):
