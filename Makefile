@@ -12,15 +12,21 @@ run: setup                     ## install everything, then serve on the embedded
 test: setup                    ## install everything (incl. test browser), then lint and run every test
 	scripts/install-system-deps.sh --test
 	$(PY) -m ruff check .
-	# The quick tier on both cores (each worker its own Redis database), then the marked tiers: the
-	# tests that stream audio in real time, run benchmarks or load the machine one after the other in
-	# one worker (xdist group, tests/conftest.py), the rest (proxies, processes, Chromium) in the other.
-	$(PY) -m pytest -q -n 2 -m "not slow and not speech and not browser and not bench" tests
-	$(PY) -m pytest -q -n 2 --dist loadgroup -m "slow or speech or browser or bench" tests
+	# The quick tier on both cores (each worker its own Redis database), then the marked tiers as two
+	# processes at once: the tests that stream audio in real time, run benchmarks, load the machine or
+	# hold a time bound (speech, bench, load) one after the other; beside them, on Redis database 13,
+	# the rest (processes, proxies, Chromium), whose report is printed after.
+	$(PY) -m pytest -q -n 2 -m "not slow and not speech and not browser and not bench and not load" tests
+	log=$$(mktemp); \
+	IVR_TEST_REDIS_DB=13 $(PY) -m pytest -q -m "(slow or browser) and not speech and not bench and not load" \
+	  tests > $$log 2>&1 & rest=$$!; \
+	$(PY) -m pytest -q -m "speech or bench or load" tests; one_at_a_time=$$?; \
+	wait $$rest; beside=$$?; echo "--- the marked tests that ran beside them:"; cat $$log; rm -f $$log; \
+	test $$one_at_a_time -eq 0 && test $$beside -eq 0
 
 test-fast: setup               ## the edit-test loop: no slow, speech-model, browser or benchmark tests
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n 2 -m "not slow and not speech and not browser and not bench" tests
+	$(PY) -m pytest -q -n 2 -m "not slow and not speech and not browser and not bench and not load" tests
 
 lint: setup
 	$(PY) -m ruff check .

@@ -28,7 +28,9 @@ from ivr.simulate.call import AGENT_NUMBER, CallSimulator
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support import port_of, repo_guard
 
-TEST_DB = 15
+# `make test` runs its two groups of marked tests as two pytest processes at once: the second
+# one on its own database (IVR_TEST_REDIS_DB=13), so that neither flushes the other's.
+TEST_DB = int(os.environ.get("IVR_TEST_REDIS_DB", "15"))
 _BEFORE = pytest.StashKey[dict]()
 
 
@@ -41,18 +43,6 @@ def pytest_configure(config):
     home = tempfile.mkdtemp(prefix="ivr-tests-hypothesis-")
     set_hypothesis_home_dir(home)
     config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
-
-
-ONE_AT_A_TIME = ("speech", "bench", "load")
-
-
-def pytest_collection_modifyitems(config, items):
-    """The tests that stream audio in real time, run the benchmarks or load the machine form one
-    xdist group: with `--dist loadgroup` (`make test`'s marked tiers) they run one after the other
-    in one worker, while the other worker takes the rest (proxies, processes, the browser)."""
-    for item in items:
-        if any(item.get_closest_marker(m) for m in ONE_AT_A_TIME):
-            item.add_marker(pytest.mark.xdist_group("one_at_a_time"))
 
 
 @pytest.fixture(scope="session", autouse=True)

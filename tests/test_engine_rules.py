@@ -618,7 +618,7 @@ def test_a_concept_that_lifts_a_hold_hides_nothing_and_is_no_feature():
     (ENGINE, FLOW, "ring my mum and tell her i'll be late for tea", "errands"),
     (ENGINE, FLOW, "who's the prime minister these days, i've lost track", "errands"),
     (KO_ENGINE, KO_FLOW, "토요일 아침 여덟시에 알람 맞춰 줘", "errands"),
-    (ENGINE, FLOW, "can you deliver some medicine to my mum", "not_sold"),
+    (ENGINE, FLOW, "can you deliver cough medicine to my mum", "not_sold"),
 ])
 def test_what_the_flow_has_no_answer_for_gets_no_routine_answer(engine, flow, text, concept):
     # Asked once, then a person; when the concept holds nothing back, the same words get a routine
@@ -673,6 +673,10 @@ def test_speakers_and_connecting_a_device_are_no_request_to_talk(text):
     (ENGINE, FLOW, "when does the store open tomorrow, i've set an alarm so i can be first in", "opening_hours"),
     (KO_ENGINE, KO_FLOW, "내일 매장 몇 시 오픈이에요 알람 맞춰 놓고 일찍 가려고요", "opening_hours"),
     (KO_ENGINE, KO_FLOW, "휴대폰 알람 맞춰 놨는데 소리가 안 나요", "warranty_repair"),
+    # ... and an errand mentioned, not asked for (a reviewer's): errands holds below 0.95 only.
+    (ENGINE, FLOW, "i set my alarm for six to be in for the delivery and nobody came, where is my order",
+     "order_status"),
+    (KO_ENGINE, KO_FLOW, "남편한테 문자 보내 놨는데 배송 언제 와요", "order_status"),
     # 출발 (set off): has the delivery left yet.
     (KO_ENGINE, KO_FLOW, "냉장고 이십일에 온다더니 출발은 했어요", "order_status"),
 ])

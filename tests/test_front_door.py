@@ -99,6 +99,7 @@ def test_signature_checked_against_the_https_url(front_door):
 
 
 @pytest.mark.slow
+@pytest.mark.load       # the live view must arrive within 2 s
 def test_dashboard_live_view_through_tls(front_door):
     """Log in through the proxy (from another address than the proxy's, claiming a third), open the
     live view, place a call: its event arrives within a second, not when a buffer fills."""

@@ -24,7 +24,7 @@ from tests.support import port_of
 from tests.support.fault_table import record as record_row
 from tests.support.redis_ha import DOWN_AFTER_MS, SERVICE, Cluster, SentinelSet
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.load]   # real-time streams and time bounds
 
 HUMAN = "+15005550006"
 # docs/scaling.md: with down-after-milliseconds 1000 a test failover completes in about 2-3 s; this is the

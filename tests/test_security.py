@@ -14,7 +14,7 @@ from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 from tests.support.procs import ServeProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.load]   # real-time streams and time bounds
 
 TOKEN = "k" * 32
 SECRET = "server-secret-" + "s" * 30
