@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Test tiers (markers in pyproject.toml): the quick tier, and the marked tiers as two groups, the
+# tests that must run one at a time and the rest, which run beside them.
+QUICK         := not slow and not speech and not browser and not bench and not load
+ONE_AT_A_TIME := speech or bench or load
+BESIDE        := (slow or browser) and not speech and not bench and not load
 
 .PHONY: run test test-fast lint setup bench bench-quick check-flows clean
 
@@ -16,17 +21,16 @@ test: setup                    ## install everything (incl. test browser), then 
 	# processes at once: the tests that stream audio in real time, run benchmarks, load the machine or
 	# hold a time bound (speech, bench, load) one after the other; beside them, on Redis database 13,
 	# the rest (processes, proxies, Chromium), whose report is printed after.
-	$(PY) -m pytest -q -n 2 -m "not slow and not speech and not browser and not bench and not load" tests
+	$(PY) -m pytest -q -n 2 -m "$(QUICK)" tests
 	log=$$(mktemp); \
-	IVR_TEST_REDIS_DB=13 $(PY) -m pytest -q -m "(slow or browser) and not speech and not bench and not load" \
-	  tests > $$log 2>&1 & rest=$$!; \
-	$(PY) -m pytest -q -m "speech or bench or load" tests; one_at_a_time=$$?; \
+	IVR_TEST_REDIS_DB=13 $(PY) -m pytest -q -m "$(BESIDE)" tests > $$log 2>&1 & rest=$$!; \
+	$(PY) -m pytest -q -m "$(ONE_AT_A_TIME)" tests; one_at_a_time=$$?; \
 	wait $$rest; beside=$$?; echo "--- the marked tests that ran beside them:"; cat $$log; rm -f $$log; \
 	test $$one_at_a_time -eq 0 && test $$beside -eq 0
 
 test-fast: setup               ## the edit-test loop: no slow, speech-model, browser or benchmark tests
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n 2 -m "not slow and not speech and not browser and not bench and not load" tests
+	$(PY) -m pytest -q -n 2 -m "$(QUICK)" tests
 
 lint: setup
 	$(PY) -m ruff check .
