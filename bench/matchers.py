@@ -42,6 +42,7 @@ SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev 
     "en val9": ("eval/hotline_en_val9.yaml", "hotline"),
     "en val10": ("eval/hotline_en_val10.yaml", "hotline"),
     "en val11": ("eval/hotline_en_val11.yaml", "hotline"),
+    "en val12": ("eval/hotline_en_val12.yaml", "hotline"),
     "en dev": ("eval/heldout/hotline_en_dev.yaml", "hotline"),
     "en tuned": ("tests/data/hotline_en_labelled.yaml", "hotline"),
     "ko val": ("eval/hotline_ko_val.yaml", "hotline_ko"),
@@ -55,6 +56,7 @@ SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev 
     "ko val9": ("eval/hotline_ko_val9.yaml", "hotline_ko"),
     "ko val10": ("eval/hotline_ko_val10.yaml", "hotline_ko"),
     "ko val11": ("eval/hotline_ko_val11.yaml", "hotline_ko"),
+    "ko val12": ("eval/hotline_ko_val12.yaml", "hotline_ko"),
     "ko dev": ("eval/heldout/hotline_ko_dev.yaml", "hotline_ko"),
     "ko tuned": ("eval/hotline_ko.yaml", "hotline_ko"),
 }
