@@ -124,11 +124,21 @@ def test_rule_with_unknown_concept_reported_with_line(tmp_path):
 
 
 def test_an_unknown_elsewhere_concept_is_reported_with_line(tmp_path):
-    bad = GOOD.replace("elsewhere_concepts: {travel: 0.1, other_services: 0.1,",
-                       "elsewhere_concepts: {travel: 0.1, other_servces: 0.1,", 1)
+    bad = GOOD.replace("elsewhere_concepts: {travel: 0.1, other_services: 0.05,",
+                       "elsewhere_concepts: {travel: 0.1, other_servces: 0.05,", 1)
+    assert bad != GOOD
     problem, _ = the_problem(tmp_path, bad)
     assert problem.line == line_of(bad, "other_servces")
     assert problem.message == "elsewhere_concepts refers to unknown concept 'other_servces'"
+
+
+def test_an_unknown_answer_nearest_unless_concept_is_reported_with_line(tmp_path):
+    bad = GOOD.replace("answer_nearest: {below: 0.35, unless: [products]}",
+                       "answer_nearest: {below: 0.35, unless: [prodcts]}", 1)
+    assert bad != GOOD
+    problem, _ = the_problem(tmp_path, bad)
+    assert problem.line == line_of(bad, "prodcts")
+    assert problem.message == "answer_nearest unless refers to unknown concept 'prodcts'"
 
 
 def test_an_unknown_elsewhere_unless_concept_is_reported_with_line(tmp_path):

@@ -102,6 +102,10 @@ class Match:
     via: str = ""            # why: "keyword 'refund'", "rule money + not_mine (...)", "example '...'"
     heard: tuple = ()        # (concept, the caller's words that carried it) for every concept heard
     out_of_scope: float = 0.0   # the classifier's probability that the sentence is none of the flow's
+    # How like the intent's nearest training sentence the caller's words are (cosine of the
+    # classifier's features; 1.0 when no classifier, or when the words are one of the intent's own
+    # examples or keywords): a sentence unlike all of them is new to it.
+    nearest: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,11 @@ class IntentMatcher:
             signals = {c for c in getattr(intent, "signals", ()) or () if c in self.concepts}
             if signals:
                 self.signals[intent.name] = signals
+        # The flow's own phrases of each intent (what a recognizer grammar returns at a directed step):
+        # said on their own, they are never new to the bot, however short ("crashes").
+        self.own = {}
+        for phrase, name in self.examples + [(normalize(k.text.replace("*", "")), n) for k, n in self.keywords]:
+            self.own.setdefault(phrase, set()).add(name)
         self.partners = {(a, b) for r in self.rules for a in r.all + r.none for b in r.all + r.none}
         self._concept_index = PhraseIndex([(name, p) for name, ps in self.concepts.items() for p in ps])
         self.index = None
@@ -382,14 +391,13 @@ class IntentMatcher:
         'i never bought this'". Only for the intent that ranks first, once per sentence (the
         engine asks twice per turn)."""
         cached = self._last_explained
-        if cached is not None and cached[:2] == (norm, name):
-            said = cached[2]
-        else:
-            said = self._classifier_says(norm, feats, probs, name, heard)
-            self._last_explained = (norm, name, said)
+        if cached is None or cached[:2] != (norm, name):
+            cached = self._last_explained = (norm, name) + self._classifier_says(norm, feats, probs, name, heard)
+        said = cached[2]
         return said if via == "classifier" else f"{via}; {said}"
 
-    def _classifier_says(self, norm, feats, probs, name, heard) -> str:
+    def _classifier_says(self, norm, feats, probs, name, heard) -> tuple:
+        """(what the classifier says, the cosine of the nearest training sentence of `name`)."""
         p = probs.get(name, 0.0)
         words = self._reason_words(norm, feats, name, heard)
         said = f"classifier {p:.2f}" + (f" (words {', '.join(words)})" if words else "")
@@ -399,7 +407,7 @@ class IntentMatcher:
         oos = probs.get(None, 0.0)
         if oos >= p:
             said += f"; out of scope {oos:.2f}"
-        return said
+        return said, sim
 
     def _reason_words(self, norm, feats, name, heard) -> list:
         """Up to three of the caller's words (or concepts, with the words that carried them) that
@@ -435,9 +443,14 @@ class IntentMatcher:
         if not ranked:
             return Match(None, 0.0)
         name, conf, via = ranked[0]
-        heard, _, _, _, probs = self._analyse(normalize(text))    # the analysis ranked() just made (kept)
+        norm = normalize(text)
+        heard, _, _, _, probs = self._analyse(norm)    # the analysis ranked() just made (kept)
+        explained = self._last_explained
+        nearest = 1.0
+        if probs and explained is not None and explained[:2] == (norm, name) and name not in self.own.get(norm, ()):
+            nearest = round(explained[3], 3)
         return Match(name, conf, ranked[1][0] if len(ranked) > 1 else None, via, tuple(sorted(heard.items())),
-                     round(float(probs.get(None, 0.0)), 3) if probs else 0.0)
+                     round(float(probs.get(None, 0.0)), 3) if probs else 0.0, nearest)
 
     def frustration_phrase(self, text: str) -> str | None:
         """The frustration phrase the caller used, if any."""

@@ -167,6 +167,11 @@ def _semantic_problems(doc, lines, file, base_dir):
                             f"no_answer_concepts '{concept}' unless concept '{lift}' is used by a rule or signal of "
                             f"intent '{in_rules[lift]}': a concept that lifts a hold is no classifier feature, "
                             "so give it a concept of its own")
+    nearest = settings.get("answer_nearest")
+    for j, lift in enumerate((nearest.get("unless") or []) if isinstance(nearest, dict) else []):
+        if lift not in concepts:
+            problem(("settings", "answer_nearest", "unless", j),
+                    f"answer_nearest unless refers to unknown concept '{lift}'")
     for name in ("agent_request",):
         if name not in intents:
             problem(("intents",), f"intent '{name}' is required: callers must always be able to ask for a person")

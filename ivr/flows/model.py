@@ -169,6 +169,16 @@ class Flow:
                     "unless": tuple(bars.get("unless") or ())}
                 for c, bars in (self.settings.get("no_answer_concepts") or {}).items()}
 
+    @cached_property
+    def answer_nearest(self) -> dict | None:
+        """How like one of an intent's training sentences (cosine of the classifier's features) a
+        caller's words must be for a routine answer ("below"): a sentence unlike every one of them
+        is new to the bot, however the classifier leans, and gets a clarification, then a person;
+        "unless": concepts that lift the hold when heard (the shop's own products: "the vacuum
+        has lost its suction" is the shop's matter in words nobody wrote down). None: off."""
+        bars = self.settings.get("answer_nearest")
+        return {"below": float(bars["below"]), "unless": tuple(bars.get("unless") or ())} if bars else None
+
     @property
     def repeat_caller_queue(self) -> str:
         return self.settings.get("repeat_caller_queue", "urgent")
