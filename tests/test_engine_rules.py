@@ -736,10 +736,12 @@ def test_new_words_about_the_shop_s_products_or_its_own_phrases_are_still_answer
     "the driver was swearing at me on my own doorstep because he couldnt find parking",
     "the installer scratched my kitchen floor putting the dishwasher in and just shrugged at me",
     "honestly your customer service is a joke, three emails and not one reply",
+    "설치기사가 신발 신고 들어와서 바닥을 다 긁어 놓고 갔어요",
 ])
 def test_what_the_shop_s_people_did_to_the_caller_is_a_complaint(text):
     # No word of complaint: someone of the shop's (staff) and what they did (misconduct), or "a joke".
-    reply = first_turn(ENGINE, "hotline", "en", text)
+    engine, flow = (ENGINE, FLOW) if text.isascii() else (KO_ENGINE, KO_FLOW)
+    reply = first_turn(engine, flow.id, flow.languages[0], text)
     assert reply.route is not None and reply.route.queue == "urgent" and reply.route.reason == "complaint", \
         reply.decision.detail
 
