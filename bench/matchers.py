@@ -43,6 +43,7 @@ SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev 
     "en val10": ("eval/hotline_en_val10.yaml", "hotline"),
     "en val11": ("eval/hotline_en_val11.yaml", "hotline"),
     "en val12": ("eval/hotline_en_val12.yaml", "hotline"),
+    "en val13": ("eval/hotline_en_val13.yaml", "hotline"),
     "en dev": ("eval/heldout/hotline_en_dev.yaml", "hotline"),
     "en tuned": ("tests/data/hotline_en_labelled.yaml", "hotline"),
     "ko val": ("eval/hotline_ko_val.yaml", "hotline_ko"),
