@@ -123,30 +123,17 @@ def test_rule_with_unknown_concept_reported_with_line(tmp_path):
     assert problem.message == "intent 'fraud_security' rule refers to unknown concept 'twise'"
 
 
-def test_an_unknown_elsewhere_concept_is_reported_with_line(tmp_path):
-    bad = GOOD.replace("elsewhere_concepts: {travel: 0.1, other_services: 0.05,",
-                       "elsewhere_concepts: {travel: 0.1, other_servces: 0.05,", 1)
+@pytest.mark.parametrize("line, right, wrong, setting", [
+    ("elsewhere_concepts: {travel: 0.1, other_services: 0.05", "other_services", "other_servces", "elsewhere_concepts"),
+    ("answer_nearest: {below: 0.35, unless: [products]}", "products", "prodcts", "answer_nearest unless"),
+    ("elsewhere_unless: {this_shop: 0.5}", "this_shop", "this_shoop", "elsewhere_unless"),
+])
+def test_an_unknown_concept_of_a_setting_is_reported_with_line(tmp_path, line, right, wrong, setting):
+    bad = GOOD.replace(line, line.replace(right, wrong), 1)
     assert bad != GOOD
     problem, _ = the_problem(tmp_path, bad)
-    assert problem.line == line_of(bad, "other_servces")
-    assert problem.message == "elsewhere_concepts refers to unknown concept 'other_servces'"
-
-
-def test_an_unknown_answer_nearest_unless_concept_is_reported_with_line(tmp_path):
-    bad = GOOD.replace("answer_nearest: {below: 0.35, unless: [products]}",
-                       "answer_nearest: {below: 0.35, unless: [prodcts]}", 1)
-    assert bad != GOOD
-    problem, _ = the_problem(tmp_path, bad)
-    assert problem.line == line_of(bad, "prodcts")
-    assert problem.message == "answer_nearest unless refers to unknown concept 'prodcts'"
-
-
-def test_an_unknown_elsewhere_unless_concept_is_reported_with_line(tmp_path):
-    bad = GOOD.replace("elsewhere_unless: {this_shop: 0.5}", "elsewhere_unless: {this_shoop: 0.5}", 1)
-    assert bad != GOOD
-    problem, _ = the_problem(tmp_path, bad)
-    assert problem.line == line_of(bad, "this_shoop")
-    assert problem.message == "elsewhere_unless refers to unknown concept 'this_shoop'"
+    assert problem.line == line_of(bad, wrong)
+    assert problem.message == f"{setting} refers to unknown concept '{wrong}'"
 
 
 WHOSE = "elsewhere_unless: {this_shop: 0.5}"
