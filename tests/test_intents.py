@@ -228,3 +228,18 @@ def test_a_refund_is_not_a_fire(text):
 def test_a_keyword_one_letter_off_needs_the_classifier_behind_it(text, intent, lifted):
     ranked = EN.ranked(text)
     assert any(name == intent and "(near match)" in via for name, _, via in ranked) == lifted, ranked
+
+
+def test_nearness_does_not_depend_on_which_sentence_was_explained_last():
+    # The explanation of the last sentence is kept in one entry that another call's turn may replace
+    # between ranking and matching (threads share the matcher): the nearness is computed again then.
+    text = "the lift in our block of flats has been broken for three days now"
+    first = EN.match(text)
+    assert first.intent == "warranty_repair" and 0 < first.nearest < 1
+    norm = normalize(text)
+    _, _, _, feats, _ = EN._analyse(norm)
+    EN.match("where is my order")
+    assert EN._nearest(norm, feats, "warranty_repair") == first.nearest
+    # The intent's own phrases said alone are near; without a classifier, everything is.
+    assert EN.match("crashes").nearest == 1.0
+    assert KEYWORDS.match(text).nearest == 1.0

@@ -444,13 +444,20 @@ class IntentMatcher:
             return Match(None, 0.0)
         name, conf, via = ranked[0]
         norm = normalize(text)
-        heard, _, _, _, probs = self._analyse(norm)    # the analysis ranked() just made (kept)
-        explained = self._last_explained
-        nearest = 1.0
-        if probs and explained is not None and explained[:2] == (norm, name) and name not in self.own.get(norm, ()):
-            nearest = round(explained[3], 3)
+        heard, _, _, feats, probs = self._analyse(norm)    # the analysis ranked() just made (kept)
         return Match(name, conf, ranked[1][0] if len(ranked) > 1 else None, via, tuple(sorted(heard.items())),
-                     round(float(probs.get(None, 0.0)), 3) if probs else 0.0, nearest)
+                     round(float(probs.get(None, 0.0)), 3) if probs else 0.0, self._nearest(norm, feats, name))
+
+    def _nearest(self, norm, feats, name) -> float:
+        """How like the intent's nearest training sentence the words are (Match.nearest): the
+        cosine the explanation of this sentence computed, or, when another thread's sentence has
+        replaced that one-entry cache in between, computed again."""
+        if self.classifier is None or name not in self.classifier.classes or name in self.own.get(norm, ()):
+            return 1.0
+        explained = self._last_explained
+        if explained is not None and explained[:2] == (norm, name):
+            return round(explained[3], 3)
+        return round(self.classifier.nearest(feats, name)[1], 3)
 
     def frustration_phrase(self, text: str) -> str | None:
         """The frustration phrase the caller used, if any."""
