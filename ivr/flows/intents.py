@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .analysis import STOPWORDS, is_stopword, stem
-from .classifier import Features, LinearClassifier
+from .classifier import Features, LinearClassifier, release_free_heap
 from .phrases import (
     FUZZY_MIN_LEN,
     ExampleIndex,
@@ -218,6 +218,7 @@ class IntentMatcher:
             # are self.training's, in order: nearest() indexes both.
             clf = LinearClassifier([self._features(t) for t, _ in rows], [name for _, name in rows],
                                    l2=self.options.l2, iterations=self.options.iterations)
+            release_free_heap()   # the features and the optimizer's arrays are gone by now
         if saved is not None and not saved.is_file():
             try:
                 clf.save(saved)
