@@ -745,6 +745,7 @@ def test_new_words_about_the_shop_s_products_or_its_own_phrases_are_still_answer
     "the installer scratched my kitchen floor putting the dishwasher in and just shrugged at me",
     "honestly your customer service is a joke, three emails and not one reply",
     "your engineer came four hours late and i'd taken the whole day off for him",
+    "stood at the till in your shop for half an hour and nobody served me",
     "설치기사가 신발 신고 들어와서 바닥을 다 긁어 놓고 갔어요",
 ])
 def test_what_the_shop_s_people_did_to_the_caller_is_a_complaint(text):
@@ -774,3 +775,14 @@ def test_what_a_driver_may_do_is_no_misconduct(text):
     # a delivery or an installation into complaints by the rule staff + misconduct.
     heard = dict(ENGINE.matchers["en"].match(text).heard)
     assert "staff" in heard and "misconduct" not in heard, heard
+
+
+def test_money_taken_off_a_caller_who_bought_nothing_is_money_safety():
+    # EN val5's miss: "taken ... off me" and "haven't bought anything" were no concept words, so it
+    # was asked again. Someone who is only waiting to buy is no such caller.
+    reply = first_turn(ENGINE, "hotline", "en",
+                       "you took sixty quid off my card last week and i haven't bought anything from you since march")
+    assert reply.route is not None and reply.route.reason == "fraud_security" and reply.route.queue == "urgent", \
+        reply.decision.detail
+    heard = dict(ENGINE.matchers["en"].match("is the new kettle any good, i haven't bought one yet").heard)
+    assert "not_mine" not in heard, heard
