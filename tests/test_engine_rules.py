@@ -746,6 +746,7 @@ def test_new_words_about_the_shop_s_products_or_its_own_phrases_are_still_answer
     "honestly your customer service is a joke, three emails and not one reply",
     "your engineer came four hours late and i'd taken the whole day off for him",
     "stood at the till in your shop for half an hour and nobody served me",
+    "the woman on your website chat closed the chat on me while i was still typing",
     "설치기사가 신발 신고 들어와서 바닥을 다 긁어 놓고 갔어요",
 ])
 def test_what_the_shop_s_people_did_to_the_caller_is_a_complaint(text):
