@@ -253,9 +253,10 @@ class Engine:
             lifted = self._no_answer_lifted(m)
         if spec.handoff is not None:
             return "", lifted
-        new, lifted = self._new_to_it(m, lifted)
+        new, near = self._new_to_it(m)
         if new:
             return new, ""
+        lifted = "; ".join(filter(None, (lifted, near)))
         bars = self.flow.elsewhere_concepts
         # The caller also said it is this shop's matter: the place named beside it needs a stronger
         # out-of-scope lean.
@@ -273,18 +274,18 @@ class Engine:
                           + f", out of scope {m.out_of_scope:.2f} < {floor:.2f}: the shop's own matter")
         return "", "; ".join(passed)
 
-    def _new_to_it(self, m, lifted) -> tuple:
+    def _new_to_it(self, m) -> tuple:
         """(held, passed) by flow setting answer_nearest: the caller's words unlike every training
         sentence of the intent hold back a routine answer, unless they name what lifts the hold."""
         near = self.flow.answer_nearest
         if near is None or m.nearest >= near["below"]:
-            return "", lifted
+            return "", ""
         said = f"nearest training sentence {m.nearest:.2f} < {near['below']:.2f}"
         heard = dict(m.heard)
         lift = _lift(near, heard)
         if lift is None:
-            return f"{said}: unlike what it answers", lifted
-        return "", "; ".join(filter(None, (lifted, f"{said} beside {lift} ('{heard[lift]}'): the shop's own matter")))
+            return f"{said}: unlike what it answers", ""
+        return "", f"{said} beside {lift} ('{heard[lift]}'): the shop's own matter"
 
     def _no_answer(self, m, confidence, kind) -> str:
         """The words the flow has no answer for (setting no_answer_concepts) that hold back a

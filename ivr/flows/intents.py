@@ -167,11 +167,12 @@ class IntentMatcher:
             signals = {c for c in getattr(intent, "signals", ()) or () if c in self.concepts}
             if signals:
                 self.signals[intent.name] = signals
-        # The flow's own phrases of each intent (what a recognizer grammar returns at a directed step):
-        # said on their own, they are never new to the bot, however short ("crashes").
+        # The flow's own phrases of each intent, as a recognizer grammar has them (phrases()): said on
+        # their own, they are never new to the bot, however short ("crashes").
         self.own = {}
-        for phrase, name in self.examples + [(normalize(k.text.replace("*", "")), n) for k, n in self.keywords]:
-            self.own.setdefault(phrase, set()).add(name)
+        for intent in flow.intents:
+            for phrase in self.phrases([intent]):
+                self.own.setdefault(normalize(phrase), set()).add(intent)
         self.partners = {(a, b) for r in self.rules for a in r.all + r.none for b in r.all + r.none}
         self._concept_index = PhraseIndex([(name, p) for name, ps in self.concepts.items() for p in ps])
         self.index = None
