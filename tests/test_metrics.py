@@ -122,6 +122,21 @@ def test_a_spoken_call_feeds_recognition_latency_and_open_streams(app, twilio, r
     assert spoken and after.get(latency, 0) - before.get(latency, 0) == len(spoken)
 
 
+def test_made_up_methods_share_one_series(app):
+    """Anyone can send a request line with a method of their own: each would be a new series, and
+    /metrics (open unless a token is set) would grow until a restart."""
+    client = app.test_client()
+    for i in range(30):
+        assert client.open(f"/x{i}", method=f"XQZ{i:04d}").status_code in (404, 405)
+    client.open("/voice", method="BREW")
+    m = scrape(client)
+    methods = {dict(labels).get("method") for name, labels in m if name == "ivr_http_request_duration_seconds_count"}
+    assert not any(str(x).startswith("XQZ") for x in methods), methods
+    assert "BREW" not in methods
+    assert m[("ivr_http_request_duration_seconds_count",
+              (("code", "404"), ("method", "other"), ("route", "unmatched")))] >= 30
+
+
 def test_openmetrics_when_asked(app):
     resp = app.test_client().get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
