@@ -94,6 +94,18 @@ def test_removing_an_operator_ends_their_sessions(client, redis):
     assert client.get("/dashboard/api/live").status_code == 401
 
 
+def test_a_new_password_ends_the_sessions_of_the_old_one(client, redis):
+    """`ivr operators add NAME --replace` rotates a leaked password: a browser logged in with the old
+    one is logged out, and the new one logs in."""
+    login(client)
+    assert client.get("/dashboard/api/live").status_code == 200
+    Operators(redis).add("alice", "a brand new password", replace=True)
+    assert client.get("/dashboard/api/live").status_code == 401
+    assert login(client).status_code != 302                                  # the old password
+    assert login(client, password="a brand new password").status_code == 302
+    assert client.get("/dashboard/api/live").status_code == 200
+
+
 def test_passwords_are_stored_as_argon2(redis):
     add_operator(redis)
     stored = redis.hget(keys.operator("alice"), "password")

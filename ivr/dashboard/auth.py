@@ -56,6 +56,9 @@ class Operators:
         pipe.hset(keys.operator(name), mapping={"password": _hasher.hash(password), "created_at": round(self.clock())})
         pipe.sadd(keys.OPERATORS, name)
         pipe.execute()
+        if replace:
+            # A new password is how a leaked one is rotated: whoever logged in with the old one is out.
+            self._drop_sessions(name)
         return name
 
     def remove(self, name: str) -> bool:
