@@ -10,8 +10,11 @@ def redact(text: str) -> str:
 
 
 def mask_phone(number: str) -> str:
-    """+15551234567 -> +1555***4567; enough for an operator to recognise, not to dial."""
-    n = number or ""
+    """+15551234567 -> +1555***4567; enough for an operator to recognise, not to dial.
+
+    A caller ID is a number or a word ("anonymous"); a line break or other control character in
+    one (a forged request's) becomes "?", so it cannot start a log line of its own."""
+    n = "".join(c if c.isprintable() else "?" for c in number or "")
     return n if len(n) < 8 else n[:4] + "*" * (len(n) - 8) + n[-4:]
 
 

@@ -83,6 +83,20 @@ def test_access_path_drops_the_query_and_masks_numbers(path, logged):
     assert fields["path"] == logged and message == f'"GET {logged}" 200 12B 3.2ms'
 
 
+@pytest.mark.parametrize("caller, logged", [
+    ("+15551234567", "+155****4567"),
+    ("anonymous", "anon*mous"),
+    ("12\n2026 WARNING x", "12?2*********NG x"),
+    ("ab\r\ncd", "ab??cd"),
+])
+def test_a_caller_id_cannot_start_a_log_line(caller, logged, captured):
+    """Caller IDs are logged masked; a forged one with a line break must not write a line of its own."""
+    assert mask_phone(caller) == logged and "\n" not in logged and "\r" not in logged
+    out = captured("INFO", "text")
+    logging.getLogger("ivr.test").warning("stranger on the agent line: %s", mask_phone(caller))
+    assert len(out.getvalue().splitlines()) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.speech
 def test_json_log_of_a_served_call(redis_url, redis, tmp_path):
