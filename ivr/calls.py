@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 
@@ -311,11 +312,13 @@ def withheld(number) -> bool:
 
 
 def num(raw) -> float | None:
-    """A number field of a record (Redis returns strings), or None when absent or not a number."""
+    """A number field of a record (Redis returns strings), or None when absent or not a number
+    (nan and infinity are not: a wait of infinity would poison every average it enters)."""
     try:
-        return float(raw)
+        value = float(raw)
     except (TypeError, ValueError):
         return None
+    return value if math.isfinite(value) else None
 
 
 def read_report(r, sid) -> dict | None:

@@ -156,6 +156,20 @@ def test_dial_no_answer_overflows_to_queue_counted_once(serve, redis):
     assert float(redis.hget(keys.call(call["CallSid"]), "wait_seconds")) == 40.0
 
 
+@pytest.mark.parametrize("talk", ["-1e308", "-5", "nan", "99999"])
+def test_an_impossible_talk_time_does_not_enter_the_waits(serve, redis, talk):
+    """DialCallDuration dates the answer when the whisper did not: a value that cannot be true
+    (negative, longer than the call, not a number) must not make a wait of its own."""
+    clock = Clock()
+    client = serve(clock=clock, handoff_mode="dial")
+    call = caller(8)
+    dial = next(v for v in start_and_press(client, call, "0") if v.tag == "Dial")
+    clock.advance(30)
+    client.post(dial.get("action"), dict(call, DialCallStatus="completed", DialCallDuration=talk))
+    wait = float(redis.hget(keys.call(call["CallSid"]), "wait_seconds"))
+    assert 0.0 <= wait <= 30.0, wait
+
+
 def test_dial_mode_whisper_has_intent_and_words(serve, redis):
     client = serve(handoff_mode="dial")
     call = caller(8)

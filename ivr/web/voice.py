@@ -138,7 +138,9 @@ def _dial_result(svc, sid, status, turn):
     if picked_up:
         answered_at = num(record.get("answered_at"))
         if answered_at is None:
-            answered_at = now - (num(request.form.get("DialCallDuration")) or 0.0)
+            # Twilio's talk time, within what can be true: not negative, not longer than since the handoff.
+            talk = min(max(num(request.form.get("DialCallDuration")) or 0.0, 0.0), max(0.0, now - handoff_at))
+            answered_at = now - talk
         wait = max(0.0, answered_at - handoff_at)
     else:
         wait = max(0.0, now - handoff_at)
