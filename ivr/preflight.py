@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
+from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
 
 from .redact import mask_phone
+
+# A flow's list of holidays must reach this far ahead: past its last date, every holiday is an open day.
+HOLIDAYS_AHEAD = timedelta(days=60)
 
 # Twilio's magic test numbers (+1500555xxxx): they never ring a person.
 TEST_NUMBER = re.compile(r"\+1500555\d{4}")
@@ -72,7 +77,23 @@ def source_problems(flows, secrets) -> list:
     return out
 
 
-def problems(cfg, flows=None) -> list:
+def holiday_problems(flows, today: date) -> list:
+    """Flows whose holidays run out soon: movable feasts (설날, 추석, Easter) are listed by date, one
+    year at a time, and a list that ends treats the next ones as open days: callers are offered a
+    queue nobody staffs."""
+    out = []
+    for fid, flow in sorted(flows.items()):
+        hours = getattr(flow, "hours", None)
+        if hours is None or not hours.holidays:
+            continue
+        last = max(hours.holidays)
+        if last < today + HOLIDAYS_AHEAD:
+            out.append(f"flow {fid}: hours.holidays ends at {last.isoformat()}: later holidays count as open "
+                       "days (callers are offered a queue nobody staffs); list the coming year's")
+    return out
+
+
+def problems(cfg, flows=None, today: date | None = None) -> list:
     """Every finding for this configuration (and the flows served, when given), in the order an
     operator fixes them."""
     out = []
@@ -82,6 +103,7 @@ def problems(cfg, flows=None) -> list:
     out += public_url_problems(cfg.public_url)
     out += human_line_problems(cfg.human_line)
     out += source_problems(flows or {}, cfg.source_secrets)
+    out += holiday_problems(flows or {}, today or datetime.fromtimestamp(time.time()).date())
     return out
 
 

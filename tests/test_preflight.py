@@ -98,3 +98,24 @@ def test_serve_refuses_a_bad_log_level(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ivr.cli", "serve"], env={"IVR_LOG_LEVEL": "loud", "PATH": ""},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "IVR_LOG_LEVEL must be one of" in proc.stderr
+
+
+def test_holidays_that_run_out_are_a_finding(make_config):
+    """설날 and 추석 move every year: a list that ends makes the next ones open days, so two months
+    before its last date the flow is named, and the shipped flows reach past that from today."""
+    from datetime import date
+
+    from ivr.flows.loader import load_flows
+    flows = load_flows(make_config().flows_dir)
+    assert preflight.holiday_problems(flows, date.today()) == []
+    soon = preflight.holiday_problems(flows, date(2028, 11, 1))
+    assert [p.split(":")[0] for p in soon] == ["flow hotline_ko"], soon
+    assert "hours.holidays ends at 2028-10-04" in soon[0]
+    late = preflight.holiday_problems(flows, date(2029, 1, 1))
+    assert [p.split(":")[0] for p in late] == ["flow hotline", "flow hotline_ko"]
+    # The next 설날 and 추석 (lunar 1/1 and 8/15: 2027-02-07, 2027-09-15, 2028-01-27) are closed days.
+    from datetime import datetime
+    ko = flows["hotline_ko"]
+    for day in ("2027-02-08", "2027-09-15", "2028-01-27", "2028-10-03"):
+        assert not ko.is_open(datetime.fromisoformat(day + "T12:00:00+09:00").timestamp()), day
+    assert ko.is_open(datetime.fromisoformat("2027-02-10T12:00:00+09:00").timestamp())
