@@ -54,10 +54,19 @@ def test_busy_human_line_offers_voicemail(serve, redis):
 
 
 def test_two_misses_go_to_human_never_a_loop(simulate):
-    report = simulate(press("8"), press("8"))
+    # Every key of the welcome is an option (8: a charge or account change the caller did not make):
+    # the misses are words the bot cannot place.
+    report = simulate(say("purple monkey dishwasher"), say("purple monkey dishwasher"))
     assert report["outcome"] == "handoff"
     assert report["transfers"] == 1
     assert "didn't catch" in report["turns"][1]["bot"]
+
+
+def test_key_8_puts_a_caller_with_a_charge_they_did_not_make_ahead(simulate):
+    """Money safety reaches a person first on a keypad line too: the welcome's 8, as in the Korean flow."""
+    report = simulate(press("8"))
+    assert report["intents"][0] == "fraud_security"
+    assert report["outcome"] == "handoff" and report["queue"] == "urgent"
 
 
 def test_transcript_redacts_card_numbers(simulate, redis):

@@ -109,7 +109,7 @@ def test_no_english_prompt_on_a_keypad_call_invites_speech_at_any_step(twilio):
         [],                                           # welcome
         [("press", "")],                              # silence at the welcome: the rest of the menu
         [("press", "*")],                             # star: the menu again
-        [("press", "8")],                             # not an option: clarification
+        [("press", "8")],                             # a charge the caller did not make: urgent
         [("press", "1")],                             # order number
         [("press", "1"), ("press", "")],              # silence at the order number
         [("press", "1"), ("press", "999999#")],       # a number that is not found
@@ -167,7 +167,8 @@ PATHS = {   # name -> (inputs, simulator options, server options)
     "whisper, rating after agent": ([("press", "0")], {}, {"handoff_mode": "dial"}),
     "dial busy, voicemail": ([("press", "0")], {"agent": "busy"},
                              {"handoff_mode": "dial", "dial_overflow": "callback"}),
-    "not understood twice": ([("press", "8"), ("press", "8")], {}, {}),
+    "a charge the caller did not make (8), urgent": ([("press", "8")], {}, {}),
+    "silent three times": ([("press", ""), ("press", ""), ("press", "")], {}, {}),
 }
 
 
@@ -294,7 +295,7 @@ def test_a_silent_keypad_caller_hears_the_menu_once_then_reaches_a_person(twilio
 
 
 def test_silence_after_a_clarification_reaches_a_person_not_a_hangup(twilio, redis):
-    report, _ = sim(twilio, ("press", "8"), ("press", ""))
+    report, _ = sim(twilio, ("say", "purple monkey dishwasher"), ("press", ""))
     assert report["reason"] == "not_understood" and report["transfers"] == 1
 
 
