@@ -235,18 +235,34 @@ def _admit(svc, agent_call, flow, lang):
     agent = svc.agents.by_number(number)
     if agent is None:
         return None, _refuse(svc, flow, lang, number, "not a registered agent number")
+    name = agent["name"]
     if agent.get("pin"):
         if request.args.get("pin") != "1":
             return None, twiml(svc.twiml.agent_pin([flow.message("agent_pin", lang)], locale=locale))
+        # Counted before the PIN is checked: a refused call stays refused, a locked agent gets no check.
+        attempt = svc.agents.pin_attempt(agent_call, name)
+        if attempt == "refused":
+            log.warning("agent line: %s (agent %s) keyed a PIN on call %s, refused before; refused again",
+                        mask_phone(number), name, agent_call)
+            return None, _goodbye(svc, flow, lang)
+        if attempt == "locked":
+            return None, _refuse(svc, flow, lang, number, f"PIN entry of agent {name} locked after "
+                                 f"{svc.agents.pin_max_failures} wrong PINs; not checked")
         if not svc.agents.pin_ok(agent, request.form.get("Digits", "")[:16]):
-            failures = svc.agents.pin_failed(agent_call)
+            failures, locked = svc.agents.pin_failed(agent_call, name)
+            if locked:
+                log.warning("agent line: PIN entry of agent %s locked: %d wrong PINs across calls, the last from "
+                            "%s; it unlocks %d s after the last attempt (or: ivr agents unlock %s)", name,
+                            svc.agents.pin_max_failures, mask_phone(number), svc.agents.pin_lock_seconds, name)
+                return None, _refuse(svc, flow, lang, number, f"wrong PIN, agent {name} now locked")
             if failures >= MAX_PIN_FAILURES:
-                return None, _refuse(svc, flow, lang, number, f"wrong PIN {failures} times (agent {agent['name']})")
+                return None, _refuse(svc, flow, lang, number, f"wrong PIN {failures} times (agent {name})")
             again = [flow.message("agent_pin_wrong", lang), flow.message("agent_pin", lang)]
             return None, twiml(svc.twiml.agent_pin(again, locale=locale))
-    svc.agents.admit(agent_call, agent["name"])
-    log.info("agent line: %s admitted (%s)", agent["name"], mask_phone(number))
-    return agent["name"], None
+        svc.agents.pin_succeeded(name)
+    svc.agents.admit(agent_call, name)
+    log.info("agent line: %s admitted (%s)", name, mask_phone(number))
+    return name, None
 
 
 def _refuse(svc, flow, lang, number, why):
@@ -254,6 +270,10 @@ def _refuse(svc, flow, lang, number, why):
     today = svc.agents.refused(svc.store.now())
     count_agent_refusal()
     log.warning("agent line refused %s: %s (%d refused today)", mask_phone(number) or "a withheld number", why, today)
+    return _goodbye(svc, flow, lang)
+
+
+def _goodbye(svc, flow, lang):
     return twiml(svc.twiml.say_then_hangup([flow.message("agent_refused", lang)], flow.say_locale(lang)))
 
 
