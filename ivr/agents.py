@@ -8,7 +8,7 @@ phone network, so a PIN is what actually keeps strangers out; the number alone k
 wrong numbers. Refusals are logged (number masked) and counted per day.
 
 Keys (keys.py): `ivr:agents` (the registry, kept until removed, like operator accounts; PINs as
-argon2 hashes), `ivr:agent_line:{CallSid}` (one agent-line call: admitted or refused),
+argon2 hashes), `ivr:agent_line:{CallSid}` (one agent-line call: admitted, refused, its turn),
 `ivr:agent_pin_failures:{name}` (PIN attempts of one agent across calls: the lock),
 `ivr:agents:seen` (when an idle agent last polled the line: they are available),
 `ivr:agents:calls` (caller sid -> which agent is with them since when).
@@ -17,6 +17,10 @@ PIN guessing: a call is refused after MAX_PIN_FAILURES wrong PINs and stays refu
 attempt is counted per agent, across calls, before the PIN is checked (like the dashboard's login
 lock-out): after `pin_max_failures` of them without a success, that agent's PIN entry is locked
 until `pin_lock_seconds` pass without an attempt. So a new call for every few guesses gains nothing.
+
+Replays: every request of an admitted call carries a turn number the server gave it (in the URL
+its previous answer sent Twilio to; Twilio signs the URL), and each turn takes at most one caller.
+The same signed request again, a Twilio retry or a replay of captured traffic, is no new turn.
 
 Being on a call is keyed by the caller so that every way a bridge can end (the caller's queue
 result, their status callback, the agent's own line) clears it with an unconditional op joined into
@@ -37,7 +41,7 @@ from . import keys
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 NUMBER_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 PIN_RE = re.compile(r"^\d{4,8}$")
-LINE_TTL = 12 * 3600          # an agent-line call stays known (admitted, refused) for a shift
+LINE_TTL = 12 * 3600          # an agent-line call stays known (admitted, refused, its turn) 12 h after its last request
 PRESENT_SECONDS = 30          # an idle agent polls every ~5 s; silent longer means they hung up
 MAX_PIN_FAILURES = 3          # wrong PINs one call may key in before it is refused
 PIN_MAX_FAILURES = 5          # PIN attempts without a success, across calls, that lock an agent's PIN entry ...
@@ -76,6 +80,18 @@ redis.call('EXPIRE', line, line_ttl)
 return {failures, locked and 1 or 0}
 """
 
+# One request of an admitted agent-line call, numbered `turn` by the answer that sent Twilio here. The
+# turn the line expects is taken (the next one is expected from now on); any other is a repeat. Returns
+# {1 taken | 0 a repeat, the turn the line expects now}.
+_TURN = """
+local line, turn, line_ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local expected = tonumber(redis.call('HGET', line, 'turn') or '0')
+redis.call('EXPIRE', line, line_ttl)
+if turn ~= expected then return {0, expected} end
+redis.call('HSET', line, 'turn', expected + 1)
+return {1, expected + 1}
+"""
+
 _hasher = PasswordHasher()
 
 
@@ -99,6 +115,7 @@ class Agents:
         self.pin_lock_seconds = max(1, int(pin_lock_seconds))
         self._pin_attempt = redis.register_script(_PIN_ATTEMPT)
         self._pin_failed = redis.register_script(_PIN_FAILED)
+        self._turn = redis.register_script(_TURN)
 
     # -- the registry (ivr agents add|list|remove) -------------------------------------------
     def add(self, name: str, number: str, pin: str | None = None, replace: bool = False) -> str:
@@ -191,6 +208,13 @@ class Agents:
     def pin_succeeded(self, name: str) -> None:
         """The right PIN: the agent's attempts start afresh."""
         self.r.delete(keys.agent_pin_failures(name))
+
+    def take_turn(self, agent_call: str, turn: int) -> tuple:
+        """Request `turn` of an admitted call: (True, next turn) when it is the turn the line expects,
+        now taken; (False, the expected turn) for a repeat (a Twilio retry, a replay), which must
+        claim nobody."""
+        taken, expected = self._turn(keys=[keys.agent_line(agent_call)], args=[int(turn), LINE_TTL])
+        return bool(taken), int(expected)
 
     def refused(self, now: float) -> int:
         """Count one refusal on the agent line (per local day); returns today's count."""

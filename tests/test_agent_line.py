@@ -12,7 +12,7 @@ from ivr import keys
 from ivr.agents import AgentError, Agents
 from ivr.metrics import AGENT_LINE_REFUSED
 from tests.support.dashboard import add_operator, login
-from tests.support.hotline import agent_line, agent_sid, agent_takes, caller, dial_queue, enqueued, said, verb
+from tests.support.hotline import agent_line, agent_sid, agent_takes, caller, dial_queue, enqueued, post, said, verb
 
 STRANGER = "+14155550999"
 
@@ -58,8 +58,10 @@ def test_an_agent_with_a_pin_is_asked_for_it_and_admitted_once(serve, redis):
     right = agent_line(client, 3, number=ann, url=gather.get("action"), Digits="4821")
     assert said(right).startswith("Next caller") and dial_queue(right).text == "ivr-normal"
     assert "agent=ann" in dial_queue(right).get("url")
-    # The idle loop of the same call is not asked again.
-    assert "PIN" not in said(agent_line(client, 3, number=ann, url="/voice/agent?idle=1"))
+    # Back on the line after that caller (the <Dial action>, then its redirect): not asked again.
+    done = agent_line(client, 3, number=ann, url=verb(right, "Dial").get("action"), DialCallStatus="completed")
+    idle = agent_line(client, 3, number=ann, url=verb(done, "Redirect").text)
+    assert said(idle) == "No callers are waiting." and verb(idle, "Gather") is None
 
 
 def test_three_wrong_pins_are_refused(serve, redis):
@@ -227,3 +229,40 @@ def test_a_refused_call_stays_refused_with_the_right_pin(serve, redis):
     assert refused(again) and "Next caller" not in said(again)
     assert "claimed_at" not in redis.hgetall(keys.call(call["CallSid"]))
     assert Agents(redis).admitted(agent_sid(50)) is None
+
+
+def test_a_replayed_agent_request_claims_nobody(serve, redis):
+    """The same signed request again (a replay, or Twilio retrying) is not another turn: it claims no
+    caller and says nothing about one. The agent's own next request, after the first caller, takes the next."""
+    client = serve()
+    calls = [caller(13 + i) for i in range(3)]
+    for call in calls:
+        enqueued(client, call, "0")
+    first = agent_line(client, 60)
+    assert said(first).startswith("Next caller") and dial_queue(first) is not None
+    claimed = [c["CallSid"] for c in calls if redis.hget(keys.call(c["CallSid"]), "claimed_at")]
+    assert claimed == [calls[0]["CallSid"]]
+    for _ in range(3):
+        replay = agent_line(client, 60)
+        assert "Next caller" not in said(replay) and dial_queue(replay) is None and verb(replay, "Enqueue") is None
+    assert [c["CallSid"] for c in calls if redis.hget(keys.call(c["CallSid"]), "claimed_at")] == claimed
+    # The genuine agent: bridged to the first caller, then the <Dial action> and the line's redirect.
+    post(client, dial_queue(first).get("url"), dict(calls[0], QueueTime="20", DequeingCallSid=agent_sid(60)))
+    dial = verb(first, "Dial")
+    done = agent_line(client, 60, url=dial.get("action"), DialCallStatus="completed", QueueResult="bridged")
+    assert said(done) == "Call ended. Next caller."
+    following = agent_line(client, 60, url=verb(done, "Redirect").text)
+    assert said(following).startswith("Next caller") and dial_queue(following) is not None
+    assert redis.hget(keys.call(calls[1]["CallSid"]), "claimed_by") == agent_sid(60)
+    # That request replayed: nothing more; the third caller is not claimed.
+    again = agent_line(client, 60, url=verb(done, "Redirect").text)
+    assert "Next caller" not in said(again) and dial_queue(again) is None
+    assert redis.hget(keys.call(calls[2]["CallSid"]), "claimed_at") is None
+    # The first request, replayed later, neither.
+    assert dial_queue(agent_line(client, 60)) is None
+    assert redis.hget(keys.call(calls[2]["CallSid"]), "claimed_at") is None
+    # Had that been Twilio retrying (the first answer lost), the retry's answer goes on to the line's next
+    # turn, a URL only Twilio can sign: there the third caller is taken.
+    retried = agent_line(client, 60, url=verb(again, "Redirect").text)
+    assert said(retried).startswith("Next caller") and dial_queue(retried) is not None
+    assert redis.hget(keys.call(calls[2]["CallSid"]), "claimed_by") == agent_sid(60)

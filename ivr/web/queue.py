@@ -191,6 +191,7 @@ def agent():
     """
     svc = services()
     agent_call = call_sid()
+    turn = _turn_arg()
     flow, lang = svc.agent_flow(request.form.get("To"))
     locale = flow.say_locale(lang)
     name = svc.agents.admitted(agent_call)
@@ -201,12 +202,20 @@ def agent():
     now = svc.store.now()
     svc.agents.seen(name, now)
     idle = whole_seconds(request.args.get("idle"), 0)
+    # Each turn of the call takes at most one caller: the same signed request again (Twilio retrying,
+    # or someone replaying captured traffic) takes nobody and hears nothing about anyone. The answer
+    # sends Twilio on to the turn the line expects, a URL only Twilio can sign.
+    taken, turn = svc.agents.take_turn(agent_call, turn)
+    if not taken:
+        log.warning("agent %s: request for a turn already taken on %s (a retry or a replay); nobody claimed",
+                    name, agent_call)
+        return twiml(svc.twiml.agent_resume(idle=idle, turn=turn))
     # Without a Twilio account nobody can be rung back from here: call backs wait for an operator.
     found = svc.queues.claim_next(agent_call, now, callbacks=svc.twilio_api.available)
     if not found:
         if idle >= 60:
             return twiml(svc.twiml.say_then_hangup([flow.message("agent_idle_goodbye", lang)], locale))
-        return twiml(svc.twiml.agent_idle(flow.message("agent_idle", lang), locale=locale, idle=idle + 1))
+        return twiml(svc.twiml.agent_idle(flow.message("agent_idle", lang), locale=locale, idle=idle + 1, turn=turn))
     kind, queue, sid = found
     report = svc.store.report(sid) or {"record": {}, "turns": []}
     # The briefing is in the caller's language: the agent is about to talk with them in it.
@@ -217,15 +226,17 @@ def agent():
             attempt = svc.callbacks.call_back(sid, by=name, via="agent line", agent=name)
         except callbacks.CallbackError as exc:
             log.warning("agent %s: call back for %s not placed: %s", name, sid, exc)
-            return twiml(svc.twiml.agent_idle(flow.message("agent_callback_failed", lang), locale=locale, idle=0))
+            return twiml(svc.twiml.agent_idle(flow.message("agent_callback_failed", lang), locale=locale, idle=0,
+                                              turn=turn))
         briefing = [caller_flow.message("agent_callback", caller_lang),
                     agent_summary(caller_flow, caller_lang, report, queue="urgent" if queue == "urgent" else None),
                     caller_flow.message("agent_callback_calling", caller_lang)]
         log.info("agent %s rings back %s (attempt %d)", name, sid, attempt)
-        return twiml(svc.twiml.agent_await_callback(briefing, sid=sid, attempt=attempt, locale=caller_locale))
+        return twiml(svc.twiml.agent_await_callback(briefing, sid=sid, attempt=attempt, locale=caller_locale,
+                                                    turn=turn))
     briefing = agent_summary(caller_flow, caller_lang, report, queue=queue)
     log.info("agent %s takes the %s queue; head is %s", name, queue, sid)
-    return twiml(svc.twiml.agent_connect(briefing, queue=queue, agent=name, locale=caller_locale))
+    return twiml(svc.twiml.agent_connect(briefing, queue=queue, agent=name, locale=caller_locale, turn=turn))
 
 
 def _admit(svc, agent_call, flow, lang):
@@ -277,14 +288,24 @@ def _goodbye(svc, flow, lang):
     return twiml(svc.twiml.say_then_hangup([flow.message("agent_refused", lang)], flow.say_locale(lang)))
 
 
+def _turn_arg() -> int:
+    """The agent line's turn (the `turn` of the URL its last answer gave Twilio); 0: the call's first."""
+    raw = request.args.get("turn", "0")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        abort(400, description="turn must be a small non-negative integer")
+    return int(raw)
+
+
 @bp.post("/voice/agent/done")
 @twilio_signed
 def agent_done():
     """The agent's bridge (or their wait for a caller rung back) ended; offer the next caller right away."""
     svc = services()
-    svc.agents.off_call_by_agent_call(call_sid())
+    agent_call, turn = call_sid(), _turn_arg()
+    svc.agents.off_call_by_agent_call(agent_call)
     line, lang = svc.agent_flow(request.form.get("To"))
-    return twiml(svc.twiml.agent_idle(line.message("agent_next", lang), locale=line.say_locale(lang), idle=0))
+    return twiml(svc.twiml.agent_idle(line.message("agent_next", lang), locale=line.say_locale(lang), idle=0,
+                                      turn=turn))
 
 
 @bp.get("/audio/hold-<int:seconds>s.wav")
