@@ -150,6 +150,10 @@ class Config:
     # for login_lock_seconds after the last failure.
     login_max_failures: int = 5
     login_lock_seconds: int = 900
+    # Agent line: this many PIN attempts for one agent without a right one, across calls, lock that
+    # agent's PIN entry until agent_pin_lock_seconds pass without an attempt (ivr/agents.py).
+    agent_pin_max_failures: int = 5
+    agent_pin_lock_seconds: int = 900
     # How long a dashboard login lasts.
     session_hours: int = 12
     # IANA time zone whose midnight starts the dashboard's "today"; empty: the server's local time.
@@ -270,6 +274,8 @@ class Config:
             service_level_seconds=_int(env, "IVR_SERVICE_LEVEL_SECONDS", cls.service_level_seconds),
             login_max_failures=_int(env, "IVR_LOGIN_MAX_FAILURES", cls.login_max_failures),
             login_lock_seconds=_int(env, "IVR_LOGIN_LOCK_SECONDS", cls.login_lock_seconds),
+            agent_pin_max_failures=_int(env, "IVR_AGENT_PIN_MAX_FAILURES", cls.agent_pin_max_failures),
+            agent_pin_lock_seconds=_int(env, "IVR_AGENT_PIN_LOCK_SECONDS", cls.agent_pin_lock_seconds),
             session_hours=_int(env, "IVR_SESSION_HOURS", cls.session_hours),
             timezone=env.get("IVR_TIMEZONE") or "",
             trusted_proxies=_int(env, "IVR_TRUSTED_PROXIES", cls.trusted_proxies),

@@ -33,7 +33,12 @@ these names are the contract between processes (and the dashboard).
                                    the agent line (ivr.agents); kept until removed, like operator accounts
   ivr:agents:seen           zset   agent name -> last time the agent line heard from them (idle agents poll)
   ivr:agents:calls          hash   caller sid -> JSON {agent, since, agent_call}: agents on a call now
-  ivr:agent_line:{CallSid}  hash   name, admitted_at, pin_failures: one agent-line call, admitted once
+  ivr:agent_line:{CallSid}  hash   name, admitted_at, pin_failures, refused (why; it stays refused), turn (the
+                                   number of the request the call may make next; each turn takes at most
+                                   one caller): one agent-line call; expires 12 h after its last request
+  ivr:agent_pin_failures:{name}  string  PIN attempts of one agent, across calls, since their last right
+                                   PIN; at the limit their PIN entry is locked. Expires a lock period after
+                                   the last attempt
   ivr:counts:{YYYY-MM-DD}   hash   event -> count that day (agent_line_refused ...); kept 400 days
   ivr:audit                 stream operator actions that reveal personal data (CSV with numbers): who,
                                    when, what; capped at AUDIT_MAXLEN entries, kept 400 days
@@ -108,6 +113,10 @@ def ratings(day: str) -> str:
 
 def agent_line(call_sid: str) -> str:
     return f"{PREFIX}:agent_line:{call_sid}"
+
+
+def agent_pin_failures(name: str) -> str:
+    return f"{PREFIX}:agent_pin_failures:{name}"
 
 
 def counts(day: str) -> str:

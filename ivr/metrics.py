@@ -103,7 +103,7 @@ UNREPLICATED = Counter("ivr_unreplicated_writes", "Writes that counted a transfe
 
 
 AGENT_LINE_REFUSED = Counter("ivr_agent_line_refused", "Calls to the agent line refused: not a registered agent "
-                             "number, or a wrong PIN", registry=PROCESS)
+                             "number, wrong PINs, or the agent's PIN entry locked after wrong PINs", registry=PROCESS)
 
 
 def count_failure(where: str) -> None:

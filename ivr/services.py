@@ -64,7 +64,8 @@ class Services:
         self.transcriber = RecordingWorker(self.store, self.speech.models, Recordings.from_config(cfg),
                                            data_dir=cfg.data_dir, retention_seconds=cfg.recording_retention_seconds,
                                            delete_remote=cfg.voicemail_delete_remote)
-        self.agents = Agents(self.redis, clock=self.clock)
+        self.agents = Agents(self.redis, clock=self.clock, pin_max_failures=cfg.agent_pin_max_failures,
+                             pin_lock_seconds=cfg.agent_pin_lock_seconds)
         self.twilio_api = TwilioApi(cfg)
         self.callbacks = Dialer(self.store, self.twilio_api, self.twiml, cfg)
 

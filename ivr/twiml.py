@@ -165,12 +165,14 @@ class TwimlRenderer:
         resp.leave()
         return str(resp)
 
-    def agent_connect(self, briefing, *, queue, agent, locale) -> str:
+    # The agent line's answers number the line's next request (`turn`, in the URL they send Twilio to):
+    # each turn takes at most one caller, so the same request again takes nobody (ivr/agents.py).
+    def agent_connect(self, briefing, *, queue, agent, locale, turn) -> str:
         """Brief the agent, then bridge them to the caller at the head of the queue."""
         resp = VoiceResponse()
         resp.say(briefing, language=locale)
         # A short timeout: if that caller hung up meanwhile, come back for the next one.
-        dial = resp.dial(action=self.url("/voice/agent/done"), method="POST", timeout=10)
+        dial = resp.dial(action=self.url("/voice/agent/done", turn=turn), method="POST", timeout=10)
         dial.queue(self.cfg.queue_prefix + queue, url=self.url("/voice/queue/connect", queue=queue, agent=agent),
                    method="POST")
         return str(resp)
@@ -190,12 +192,13 @@ class TwimlRenderer:
         """The Twilio queue in which an agent waits for the caller being rung back."""
         return f"{self.cfg.queue_prefix}cb-{sid}"
 
-    def agent_await_callback(self, briefing, *, sid, attempt, locale) -> str:
+    def agent_await_callback(self, briefing, *, sid, attempt, locale, turn) -> str:
         """Brief the agent, then hold them until the caller rung back answers and dials them in
         (or their waitUrl lets them go: the call back did not reach anyone)."""
         resp = VoiceResponse()
         self._say(resp, briefing, locale)
-        resp.enqueue(self.callback_queue(sid), action=self.url("/voice/agent/done", callback=sid), method="POST",
+        resp.enqueue(self.callback_queue(sid), action=self.url("/voice/agent/done", callback=sid, turn=turn),
+                     method="POST",
                      wait_url=self.url("/voice/callback/agent-wait", sid=sid, attempt=attempt),
                      wait_url_method="POST")
         return str(resp)
@@ -227,11 +230,18 @@ class TwimlRenderer:
         resp.leave()
         return str(resp)
 
-    def agent_idle(self, text, *, locale, idle) -> str:
+    def agent_idle(self, text, *, locale, idle, turn) -> str:
         resp = VoiceResponse()
         resp.say(text, language=locale)
         resp.pause(length=5)
-        resp.redirect(self.url("/voice/agent", idle=idle), method="POST")
+        resp.redirect(self.url("/voice/agent", idle=idle, turn=turn), method="POST")
+        return str(resp)
+
+    def agent_resume(self, *, idle, turn) -> str:
+        """A repeated agent-line request (a retry): nothing said, on to the turn the line expects."""
+        resp = VoiceResponse()
+        resp.pause(length=1)
+        resp.redirect(self.url("/voice/agent", idle=idle, turn=turn), method="POST")
         return str(resp)
 
     def emergency(self, text, locale) -> str:

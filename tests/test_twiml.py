@@ -118,11 +118,13 @@ def test_the_emergency_answer_needs_nothing_but_configuration():
 
 def test_the_agent_line_briefs_then_bridges_the_queue():
     root = parse_twiml(renderer().agent_connect("Urgent caller, complaint.", queue="urgent", agent="alice",
-                                                locale="en-US"))
+                                                locale="en-US", turn=3))
     assert says(root) == ["Urgent caller, complaint."]
     queue = root.find("Dial").find("Queue")
     assert queue.text == "ivr-urgent"
     assert url(queue.get("url")) == ("/voice/queue/connect", {"queue": "urgent", "agent": "alice"})
+    # After that caller the agent line's next request is its next turn (a repeat takes nobody).
+    assert url(root.find("Dial").get("action")) == ("/voice/agent/done", {"turn": "3"})
 
 
 def test_a_wait_page_offers_a_key_then_plays_music():

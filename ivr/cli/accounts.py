@@ -81,7 +81,10 @@ def _agents():
     from ..agents import Agents
     from ..redis_conn import for_config
 
-    return Agents(for_config(Config.from_env()))   # the Redis the server uses: URL, sentinels or embedded
+    cfg = Config.from_env()
+    # The Redis the server uses (URL, sentinels or embedded), and its PIN lock-out settings.
+    return Agents(for_config(cfg), pin_max_failures=cfg.agent_pin_max_failures,
+                  pin_lock_seconds=cfg.agent_pin_lock_seconds)
 
 
 @agents.command("add")
@@ -113,10 +116,26 @@ def agents_list():
 
     from ..redact import mask_phone
 
-    for name, agent in sorted(_agents().all().items()):
+    registry = _agents()
+    for name, agent in sorted(registry.all().items()):
         added = dt.datetime.fromtimestamp(int(agent.get("added_at") or 0)).strftime("%Y-%m-%d %H:%M")
+        locked = registry.pin_locked(name) if agent.get("pin") else 0
         click.echo(f"{name:<32} {mask_phone(agent.get('number', '')):<16} {'PIN' if agent.get('pin') else 'no PIN':<7}"
-                   f" added {added}")
+                   f" added {added}" + (f"  PIN LOCKED for {-(-locked // 60)} min more (ivr agents unlock {name})"
+                                       if locked else ""))
+
+
+@agents.command("unlock")
+@click.argument("name")
+def agents_unlock(name):
+    """Let NAME key in their PIN again now, after too many wrong PINs locked it."""
+    from ..agents import AgentError
+
+    try:
+        unlocked = _agents().unlock(name)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"agent {name}: PIN entry {'unlocked' if unlocked else 'was not locked'}")
 
 
 @agents.command("remove")

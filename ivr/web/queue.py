@@ -191,6 +191,7 @@ def agent():
     """
     svc = services()
     agent_call = call_sid()
+    turn = _turn_arg()
     flow, lang = svc.agent_flow(request.form.get("To"))
     locale = flow.say_locale(lang)
     name = svc.agents.admitted(agent_call)
@@ -201,12 +202,20 @@ def agent():
     now = svc.store.now()
     svc.agents.seen(name, now)
     idle = whole_seconds(request.args.get("idle"), 0)
+    # Each turn of the call takes at most one caller: the same signed request again (Twilio retrying,
+    # or someone replaying captured traffic) takes nobody and hears nothing about anyone. The answer
+    # sends Twilio on to the turn the line expects, a URL only Twilio can sign.
+    taken, turn = svc.agents.take_turn(agent_call, turn)
+    if not taken:
+        log.warning("agent %s: request for a turn already taken on %s (a retry or a replay); nobody claimed",
+                    name, agent_call)
+        return twiml(svc.twiml.agent_resume(idle=idle, turn=turn))
     # Without a Twilio account nobody can be rung back from here: call backs wait for an operator.
     found = svc.queues.claim_next(agent_call, now, callbacks=svc.twilio_api.available)
     if not found:
         if idle >= 60:
             return twiml(svc.twiml.say_then_hangup([flow.message("agent_idle_goodbye", lang)], locale))
-        return twiml(svc.twiml.agent_idle(flow.message("agent_idle", lang), locale=locale, idle=idle + 1))
+        return twiml(svc.twiml.agent_idle(flow.message("agent_idle", lang), locale=locale, idle=idle + 1, turn=turn))
     kind, queue, sid = found
     report = svc.store.report(sid) or {"record": {}, "turns": []}
     # The briefing is in the caller's language: the agent is about to talk with them in it.
@@ -217,15 +226,17 @@ def agent():
             attempt = svc.callbacks.call_back(sid, by=name, via="agent line", agent=name)
         except callbacks.CallbackError as exc:
             log.warning("agent %s: call back for %s not placed: %s", name, sid, exc)
-            return twiml(svc.twiml.agent_idle(flow.message("agent_callback_failed", lang), locale=locale, idle=0))
+            return twiml(svc.twiml.agent_idle(flow.message("agent_callback_failed", lang), locale=locale, idle=0,
+                                              turn=turn))
         briefing = [caller_flow.message("agent_callback", caller_lang),
                     agent_summary(caller_flow, caller_lang, report, queue="urgent" if queue == "urgent" else None),
                     caller_flow.message("agent_callback_calling", caller_lang)]
         log.info("agent %s rings back %s (attempt %d)", name, sid, attempt)
-        return twiml(svc.twiml.agent_await_callback(briefing, sid=sid, attempt=attempt, locale=caller_locale))
+        return twiml(svc.twiml.agent_await_callback(briefing, sid=sid, attempt=attempt, locale=caller_locale,
+                                                    turn=turn))
     briefing = agent_summary(caller_flow, caller_lang, report, queue=queue)
     log.info("agent %s takes the %s queue; head is %s", name, queue, sid)
-    return twiml(svc.twiml.agent_connect(briefing, queue=queue, agent=name, locale=caller_locale))
+    return twiml(svc.twiml.agent_connect(briefing, queue=queue, agent=name, locale=caller_locale, turn=turn))
 
 
 def _admit(svc, agent_call, flow, lang):
@@ -235,18 +246,34 @@ def _admit(svc, agent_call, flow, lang):
     agent = svc.agents.by_number(number)
     if agent is None:
         return None, _refuse(svc, flow, lang, number, "not a registered agent number")
+    name = agent["name"]
     if agent.get("pin"):
         if request.args.get("pin") != "1":
             return None, twiml(svc.twiml.agent_pin([flow.message("agent_pin", lang)], locale=locale))
+        # Counted before the PIN is checked: a refused call stays refused, a locked agent gets no check.
+        attempt = svc.agents.pin_attempt(agent_call, name)
+        if attempt == "refused":
+            log.warning("agent line: %s (agent %s) keyed a PIN on call %s, refused before; refused again",
+                        mask_phone(number), name, agent_call)
+            return None, _goodbye(svc, flow, lang)
+        if attempt == "locked":
+            return None, _refuse(svc, flow, lang, number, f"PIN entry of agent {name} locked after "
+                                 f"{svc.agents.pin_max_failures} wrong PINs; not checked")
         if not svc.agents.pin_ok(agent, request.form.get("Digits", "")[:16]):
-            failures = svc.agents.pin_failed(agent_call)
+            failures, locked = svc.agents.pin_failed(agent_call, name)
+            if locked:
+                log.warning("agent line: PIN entry of agent %s locked: %d wrong PINs across calls, the last from "
+                            "%s; it unlocks %d s after the last attempt (or: ivr agents unlock %s)", name,
+                            svc.agents.pin_max_failures, mask_phone(number), svc.agents.pin_lock_seconds, name)
+                return None, _refuse(svc, flow, lang, number, f"wrong PIN, agent {name} now locked")
             if failures >= MAX_PIN_FAILURES:
-                return None, _refuse(svc, flow, lang, number, f"wrong PIN {failures} times (agent {agent['name']})")
+                return None, _refuse(svc, flow, lang, number, f"wrong PIN {failures} times (agent {name})")
             again = [flow.message("agent_pin_wrong", lang), flow.message("agent_pin", lang)]
             return None, twiml(svc.twiml.agent_pin(again, locale=locale))
-    svc.agents.admit(agent_call, agent["name"])
-    log.info("agent line: %s admitted (%s)", agent["name"], mask_phone(number))
-    return agent["name"], None
+        svc.agents.pin_succeeded(name)
+    svc.agents.admit(agent_call, name)
+    log.info("agent line: %s admitted (%s)", name, mask_phone(number))
+    return name, None
 
 
 def _refuse(svc, flow, lang, number, why):
@@ -254,7 +281,19 @@ def _refuse(svc, flow, lang, number, why):
     today = svc.agents.refused(svc.store.now())
     count_agent_refusal()
     log.warning("agent line refused %s: %s (%d refused today)", mask_phone(number) or "a withheld number", why, today)
+    return _goodbye(svc, flow, lang)
+
+
+def _goodbye(svc, flow, lang):
     return twiml(svc.twiml.say_then_hangup([flow.message("agent_refused", lang)], flow.say_locale(lang)))
+
+
+def _turn_arg() -> int:
+    """The agent line's turn (the `turn` of the URL its last answer gave Twilio); 0: the call's first."""
+    raw = request.args.get("turn", "0")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        abort(400, description="turn must be a small non-negative integer")
+    return int(raw)
 
 
 @bp.post("/voice/agent/done")
@@ -262,9 +301,11 @@ def _refuse(svc, flow, lang, number, why):
 def agent_done():
     """The agent's bridge (or their wait for a caller rung back) ended; offer the next caller right away."""
     svc = services()
-    svc.agents.off_call_by_agent_call(call_sid())
+    agent_call, turn = call_sid(), _turn_arg()
+    svc.agents.off_call_by_agent_call(agent_call)
     line, lang = svc.agent_flow(request.form.get("To"))
-    return twiml(svc.twiml.agent_idle(line.message("agent_next", lang), locale=line.say_locale(lang), idle=0))
+    return twiml(svc.twiml.agent_idle(line.message("agent_next", lang), locale=line.say_locale(lang), idle=0,
+                                      turn=turn))
 
 
 @bp.get("/audio/hold-<int:seconds>s.wav")
