@@ -42,6 +42,7 @@ def exported(web, days) -> set:
 def test_the_periods_offered_are_those_retention_keeps(retention, choices):
     assert day_choices(retention) == choices
     assert clamp_days("400", retention) == retention and clamp_days("x", retention) == min(7, retention)
+    assert clamp_days("²", retention) == min(7, retention)             # a digit to str.isdigit, not to int()
 
 
 def test_default_retention_and_export_agree():

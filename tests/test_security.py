@@ -225,6 +225,15 @@ def test_call_sid_is_validated_on_every_route(server, twilio, redis):
     assert snapshot(redis) == before
 
 
+def test_a_turn_of_unicode_digits_is_a_bad_request_not_a_crash(server, twilio, redis):
+    """"²" and "①" are digits to str.isdigit but not to int(): a 400, never a 500."""
+    sid = "CA" + secrets.token_hex(16)
+    for path in ("/voice/gather?turn=%C2%B2", "/voice/gather?turn=%E2%91%A0",
+                 "/voice/callback/answer?attempt=%C2%B2"):
+        status, _ = twilio.post(path, {"CallSid": sid, "Digits": "1"})
+        assert status == 400, path
+
+
 def test_no_route_creates_a_record_for_an_unknown_call(server, twilio, redis):
     """Signed requests for a call ivr never saw: answered, and no key without an expiry appears."""
     sid = "CA" + secrets.token_hex(16)

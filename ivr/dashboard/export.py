@@ -23,7 +23,7 @@ def day_choices(retention_days: int) -> list:
 def clamp_days(raw: str | None, retention_days: int) -> int:
     """?days= of an export request: a positive whole number, at most the retention period."""
     default = min(7, retention_days)
-    days = int(raw) if raw and raw.isdigit() and int(raw) > 0 else default
+    days = int(raw) if raw and raw.isascii() and raw.isdigit() and int(raw) > 0 else default
     return min(days, retention_days)
 
 

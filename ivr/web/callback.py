@@ -48,7 +48,7 @@ def closed_offer(flow, lang, caller) -> Offer:
 
 def _attempt() -> int:
     raw = request.args.get("attempt", "")
-    if not raw.isdigit() or len(raw) > 3:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 3:
         abort(400, description="attempt must be a small integer")
     return int(raw)
 

@@ -29,7 +29,7 @@ bp = Blueprint("voice", __name__, url_prefix="/voice")
 
 def _turn_arg() -> int:
     raw = request.args.get("turn", "")
-    if not raw.isdigit() or len(raw) > 6:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:      # "²" is a digit to Python, not to int()
         abort(400, description="turn must be a small non-negative integer")
     return int(raw)
 
