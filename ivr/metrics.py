@@ -90,7 +90,8 @@ STREAMS_REFUSED = Counter("ivr_media_streams_refused", "Media streams closed at 
                           "no or a bad credential, an unknown or ended call, a stream already live, a credential "
                           "used before, no start in time", ["reason"], registry=PROCESS)
 SLOW_CLIENTS = Counter("ivr_slow_clients_closed", "Connections the server closed before their request was complete "
-                       "(ivr/worker.py): header_timeout, body_timeout, client_limit, too_large, chunked, malformed",
+                       "(ivr/worker.py): header_timeout, body_timeout, client_limit, worker_limit, too_large, "
+                       "chunked, malformed",
                        ["reason"], registry=PROCESS)
 
 
