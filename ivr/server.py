@@ -146,6 +146,7 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
     from gunicorn.app.base import BaseApplication
 
     from . import metrics, worker
+    from .slots import ThreadShares
 
     cfg = app.extensions["ivr"].config
     connections = open_files_for(cfg.worker_connections, threads)
@@ -154,6 +155,7 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
             "the open-files limit (ulimit -n) holds %d connections per worker, not IVR_WORKER_CONNECTIONS=%d: "
             "raise LimitNOFILE", connections, cfg.worker_connections)
     worker.on_close = metrics.count_slow_client
+    app.extensions["ivr"].shares = ThreadShares.of(threads)     # each forked worker counts its own
     worker.GuardedWorker.limits = worker.Limits(
         header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout, per_client=cfg.client_connections,
         max_waiting=max(1, worker.waiting_cap(connections, threads)), max_body=app.config["MAX_CONTENT_LENGTH"])

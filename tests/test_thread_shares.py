@@ -1,0 +1,156 @@
+"""Long requests cannot take every thread from the webhooks (ivr/slots.py),
+shown with the attacks of the review against `ivr serve` (gunicorn, the production configuration,
+16 threads) and a real Redis, each while a signed POST /voice must answer in time:
+
+- replayed signed media handshakes that never send `start` (before: /healthz 8-14 s, /voice up to 10 s);
+"""
+import secrets
+import socket
+import threading
+import time
+import urllib.parse
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from ivr import keys
+from ivr.speech.session import START_WAIT
+from tests.support.procs import ServeProcess
+from tests.support.slow_clients import probe
+
+pytestmark = [pytest.mark.slow, pytest.mark.load]   # real processes, time bounds
+
+TOKEN = "t" * 32
+PUBLIC = "https://hotline.example"
+THREADS = 16
+SHARE = THREADS // 4          # ThreadShares.of: a quarter of the threads for each kind of long request
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def server(redis_url, tmp_path_factory):
+    env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url,
+           "IVR_SECRET_KEY": "server-secret-" + "s" * 30, "IVR_DATA_DIR": str(tmp_path_factory.mktemp("var"))}
+    srv = ServeProcess(env, threads=THREADS).start()
+    yield srv
+    srv.kill()
+
+
+def signed_voice(sid=None) -> bytes:
+    params = {"CallSid": sid or "CA" + secrets.token_hex(16), "From": "+15005550150", "To": "+15005550100"}
+    sig = RequestValidator(TOKEN).compute_signature(PUBLIC + "/voice", params)
+    body = urllib.parse.urlencode(params)
+    return (f"POST /voice HTTP/1.1\r\nHost: hotline.example\r\nX-Twilio-Signature: {sig}\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: hotline.example\r\nConnection: close\r\n\r\n"
+
+
+def probes(server, seconds, stop=None):
+    """/healthz and a signed POST /voice, about twice a second: [(what, status, seconds)]."""
+    out, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline and not (stop and stop()):
+        for what, raw in (("healthz", HEALTH), ("voice", signed_voice())):
+            status, took = probe("127.0.0.1", server.port, raw, timeout=15)
+            out.append((what, status, round(took, 3)))
+        time.sleep(0.4)
+    return out
+
+
+def read_head(sock) -> bytes:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def status_of(head: bytes) -> int:
+    try:
+        return int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+# -- media sockets that never send `start` -------------------------------------------------------
+MEDIA_SIGNATURE = RequestValidator(TOKEN).compute_signature(PUBLIC.replace("https", "wss") + "/media", {})
+
+
+class Replayer:
+    """`n` sockets replaying the one signed /media handshake from `sources`, never sending `start`; each is
+    opened again as soon as the server closes it (or refuses it)."""
+
+    def __init__(self, port, n, sources, seconds=30):
+        self.port, self.sources, self.deadline = port, sources, time.monotonic() + seconds
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.answers = []            # (status, seconds to the answer)
+        self.open_now = self.most_open = 0
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(10)
+
+    def _run(self, i):
+        source = self.sources[i % len(self.sources)]
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            t0 = time.monotonic()
+            try:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=15, source_address=(source, 0))
+            except OSError:
+                time.sleep(0.05)
+                continue
+            try:
+                s.sendall(("GET /media HTTP/1.1\r\nHost: hotline.example\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           f"Sec-WebSocket-Version: 13\r\nX-Twilio-Signature: {MEDIA_SIGNATURE}\r\n\r\n").encode())
+                status = status_of(read_head(s))
+                with self.lock:
+                    self.answers.append((status, time.monotonic() - t0))
+                if status == 101:
+                    with self.lock:
+                        self.open_now += 1
+                        self.most_open = max(self.most_open, self.open_now)
+                    try:
+                        s.settimeout(0.5)
+                        while not self.stop.is_set():   # until the server closes it (no start: START_WAIT)
+                            try:
+                                if not s.recv(4096):
+                                    break
+                            except TimeoutError:
+                                continue
+                    finally:
+                        with self.lock:
+                            self.open_now -= 1
+                else:
+                    self.stop.wait(0.1)
+            except OSError:
+                pass
+            finally:
+                s.close()
+
+
+def test_replayed_media_handshakes_without_start_leave_threads_for_webhooks(server, redis):
+    """32 sockets (twice the threads) from 4 addresses replay the stream's signed handshake and never send
+    `start`: a quarter of the threads take them, the others are refused at once (503), /voice answers."""
+    with Replayer(server.port, 2 * THREADS, [f"127.0.0.{60 + i}" for i in range(4)]) as attack:
+        time.sleep(1)
+        samples = probes(server, START_WAIT + 3)
+    refused = [took for status, took in attack.answers if status == 503]
+    assert samples and all(status == 200 for _, status, _ in samples), samples
+    assert max(took for *_, took in samples) < 1.0, samples
+    assert 0 < attack.most_open <= SHARE, attack.most_open                    # a quarter of the threads at most
+    assert refused and max(refused) < 1.0, max(refused or [0])                # over the share: 503 at once
+    assert {status for status, _ in attack.answers} == {101, 503}
+    calls = [k for k in redis.scan_iter(keys.CALL_PREFIX + "*") if k.count(":") == 2]
+    assert len(calls) == sum(1 for what, *_ in samples if what == "voice")   # no socket touched a call
