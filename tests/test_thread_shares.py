@@ -3,7 +3,10 @@ shown with the attacks of the review against `ivr serve` (gunicorn, the producti
 16 threads) and a real Redis, each while a signed POST /voice must answer in time:
 
 - replayed signed media handshakes that never send `start` (before: /healthz 8-14 s, /voice up to 10 s);
+- one operator's cookie opening live view after live view (before: /voice unanswered for 15 s);
 """
+import http.client
+import re
 import secrets
 import socket
 import threading
@@ -14,6 +17,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from ivr import keys
+from ivr.dashboard.auth import Operators
 from ivr.speech.session import START_WAIT
 from tests.support.procs import ServeProcess
 from tests.support.slow_clients import probe
@@ -154,3 +158,66 @@ def test_replayed_media_handshakes_without_start_leave_threads_for_webhooks(serv
     assert {status for status, _ in attack.answers} == {101, 503}
     calls = [k for k in redis.scan_iter(keys.CALL_PREFIX + "*") if k.count(":") == 2]
     assert len(calls) == sum(1 for what, *_ in samples if what == "voice")   # no socket touched a call
+
+
+# -- live views ------------------------------------------------------------------------------------
+def login(server, name) -> str:
+    """The dashboard's login form over a real socket; the session cookie (carried by hand: it is Secure)."""
+    Operators(server.redis).add(name, PASSWORD)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", "/dashboard/login")
+    resp = conn.getresponse()
+    html = resp.read().decode()
+    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    conn.request("POST", "/dashboard/login",
+                 body=urllib.parse.urlencode({"name": name, "password": PASSWORD, "csrf_token": token}),
+                 headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    assert resp.status == 302
+    return resp.getheader("Set-Cookie").split(";", 1)[0]
+
+
+def live_view(server, cookie):
+    """GET /dashboard/events: (status, seconds to the answer, the open socket, the head and body read)."""
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+    s.sendall(f"GET /dashboard/events HTTP/1.1\r\nHost: hotline.example\r\nCookie: {cookie}\r\n\r\n".encode())
+    head = read_head(s)
+    return status_of(head), time.monotonic() - t0, s, head
+
+
+def test_live_views_are_capped_per_session_and_in_total(server, redis):
+    server.redis = redis
+    alice, bob = login(server, "alice"), login(server, "bob")
+    opened = []
+    try:
+        answers = []
+        for _ in range(THREADS):                                   # the review: 16 streams, one cookie
+            status, took, s, head = live_view(server, alice)
+            answers.append((status, took))
+            opened.append(s)
+            if status != 200:
+                assert b"Retry-After: 5" in head and b"application/json" in head, head
+        samples = probes(server, 2)
+        assert all(status == 200 for _, status, _ in samples) and max(t for *_, t in samples) < 1.0, samples
+        mine = sorted(status for status, _ in answers)
+        assert mine == [200] * 3 + [429] * (THREADS - 3), answers      # three per session (LIVE_VIEWS_PER_SESSION)
+        assert max(took for _, took in answers) < 1.0, answers
+        statuses = [live_view(server, bob) for _ in range(2)]
+        opened += [s for _, _, s, _ in statuses]
+        assert [st for st, *_ in statuses] == [200, 503]               # the process's share: a quarter, 4
+        # The browser closes a tab: its stream ends within a second or two, and the session may open another.
+        first = next(i for i, (st, _) in enumerate(answers) if st == 200)
+        opened.pop(first).close()
+        deadline, status = time.monotonic() + 5, 0
+        while time.monotonic() < deadline and status != 200:
+            time.sleep(0.25)
+            status, _, s, _ = live_view(server, alice)
+            opened.append(s)
+        assert status == 200
+    finally:
+        for s in opened:
+            s.close()
