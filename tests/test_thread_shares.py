@@ -1,9 +1,10 @@
-"""Long requests cannot take every thread from the webhooks (ivr/slots.py),
+"""Long requests cannot take every thread from the webhooks (ivr/slots.py, StreamSession's media wait),
 shown with the attacks of the review against `ivr serve` (gunicorn, the production configuration,
 16 threads) and a real Redis, each while a signed POST /voice must answer in time:
 
 - replayed signed media handshakes that never send `start` (before: /healthz 8-14 s, /voice up to 10 s);
 - one operator's cookie opening live view after live view (before: /voice unanswered for 15 s);
+- admitted streams that never send media (before: each held its thread 75 s and more).
 """
 import http.client
 import re
@@ -14,11 +15,14 @@ import time
 import urllib.parse
 
 import pytest
+import websocket
 from twilio.request_validator import RequestValidator
 
 from ivr import keys
 from ivr.dashboard.auth import Operators
-from ivr.speech.session import START_WAIT
+from ivr.simulate.stream_client import open_stream
+from ivr.simulate.twilio_client import TwilioClient, parse_twiml
+from ivr.speech.session import MEDIA_WAIT, START_WAIT
 from tests.support.procs import ServeProcess
 from tests.support.slow_clients import probe
 
@@ -221,3 +225,50 @@ def test_live_views_are_capped_per_session_and_in_total(server, redis):
     finally:
         for s in opened:
             s.close()
+
+
+# -- admitted streams without media ----------------------------------------------------------------
+def test_admitted_streams_without_media_end_and_their_callers_reach_a_person(server, redis):
+    """As many admitted streams as threads, none sending media: each ends MEDIA_WAIT after its start, as a
+    failed stream (the call goes to a person through /voice/stream-ended); /voice is answered meanwhile."""
+    twilio = TwilioClient(server.url, TOKEN, public_url=PUBLIC)
+    streams = []
+    for _ in range(THREADS):
+        sid = "CA" + secrets.token_hex(16)
+        body = twilio.post("/voice?lang=ko", {"CallSid": sid, "From": "+15005550160"})[1]
+        stream = parse_twiml(body).find("Connect").find("Stream")
+        custom = {p.get("name"): p.get("value") for p in stream}
+        ws, tw = open_stream(server.url.replace("http://", "ws://") + "/media", MEDIA_SIGNATURE, sid, custom,
+                             timeout=20)
+        streams.append((sid, ws, time.monotonic()))
+    status, took = probe("127.0.0.1", server.port, signed_voice(), timeout=15)
+    assert status == 200 and took < MEDIA_WAIT + 3, took            # well within Twilio's 15 s
+    for _, ws, started in streams:                                 # each closed (as a failed stream) in time
+        code = close_code(ws, MEDIA_WAIT + 10)
+        assert code == 1000 and time.monotonic() - started < MEDIA_WAIT + 3
+        ws.close()
+    for sid, _, _ in streams:
+        rec = redis.hgetall(keys.call(sid))
+        assert rec["stream"] == "error" and rec["failure"] == "no_media", rec
+    sid = streams[0][0]
+    status, body = twilio.post("/voice/stream-ended", {"CallSid": sid, "From": "+15005550160"})
+    root = parse_twiml(body)
+    assert status == 200 and root.find("Enqueue") is not None            # a person, as after any failed stream
+    rec = redis.hgetall(keys.call(sid))
+    assert rec["reason"] == "stream_failed" and rec["transfers"] == "1"
+
+
+def close_code(ws, seconds):
+    """Read until the server closes the stream: its close code (-1: the socket just ended)."""
+    deadline = time.monotonic() + seconds
+    ws.settimeout(1)
+    while time.monotonic() < deadline:
+        try:
+            op, frame = ws.recv_data_frame(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketException, OSError):
+            return -1
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else 0
+    raise AssertionError("the server did not close the stream")
