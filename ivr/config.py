@@ -165,6 +165,9 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     client_connections: int = 64
+    # Connections one worker process holds at most (gunicorn's worker_connections): its threads' own and
+    # as many queued for them are kept free, the rest may wait (being read or idle) from all addresses.
+    worker_connections: int = 1000
     # Seconds a /metrics answer is reused (per worker): a flood of scrapes costs one computation per period.
     metrics_cache_seconds: float = 2.0
     # When set, /metrics requires "Authorization: Bearer <token>".
@@ -284,6 +287,7 @@ class Config:
             header_timeout=_int(env, "IVR_HEADER_TIMEOUT", 10),
             body_timeout=_int(env, "IVR_BODY_TIMEOUT", 10),
             client_connections=_int(env, "IVR_CLIENT_CONNECTIONS", cls.client_connections),
+            worker_connections=_int(env, "IVR_WORKER_CONNECTIONS", cls.worker_connections),
             models_dir=Path(env.get("IVR_MODELS_DIR") or where / cls.models_dir),
             model_url_base=env.get("IVR_MODEL_URL_BASE") or "",
             speech=_bool(env, "IVR_SPEECH", cls.speech),

@@ -88,9 +88,11 @@ FAILURES = Counter("ivr_failures", "Failures that sent a caller to the fallback 
                    ["where"], registry=PROCESS)
 STREAMS_REFUSED = Counter("ivr_media_streams_refused", "Media streams closed at start without touching the call: "
                           "no or a bad credential, an unknown or ended call, a stream already live, a credential "
-                          "used before, no start in time", ["reason"], registry=PROCESS)
+                          "used before, no start in time; or refused at the handshake, too many sockets waiting "
+                          "for their start (busy)", ["reason"], registry=PROCESS)
 SLOW_CLIENTS = Counter("ivr_slow_clients_closed", "Connections the server closed before their request was complete "
-                       "(ivr/worker.py): header_timeout, body_timeout, client_limit, too_large, chunked, malformed",
+                       "(ivr/worker.py): header_timeout, body_timeout, client_limit, worker_limit, too_large, "
+                       "chunked, malformed",
                        ["reason"], registry=PROCESS)
 
 

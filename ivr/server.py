@@ -117,19 +117,49 @@ def _gunicorn_logger():
     return IvrLogger
 
 
+# Files a worker keeps open besides its clients' connections and one Redis connection per thread:
+# the listener, the poller and its pipe, logs, metrics files, prompt audio.
+OWN_FILES = 128
+
+
+def open_files_for(connections: int, threads: int) -> int:
+    """Every connection is an open file. Raise this process's soft limit (the workers inherit it) to what
+    `connections` need, as far as the hard limit allows; returns how many connections fit. (Below it,
+    gunicorn's accept fails with EMFILE and the worker exits with every call it carries: measured with
+    the open-files limit at 300, under 1,000 slow connections.)"""
+    import resource
+
+    need = connections + threads + OWN_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return connections
+    raised = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    return connections if raised >= need else max(0, raised - threads - OWN_FILES)
+
+
 def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64):
     """Production server. Threads, not processes, carry concurrent calls: media
     streams are long-lived sockets and decoding releases the GIL. The worker is gthread
     guarded against slow clients (ivr/worker.py), with the limits from the app's config."""
+    import logging
+
     from gunicorn.app.base import BaseApplication
 
     from . import metrics, worker
+    from .slots import ThreadShares
 
     cfg = app.extensions["ivr"].config
+    connections = open_files_for(cfg.worker_connections, threads)
+    if connections < cfg.worker_connections:
+        logging.getLogger("ivr").warning(
+            "the open-files limit (ulimit -n) holds %d connections per worker, not IVR_WORKER_CONNECTIONS=%d: "
+            "raise LimitNOFILE", connections, cfg.worker_connections)
     worker.on_close = metrics.count_slow_client
+    app.extensions["ivr"].shares = ThreadShares.of(threads)     # each forked worker counts its own
     worker.GuardedWorker.limits = worker.Limits(
         header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout, per_client=cfg.client_connections,
-        max_body=app.config["MAX_CONTENT_LENGTH"])
+        max_waiting=max(1, worker.waiting_cap(connections, threads)), max_body=app.config["MAX_CONTENT_LENGTH"])
 
     class _App(BaseApplication):
         def load_config(self):
@@ -137,6 +167,7 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", worker.GuardedWorker)
             self.cfg.set("threads", threads)
+            self.cfg.set("worker_connections", connections)
             self.cfg.set("timeout", 0)  # media streams last as long as the call
             self.cfg.set("graceful_timeout", GRACEFUL_TIMEOUT)
             self.cfg.set("post_worker_init", _post_worker_init)

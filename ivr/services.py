@@ -21,6 +21,7 @@ from .keyring import Keyring
 from .metrics import ScrapeCache
 from .queues import Queues
 from .recordings import Recordings
+from .slots import ThreadShares
 from .speech.services import SpeechServices
 from .speech.transcribe import RecordingWorker
 from .twilio_api import TwilioApi
@@ -46,6 +47,9 @@ class Services:
     agents: Agents = field(init=False)
     twilio_api: TwilioApi = field(init=False)
     callbacks: Dialer = field(init=False)
+    # What long requests (media sockets before `start`, dashboards' live views) may hold of the process's
+    # threads; `ivr serve` sets it from --threads (ivr/server.py), 64 elsewhere.
+    shares: ThreadShares = field(default_factory=lambda: ThreadShares.of(64))
 
     def __post_init__(self):
         cfg = self.config

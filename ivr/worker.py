@@ -19,6 +19,12 @@ before any thread sees it:
   between keep-alive requests); one more closes that address's oldest waiting one. A flood
   from one address cannot fill the worker's connections, while an ordinary request, which
   arrives whole, is never the oldest for long;
+- all addresses together have at most `max_waiting` connections waiting; one more closes the
+  oldest idle keep-alive connection, else the oldest one being read. gunicorn stops accepting
+  once a worker holds `worker_connections`, so without this a flood from enough addresses
+  (17 x 62 slow connections against the default 1000) stopped the whole server; `max_waiting`
+  (waiting_cap) leaves room below it for the threads' own connections and the complete
+  requests queued for them, so the worker always accepts;
 - only complete requests reach a thread, so threads are spent on work, never on waiting
   for a client. A media stream is an ordinary GET until its upgrade; the wait for its
   `start` message is bounded by ivr.speech.session.START_WAIT.
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import selectors
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass
 from functools import partial
 
@@ -46,11 +52,19 @@ class Limits:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     per_client: int = 64
+    max_waiting: int = 1000 - 2 * 64    # waiting_cap(gunicorn's default worker_connections, ivr's 64 threads)
     max_body: int = 64 * 1024
     max_header: int = 32 * 1024
 
 
-# Called with a reason (header_timeout, body_timeout, client_limit, too_large, chunked) for every
+def waiting_cap(connections: int, threads: int) -> int:
+    """Connections one worker lets wait (being read, or idle between keep-alive requests) when it may hold
+    `connections`: the rest is kept for its threads (a request, a media stream, a live view each) and as
+    many complete requests queued for them, so waiting clients can never stop it accepting."""
+    return connections - 2 * threads
+
+
+# Called with a reason (header_timeout, body_timeout, client_limit, worker_limit, too_large, chunked) for every
 # connection the guard closes; ivr.metrics counts them. Set before the workers fork.
 on_close = None
 
@@ -94,7 +108,7 @@ class GuardedWorker(ThreadWorker):
     limits = Limits()
 
     def init_process(self):
-        self._reading = {}                        # conn -> _Reading
+        self._reading = OrderedDict()             # conn -> _Reading, oldest first
         self._waiting = defaultdict(deque)        # client address -> its connections being read, oldest first
         super().init_process()
 
@@ -117,6 +131,14 @@ class GuardedWorker(ThreadWorker):
         waiting = self._waiting[addr]
         while len(waiting) >= self.limits.per_client:
             self._drop(self._reading[waiting[0]], "client_limit")
+        while len(self._reading) + len(self.keepalived_conns) >= self.limits.max_waiting:
+            if self.keepalived_conns:
+                self._close_idle(self.keepalived_conns[0], "worker_limit")
+            elif self._reading:
+                self._drop(next(iter(self._reading.values())), "worker_limit")
+            else:
+                break
+        waiting = self._waiting[addr]               # the loops may have emptied (and removed) it
         waiting.append(conn)
         self._reading[conn] = st
         if not self._advance(st):
@@ -248,12 +270,16 @@ class GuardedWorker(ThreadWorker):
             if seen[addr] + len(self._waiting.get(addr, ())) > self.limits.per_client:
                 extra.append(conn)
         for conn in extra:
-            self.keepalived_conns.remove(conn)
-            try:
-                self.poller.unregister(conn.sock)
-            except (KeyError, ValueError, OSError):
-                pass
-            self.nr_conns -= 1
-            conn.close()
-            if on_close is not None:
-                on_close("client_limit")
+            self._close_idle(conn, "client_limit")
+
+    def _close_idle(self, conn, reason):
+        """Close a connection idle between keep-alive requests."""
+        self.keepalived_conns.remove(conn)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        conn.close()
+        if on_close is not None:
+            on_close(reason)

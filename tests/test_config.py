@@ -34,6 +34,7 @@ CASES = [
     ("IVR_HEADER_TIMEOUT", "4", "header_timeout", 4),
     ("IVR_BODY_TIMEOUT", "6", "body_timeout", 6),
     ("IVR_CLIENT_CONNECTIONS", "8", "client_connections", 8),
+    ("IVR_WORKER_CONNECTIONS", "4000", "worker_connections", 4000),
     ("IVR_METRICS_CACHE_SECONDS", "0", "metrics_cache_seconds", 0),
     ("IVR_RECORDING_ORIGINS", "https://a.example, https://b.example", "recording_origins",
      ("https://a.example", "https://b.example")),
@@ -143,3 +144,15 @@ def test_log_settings():
     for name, bad in (("IVR_LOG_LEVEL", "loud"), ("IVR_LOG_FORMAT", "xml"), ("IVR_ACCESS_LOG", "maybe")):
         with pytest.raises(ValueError, match=name):
             Config.from_env({name: bad})
+
+
+def test_serve_raises_the_open_files_limit_for_its_connections():
+    """Every connection is an open file: a worker allowed 1000 under a soft limit of 1024 (Debian's) failed
+    in accept() first. The soft limit goes up as far as the hard one allows; above it, fewer connections."""
+    import subprocess
+    import sys
+    script = ("import resource; from ivr.server import open_files_for as f\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (512, 2048))\n"
+              "print(f(1000, 64), resource.getrlimit(resource.RLIMIT_NOFILE)[0], f(4000, 64))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1000", str(1000 + 64 + 128), str(2048 - 64 - 128)]

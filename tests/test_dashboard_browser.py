@@ -217,6 +217,39 @@ def test_an_operators_day(browser, serve, redis, tmp_path):
     assert not severe, severe  # no CSP violations, no script errors
 
 
+def test_a_refused_live_view_keeps_the_page_current_and_reconnects(browser, serve, redis):
+    """The process serves as many live views as its share of threads allows (ivr/slots.py); one more is
+    refused (503). The page then reads /api/live and tries its stream again 3 s later, so a waiting caller
+    still shows up; once a live view is free it is live again."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ivr.slots import ThreadShares
+
+    add_operator(redis)
+    client = serve()
+    shares = client.app.extensions["ivr"].shares = ThreadShares.of(4)     # one live view for the process
+    elsewhere = shares.live_views.take("another operator's session")       # and it is taken
+    browser.get(client.base_url + "/dashboard")
+    browser.find_element(By.ID, "name").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait = WebDriverWait(browser, 10)
+    wait.until(EC.text_to_be_present_in_element((By.ID, "live-status"), "reconnecting"))
+    with HeldCall(client, [("press", "0")], from_number="+15005550164") as held:
+        sid = held.start()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f"#queues tr[data-sid='{sid}']")))
+        assert "reconnecting" in browser.find_element(By.ID, "live-status").text
+        elsewhere.release()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "live-status"), "live"))
+        assert shares.live_views.taken == 1                                  # the page's own stream now
+        held.finish()
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
+              and "favicon" not in e["message"] and "/dashboard/events" not in e["message"]]
+    assert not severe, severe
+
+
 _FIT_JS = """
 const ids = arguments[0];
 const boxes = [...document.querySelectorAll('.panel, .kpi')].filter(e => e.offsetParent !== null)

@@ -157,6 +157,20 @@ def test_event_stream_refuses_without_login(server):
     assert err.value.code == 401
 
 
+def test_a_live_view_holds_its_place_until_the_browser_goes(client, server, app):
+    """A live view counts against the process's share (ivr/slots.py) while it is open, and gives its place
+    back within a second or two of the browser closing the connection (not at a later heartbeat)."""
+    views = app.extensions["ivr"].shares.live_views
+    resp = _open_stream(server, client)
+    _next_event(resp, "live")
+    assert views.taken == 1
+    resp.close()
+    deadline = time.monotonic() + 3
+    while views.taken and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert views.taken == 0
+
+
 class _FakeClock:
     """Steps time forward on every read, so a stream's lifetime passes in a few iterations."""
 

@@ -224,6 +224,24 @@ def test_a_socket_without_start_is_given_up(calls, monkeypatch):
         call.session.tick()
 
 
+def test_a_started_stream_without_media_fails(calls, monkeypatch):
+    """Twilio sends a frame every 20 ms of a live call: a stream quiet for MEDIA_WAIT is broken or hostile,
+    and fails (the view sends the caller to a person); marks and keys do not keep it open."""
+    call = calls(asks("answer")).start()
+    s, now = call.session, time.monotonic()
+    monkeypatch.setattr(session_module.time, "monotonic", lambda: now + session_module.MEDIA_WAIT - 1)
+    call.frames(None)                                     # a frame resets the wait
+    s.handle(call.tw.mark("p9"))
+    s.tick()
+    monkeypatch.setattr(session_module.time, "monotonic", lambda: now + 2 * session_module.MEDIA_WAIT - 1.5)
+    s.tick()                                              # within MEDIA_WAIT of that frame
+    s.handle(call.tw.dtmf("*"))
+    monkeypatch.setattr(session_module.time, "monotonic", lambda: now + 2 * session_module.MEDIA_WAIT)
+    with pytest.raises(StreamFailure) as failure:
+        s.tick()
+    assert failure.value.where == "no_media" and s.phase == Phase.TALKING
+
+
 def test_first_words_clear_the_prompt_once(calls):
     call = calls(asks("answer")).start()
     call.wire.wait(lambda w: len(w.payloads()) > 0)       # the 2 s greeting is playing

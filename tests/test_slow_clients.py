@@ -95,6 +95,42 @@ def test_slow_body_gets_408_and_changes_nothing(server, redis):
     assert not list(redis.scan_iter(keys.CALL_PREFIX + "*"))          # no /voice ran for an unfinished body
 
 
+def test_slow_connections_from_many_addresses_do_not_fill_the_worker(redis_url, tmp_path):
+    """More slow connections than the worker may hold (gunicorn's worker_connections), each address under its
+    own cap: gunicorn stops accepting once the worker is full, so before the total cap /healthz and POST /voice
+    went unanswered (the review: 17 addresses x 62 against 1000, here 4 x 40 against 120)."""
+    connections = 120
+    env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": PUBLIC, "REDIS_URL": redis_url, "IVR_DATA_DIR": str(tmp_path),
+           "IVR_HEADER_TIMEOUT": "20", "IVR_WORKER_CONNECTIONS": str(connections)}
+    srv = ServeProcess(env, threads=THREADS).start()
+    attacks = [SlowLoris("127.0.0.1", srv.port, n=40, source=f"127.0.0.{20 + i}", seconds=40) for i in range(4)]
+    try:
+        for a in attacks:
+            a.__enter__()
+        deadline = time.monotonic() + 10
+        while sum(a.opened for a in attacks) < 160 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        samples = probe_while(srv, _Total(attacks))
+        for a in attacks:
+            a.__exit__(None, None, None)
+        closed = _closed(srv, "worker_limit")
+    finally:
+        for a in attacks:
+            a.stopping.set()
+        srv.kill()
+    assert all(status == 200 for _, status, _, _ in samples), samples
+    assert max(took for _, _, took, _ in samples) < 1.0, samples
+    assert sum(a.opened for a in attacks) >= 160 and closed > 0     # the server closed the oldest to keep accepting
+
+
+def _closed(srv, reason) -> float:
+    import urllib.request
+    with urllib.request.urlopen(srv.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    line = f'ivr_slow_clients_closed_total{{reason="{reason}"}} '
+    return sum(float(row.split()[-1]) for row in text.splitlines() if row.startswith(line))
+
+
 class _Total:
     def __init__(self, attacks):
         self.attacks = attacks

@@ -71,6 +71,10 @@ def serve(host, port, threads, workers):
         use_metrics_dir(folder)
     cfg = Config.from_env(port=port)
     setup_logging(cfg)
+    if cfg.worker_connections < 3 * threads:
+        # Twice the threads stay free of waiting clients (ivr/worker.py: waiting_cap); some must be left for them.
+        raise click.UsageError(f"IVR_WORKER_CONNECTIONS={cfg.worker_connections} is too few for --threads "
+                               f"{threads}: at least 3 x the threads ({3 * threads})")
     app = build_app(cfg)
     click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe_config(cfg)})")
     click.echo("URLs for the Twilio console and the operators:")

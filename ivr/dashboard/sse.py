@@ -2,14 +2,17 @@
 
 One generator per open dashboard, each on its own server thread (gunicorn gthread or the
 threaded loopback server). It blocks in XREAD for at most a second, so it notices when to
-send a heartbeat, when the operator's session ended and when its lifetime is up; a browser
-that went away is noticed at the next write, at the latest one heartbeat later. The
-browser's EventSource reconnects by itself after the stream ends.
+send a heartbeat, when the operator's session ended, when its lifetime is up and when the
+browser closed the connection (`peer_gone`: a reload or a closed tab frees its thread within a
+second, not at a later write). The browser's EventSource reconnects by itself after the stream
+ends. How many streams a process serves at once is capped (ivr/slots.py, views.events).
 """
 from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
 import time
 
 log = logging.getLogger("ivr.dashboard")
@@ -27,21 +30,44 @@ def message(event: str, data, event_id: str | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+def peer_gone(environ):
+    """A check, True once the client closed its end of the request's connection. A browser sends nothing
+    on an event stream, so its socket turns readable only when it closes (or resets). Without the
+    server's socket in the environ the check is always False (the next write finds out)."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if sock is None:
+        return lambda: False
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+
+    def gone() -> bool:
+        try:
+            if not poller.poll(0):
+                return False
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+    return gone
+
+
 def live_stream(queries, snapshot, logged_in, clock=time.monotonic, sleep=time.sleep,
-                max_seconds=MAX_SECONDS, stopping=lambda: False):
+                max_seconds=MAX_SECONDS, stopping=lambda: False, gone=lambda: False):
     """Yield SSE text: a snapshot now, then one after each batch of call events.
 
     snapshot(): the live view as a dict; logged_in(): False once the session is gone; stopping():
     True once the server is shutting down (SIGTERM). The stream then ends within a second and the
     browser reconnects, to another server or the restarted one, instead of holding the worker for
-    its whole graceful timeout (measured: 30 s per open dashboard before this check).
+    its whole graceful timeout (measured: 30 s per open dashboard before this check). gone(): True once the
+    browser closed the connection (peer_gone); the stream then ends within a second.
     """
     last_id = queries.last_event_id()
     yield f"retry: {RETRY_MS}\n\n"
     yield message("live", snapshot(), last_id)
     started = last_beat = last_snap = clock()
     try:
-        while clock() - started < max_seconds and not stopping():
+        while clock() - started < max_seconds and not stopping() and not gone():
             events = queries.events_after(last_id, BLOCK_MS)
             now = clock()
             if events:

@@ -31,6 +31,7 @@ from ..calls import num
 from ..redact import mask_digits
 from ..server import STOPPING
 from ..services import services
+from ..slots import Full
 from ..summary import agent_summary  # the words the agent heard, from the function that spoke them
 from ..web.common import is_call_sid
 from . import audit, export, kpi, security, sse, timeline
@@ -327,13 +328,30 @@ def call_data(sid):
 @bp.get("/events")
 @login_required(api=True)
 def events():
+    """The live view's event stream. Each holds a server thread for up to an hour, so a process serves only
+    a share of its threads as streams, a few per operator session (ivr/slots.py); one more is refused
+    at once: 429 for the session's, 503 when the process has none left. EventSource gives up on any
+    answer but 200; the page then reads /api/live and opens its stream again 3 s later (dashboard.js)."""
     svc = services()
     queries, token = _queries(), session.get("token")
+    try:
+        view = svc.shares.live_views.take(token)
+    except Full as full:
+        mine = full.scope == "key"
+        log.warning("live view refused for %s: %s", g.operator,
+                    "this session has its share open" if mine else "no stream left on this process")
+        detail = ("this login has the most live views open already; close a tab" if mine
+                  else "the server serves as many live views as it can; the page refreshes meanwhile")
+        return (jsonify(error="Too Many Requests" if mine else "Service Unavailable", detail=detail),
+                429 if mine else 503, {"Retry-After": "5", "Cache-Control": "no-store"})
     sessions, sl = _sessions(), svc.config.service_level_seconds
     stream = sse.live_stream(queries, snapshot=lambda: queries.live(svc.clock(), sl),
-                             logged_in=lambda: sessions.operator(token) is not None, stopping=STOPPING.is_set)
-    return Response(stream, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+                             logged_in=lambda: sessions.operator(token) is not None, stopping=STOPPING.is_set,
+                             gone=sse.peer_gone(request.environ))
+    response = Response(stream, mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response.call_on_close(view.release)      # the stream ended, or the browser went away
+    return response
 
 
 @bp.context_processor

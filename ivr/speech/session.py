@@ -35,6 +35,9 @@ DRAIN_WAIT = 5.0           # server stopping: seconds to let a caller finish spe
 # Twilio sends `connected` and `start` as soon as the socket opens; a socket that has not sent an admitted
 # `start` after this long is not a call, and must not hold a server thread (docs/security.md).
 START_WAIT = 5.0
+# Once started, Twilio sends a media frame every 20 ms for as long as the call lasts, silence included: a
+# stream without one for this long is broken or hostile, and ends as failed (the caller goes to a person).
+MEDIA_WAIT = 5.0
 
 
 _SPEECH_TURN = metrics.TURN_LATENCY.labels(input="speech")
@@ -120,6 +123,7 @@ class StreamSession:
         self.failure = None                    # (where, detail) reported by the player thread
         self.drain_deadline = None             # set when the server is stopping (drain())
         self.counters = Counters()
+        self.media_at = 0.0                    # monotonic() of the last media message (from `start` on)
         self.t_voiced = 0.0                    # perf_counter() of the last voiced frame
         # Per speech turn, where the time between the caller's last word and our first reply
         # frame went (ms): endpoint (trailing audio waited for), recognize (final result),
@@ -168,11 +172,15 @@ class StreamSession:
         # Connected carries nothing we need.
 
     def tick(self) -> None:
-        """Called when no message came for a while: enforce the start and end-of-call timeouts."""
+        """Called after every message and when none came for a while: enforce the start, media and
+        end-of-call timeouts."""
         if self.phase == Phase.WAITING and time.monotonic() > self.start_deadline:
             raise StartTimeout()
         if self.failure is not None and not self.done:
             raise StreamFailure(*self.failure)
+        if self.phase == Phase.TALKING and time.monotonic() - self.media_at > MEDIA_WAIT:
+            # (While the last prompt plays, its own deadline ends the stream as planned.)
+            raise StreamFailure("no_media", f"no media for {MEDIA_WAIT:.0f} s")
         if self.phase == Phase.ENDING and time.monotonic() > self.ending.deadline:
             log.info("stream %s: no mark for the last prompt; ending the stream", self.sid)
             self._finish(self.ending.kind)
@@ -228,12 +236,14 @@ class StreamSession:
         if self.recordings_dir is not None:
             self.recorder = WavRecorder(self.recordings_dir / f"{start.call_sid}.wav")
         self.phase = Phase.TALKING
+        self.media_at = time.monotonic()
         log.info("stream %s: call %s started (lang=%s)", start.stream_sid, start.call_sid, self.lang)
         self._speak(turn)
 
     def _on_media(self, event):
         if event.track not in ("inbound", "inbound_track"):
             return
+        self.media_at = time.monotonic()
         self.counters.bytes_in += len(event.payload)
         try:
             for frame in self.reframer.push(event.payload):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, abort, request
+from flask import Blueprint, Response, abort, request
 
 from .. import logs, streamauth
 from .. import turn as call_turn
@@ -22,6 +22,7 @@ from ..media.websocket import ConnectionClosed, InlineServer, websocket_response
 from ..metrics import ACTIVE_STREAMS, count_failure, count_refused_stream
 from ..server import STOPPING
 from ..signature import is_valid, twilio_signed
+from ..slots import Full
 from ..speech.dialogue import MAX_RESUMES, FlowDialogue
 from ..speech.recording import recordings_dir
 from ..speech.session import START_WAIT, StartTimeout, StreamFailure, StreamSession
@@ -55,11 +56,27 @@ def _signed_upgrade():
 
 @bp.route("/media", endpoint="media", websocket=True)
 def media():
+    # Until its `start`, a socket is not a call: only a share of the threads may wait for one (ivr/slots.py).
+    # The signature checked above is the same for every stream, so it proves nothing about who replays it.
+    try:
+        waiting = services().shares.unstarted_streams.take(request.remote_addr or "")
+    except Full as full:
+        log.warning("media stream handshake refused: too many sockets waiting for their start (%s)", full.scope)
+        count_refused_stream("busy")
+        return Response("too many media streams waiting for their start\n", 503,
+                        {"Retry-After": "1", "Content-Type": "text/plain"})
+    try:
+        return _serve(waiting)
+    finally:
+        waiting.release()
+
+
+def _serve(waiting):
     ws = InlineServer(request.environ, max_message_size=MAX_SOCKET_MESSAGE)
     ACTIVE_STREAMS.inc()
     close, t0 = None, time.monotonic()
     try:
-        close = converse(ws)
+        close = converse(ws, waiting)
     finally:
         ACTIVE_STREAMS.dec()
         ws.finish(reason=close)
@@ -68,9 +85,10 @@ def media():
     return websocket_response(ws)
 
 
-def converse(ws):
+def converse(ws, waiting=None):
     """Run one call's session until the stream ends; any failure is recorded for stream-ended.
-    Returns the close code when the stream was refused (not the call's, or no `start` in time)."""
+    Returns the close code when the stream was refused (not the call's, or no `start` in time).
+    `waiting` (a Slot) is released once the call started: its thread is then the call's."""
     svc = services()
     cfg, sp = svc.config, svc.speech
     session = StreamSession(ws.send, FlowDialogue(svc), models=sp.models, prompts=sp.prompts, listener=sp.listener,
@@ -82,6 +100,9 @@ def converse(ws):
             message = ws.receive(timeout=RECEIVE_TICK)
             if message is not None:
                 session.handle(message)
+                if waiting is not None and session.started:
+                    waiting.release()
+                    waiting = None
             session.tick()
             if STOPPING.is_set():
                 session.drain()
