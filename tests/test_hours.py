@@ -138,6 +138,22 @@ def test_spoken_korean_call_out_of_hours_gets_the_offer_after_the_stream(serve, 
     assert "1번을" in report["turns"][-1]["bot"]
 
 
+@pytest.mark.speech
+@pytest.mark.slow
+def test_a_key_pressed_after_the_spoken_korean_call_takes_the_call_back_out_of_hours(serve, redis, ko_model):
+    """`ivr simulate --lang ko --say 상담원 --press 1`: the stream ends after the bot says nobody is free;
+    the key answers the offer Twilio plays next (the <Connect action>'s TwiML), not the stream."""
+    from ivr.simulate.call import CallSimulator
+
+    client = serve(hours="closed")
+    sim = CallSimulator(client)
+    report = sim.run([("say", "상담원"), ("press", "1")], "ko")
+    assert sim.stream_result.rest == [("press", "1")] and sim.stream_result.closed_by_server
+    assert "1번을" in report["turns"][-2]["bot"] and report["turns"][-1]["caller"] == "press 1"
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["callback_state"] == "waiting" and rec["callback_after_hours"] == "1"
+
+
 BAD_HOURS = [
     ("timezone: America/New_York", "timezone: Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
     ('mon: ["08:00-22:00"]', 'mon: ["08:00-25:00"]', "mon '08:00-25:00' is not a time span"),

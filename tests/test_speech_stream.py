@@ -162,6 +162,19 @@ def test_a_caller_with_nothing_more_to_say_stays_on_the_line_after_the_last_prom
     assert report["reason"] == "not_understood" and report["wait_seconds"] is not None and report["agent_heard"]
 
 
+@pytest.mark.slow
+def test_a_key_after_the_voice_conversation_answers_the_rating_asked_next(twilio, redis):
+    """As `ivr simulate --lang ko --say 시간 --say 아니오 --press 5` calls: the stream ends after the bot's
+    goodbye, and the key rates the call at the question Twilio plays next (the <Connect action>'s TwiML)."""
+    report, result = call_ko(twilio, ("say", "시간"), ("say", "아니오"), ("press", "5"), barge_in=None,
+                             listen_to_end=True, end_wait=4.0)
+    assert result.rest == [("press", "5")] and result.closed_by_server
+    assert report["intents"] == ["opening_hours", "goodbye"]
+    assert any(t["caller"] == "press 5" for t in report["turns"])
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["rating"] == "5" and rec["rating_after"] == "bot"
+
+
 def _snapshot(redis):
     return {k: redis.dump(k) for k in redis.scan_iter("*")}
 

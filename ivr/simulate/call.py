@@ -99,9 +99,11 @@ class CallSimulator:
                     url = verb.get("action")
                     break
                 elif verb.tag == "Connect":
-                    # Media stream: the caller talks to the bot over a WebSocket until it ends.
+                    # Media stream: the caller talks to the bot over a WebSocket until it ends. What they
+                    # had not said when the server ended it goes on to the TwiML the <Connect action>
+                    # returns, as on Twilio (the rating after the bot's goodbye, the out-of-hours offer).
                     transcript += self._stream(verb, sid, pending)
-                    pending, bot_text, caller_label = [], [], None
+                    pending, bot_text, caller_label = list(self.stream_result.rest), [], None
                     to_engine = False
                     if self.stream_result.hung_up:
                         ended = True
@@ -188,7 +190,8 @@ class CallSimulator:
         return action, dict(base, QueueResult="hangup", QueueTime=str(self.queue_wait)), heard
 
     def _stream(self, verb, sid, inputs) -> list:
-        """Run the stream with every remaining input; transcript entries from the call record."""
+        """Run the stream with the remaining inputs (those it ended before are stream_result.rest);
+        transcript entries from the call record."""
         from .stream_client import StreamCaller
 
         stream = next((v for v in verb if v.tag == "Stream"), None)

@@ -8,7 +8,8 @@ last voiced frame to the bot's first reply frame.
 
 As on Twilio, the stream ends when the server closes it (the caller then goes on to the
 <Connect action>'s TwiML) or when the caller hangs up. A caller with nothing more to say hears the
-bot's last prompt out and hangs up only after `end_wait` seconds of the bot saying nothing.
+bot's last prompt out and hangs up only after `end_wait` seconds of the bot saying nothing; the
+inputs the stream ended before are handed back (StreamResult.rest) for whatever comes next.
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class StreamResult:
     closed_by_server: bool = False
     hung_up: bool = False
     error: str | None = None
+    rest: list = field(default_factory=list)         # inputs not given: the stream had ended before them
 
 
 class StreamCaller:
@@ -87,7 +89,9 @@ class StreamCaller:
 
     def run(self, url: str, custom: dict, call_sid: str, inputs, audio: dict | None = None) -> StreamResult:
         """inputs: ("say", text) | ("audio", path) | ("press", digits) | ("wait", seconds: the caller stays
-        silent that long before the next input); audio: pre-rendered {input: bytes}."""
+        silent that long before the next input); audio: pre-rendered {input: bytes}. The inputs the
+        stream ended before (the server closed it) are the result's `rest`, in order."""
+        inputs = list(inputs)
         sig = self.signature if self.signature is not None else self.validator.compute_signature(url, {})
         self.ws, self.tw = open_stream(url, sig, call_sid, custom, timeout=10, enable_multithread=True)
         self.res = res = StreamResult()
@@ -106,14 +110,19 @@ class StreamCaller:
         self.next_send = time.monotonic()
         rx = threading.Thread(target=self._receive, name="sim-stream-rx", daemon=True)
         rx.start()
+        given = 0                      # inputs begun on this stream
         try:
             for kind, value in inputs:
                 if kind == "wait":
                     self._wait_reply()
+                    if self.closed.is_set():
+                        break
+                    given += 1
                     self._stream(silence(int(float(value) * 1000)))
                     continue
                 if not self._wait_turn():
                     break
+                given += 1
                 if kind == "press":
                     res.labels.append(f"press {value}")
                     for i, digit in enumerate(value):
@@ -146,6 +155,7 @@ class StreamCaller:
             except Exception:  # noqa: BLE001
                 pass
             rx.join(timeout=2)
+            res.rest = inputs[given:]
         return res
 
     def _hear_out(self):
