@@ -91,9 +91,18 @@ class CallSimulator:
                     if kind == "audio":
                         raise SimulationError("--audio needs speech recognition, but this call uses the keypad "
                                               "(no speech model for its language; see `ivr models list`)")
+                    to_engine = urlsplit(verb.get("action") or "").path.endswith("/voice/gather")
+                    if value == "":
+                        # Silence: the Gather times out. As on Twilio, only actionOnEmptyResult="true" posts
+                        # to its action (with no input); otherwise the call goes on with the verbs after
+                        # the Gather (a <Redirect>, a goodbye), and ends when there are none.
+                        caller_label = "(silence)"
+                        if (verb.get("actionOnEmptyResult") or "").lower() != "true":
+                            continue
+                        url, params = verb.get("action"), dict(base)
+                        break
                     self.said_as_text = self.said_as_text or kind == "say"
                     caller_label = f"press {value}" if kind == "press" else value
-                    to_engine = urlsplit(verb.get("action") or "").path.endswith("/voice/gather")
                     params = dict(base, **({"Digits": value} if kind == "press" else
                                            {"SpeechResult": value, "Confidence": "0.9"}))
                     url = verb.get("action")
