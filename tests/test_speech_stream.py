@@ -175,6 +175,14 @@ def test_a_key_after_the_voice_conversation_answers_the_rating_asked_next(twilio
     assert rec["rating"] == "5" and rec["rating_after"] == "bot"
 
 
+@pytest.mark.slow
+def test_silence_on_the_stream_is_a_silent_turn_and_the_next_words_keep_their_label(serve, redis, ko_model):
+    client = serve(gather_timeout=1)
+    report, _ = call_ko(client, ("press", ""), ("say", "시간"), barge_in=None)
+    assert [t["caller"] for t in report["turns"] if t["caller"]] == ["(silence)", "시간"]
+    assert [t["input"] for t in caller_turns(redis, report["call_sid"])] == ["silence", "speech"]
+
+
 def _snapshot(redis):
     return {k: redis.dump(k) for k in redis.scan_iter("*")}
 

@@ -123,6 +123,8 @@ class StreamCaller:
                 if not self._wait_turn():
                     break
                 given += 1
+                if value == "":
+                    continue      # silence: the next input waits for what the bot says when its wait is over
                 if kind == "press":
                     res.labels.append(f"press {value}")
                     for i, digit in enumerate(value):
