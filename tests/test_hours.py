@@ -112,6 +112,21 @@ def test_out_of_hours_a_message_silence_and_a_withheld_number(closed_line, redis
     assert verb(root, "Gather") is None
 
 
+def test_a_simulated_caller_silent_at_the_offer_follows_its_redirect_to_the_call_back(serve, redis):
+    """`IVR_HOURS=closed ivr simulate --press 0 --press "" --press ""`: silence at a <Gather> is what Twilio
+    does when it times out (no actionOnEmptyResult): the <Redirect> after it, asked once more, then the
+    call back; never an empty key posted to the offer, which only repeats it."""
+    from ivr.simulate.call import CallSimulator
+
+    client = serve(hours="closed")
+    report = CallSimulator(client).run([("press", "0"), ("press", ""), ("press", "")])
+    offers = [t for t in report["turns"] if "Press 1 and we will call you back" in t["bot"]]
+    assert len(offers) == 2
+    assert report["turns"][-1]["caller"] == "(silence)" and "We have your request" in report["turns"][-1]["bot"]
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["callback_state"] == "waiting" and rec["callback_after_hours"] == "1"
+
+
 def test_korean_keypad_call_out_of_hours_is_offered_in_korean(serve, redis):
     client = serve(clock=Clock(at("2026-03-04 23:30", ZoneInfo("Asia/Seoul"))), hours="flow", speech=False)
     call = caller(8)
@@ -136,6 +151,22 @@ def test_spoken_korean_call_out_of_hours_gets_the_offer_after_the_stream(serve, 
     rec = redis.hgetall(keys.call(report["call_sid"]))
     assert rec["status"] in ("closed_offer", "ended") and rec.get("after_hours") == "1"
     assert "1번을" in report["turns"][-1]["bot"]
+
+
+@pytest.mark.speech
+@pytest.mark.slow
+def test_a_key_pressed_after_the_spoken_korean_call_takes_the_call_back_out_of_hours(serve, redis, ko_model):
+    """`ivr simulate --lang ko --say 상담원 --press 1`: the stream ends after the bot says nobody is free;
+    the key answers the offer Twilio plays next (the <Connect action>'s TwiML), not the stream."""
+    from ivr.simulate.call import CallSimulator
+
+    client = serve(hours="closed")
+    sim = CallSimulator(client)
+    report = sim.run([("say", "상담원"), ("press", "1")], "ko")
+    assert sim.stream_result.rest == [("press", "1")] and sim.stream_result.closed_by_server
+    assert "1번을" in report["turns"][-2]["bot"] and report["turns"][-1]["caller"] == "press 1"
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["callback_state"] == "waiting" and rec["callback_after_hours"] == "1"
 
 
 BAD_HOURS = [

@@ -145,6 +145,44 @@ def test_barge_in_sends_clear_and_listens(twilio):
     assert report["intents"] == ["shipping"]
 
 
+@pytest.mark.slow
+def test_a_caller_with_nothing_more_to_say_stays_on_the_line_after_the_last_prompt(serve, redis, ko_model):
+    """A caller out of inputs hangs up only once the bot has said nothing for end_wait s, counted from the
+    end of its last prompt (all its audio played, its mark echoed), never from the start of the reply:
+    the answer to 시간 is far longer than end_wait, and the caller is still there to be heard silent after
+    it (the server's gather timeout, 1 s here, is shorter than end_wait). Before, they hung up as the
+    answer ended, racing the server's close when it was the bot's last word."""
+    client = serve(gather_timeout=1)
+    report, result = call_ko(client, ("say", "시간"), barge_in=None, listen_to_end=True, end_wait=2.5)
+    inputs = [t["input"] for t in caller_turns(redis, report["call_sid"])]
+    assert inputs == ["speech", "silence", "silence"], inputs
+    # Silent twice, the caller goes to a person: the server ends the stream after saying so, and the call
+    # goes on where Twilio takes it then (/voice/stream-ended): the queue, and the agent.
+    assert result.closed_by_server and not result.hung_up and result.error is None
+    assert report["reason"] == "not_understood" and report["wait_seconds"] is not None and report["agent_heard"]
+
+
+@pytest.mark.slow
+def test_a_key_after_the_voice_conversation_answers_the_rating_asked_next(twilio, redis):
+    """As `ivr simulate --lang ko --say 시간 --say 아니오 --press 5` calls: the stream ends after the bot's
+    goodbye, and the key rates the call at the question Twilio plays next (the <Connect action>'s TwiML)."""
+    report, result = call_ko(twilio, ("say", "시간"), ("say", "아니오"), ("press", "5"), barge_in=None,
+                             listen_to_end=True, end_wait=4.0)
+    assert result.rest == [("press", "5")] and result.closed_by_server
+    assert report["intents"] == ["opening_hours", "goodbye"]
+    assert any(t["caller"] == "press 5" for t in report["turns"])
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    assert rec["rating"] == "5" and rec["rating_after"] == "bot"
+
+
+@pytest.mark.slow
+def test_silence_on_the_stream_is_a_silent_turn_and_the_next_words_keep_their_label(serve, redis, ko_model):
+    client = serve(gather_timeout=1)
+    report, _ = call_ko(client, ("press", ""), ("say", "시간"), barge_in=None)
+    assert [t["caller"] for t in report["turns"] if t["caller"]] == ["(silence)", "시간"]
+    assert [t["input"] for t in caller_turns(redis, report["call_sid"])] == ["silence", "speech"]
+
+
 def _snapshot(redis):
     return {k: redis.dump(k) for k in redis.scan_iter("*")}
 

@@ -39,7 +39,8 @@ class _OrderedInputs(click.Command):
 
 
 @click.command(cls=_OrderedInputs)
-@click.option("--press", multiple=True, help="keys the caller presses at the next prompt (repeatable)")
+@click.option("--press", multiple=True, help="keys the caller presses at the next prompt (repeatable); "
+              "\"\" stays silent until the prompt times out")
 @click.option("--say", multiple=True, help="what the caller says at the next prompt (repeatable); spoken with "
               "espeak-ng over the media stream when the language has a speech model, else sent as the transcript")
 @click.option("--audio", multiple=True, type=click.Path(exists=True, dir_okay=False),

@@ -91,17 +91,28 @@ class CallSimulator:
                     if kind == "audio":
                         raise SimulationError("--audio needs speech recognition, but this call uses the keypad "
                                               "(no speech model for its language; see `ivr models list`)")
+                    to_engine = urlsplit(verb.get("action") or "").path.endswith("/voice/gather")
+                    if value == "":
+                        # Silence: the Gather times out. As on Twilio, only actionOnEmptyResult="true" posts
+                        # to its action (with no input); otherwise the call goes on with the verbs after
+                        # the Gather (a <Redirect>, a goodbye), and ends when there are none.
+                        caller_label = "(silence)"
+                        if (verb.get("actionOnEmptyResult") or "").lower() != "true":
+                            continue
+                        url, params = verb.get("action"), dict(base)
+                        break
                     self.said_as_text = self.said_as_text or kind == "say"
                     caller_label = f"press {value}" if kind == "press" else value
-                    to_engine = urlsplit(verb.get("action") or "").path.endswith("/voice/gather")
                     params = dict(base, **({"Digits": value} if kind == "press" else
                                            {"SpeechResult": value, "Confidence": "0.9"}))
                     url = verb.get("action")
                     break
                 elif verb.tag == "Connect":
-                    # Media stream: the caller talks to the bot over a WebSocket until it ends.
+                    # Media stream: the caller talks to the bot over a WebSocket until it ends. What they
+                    # had not said when the server ended it goes on to the TwiML the <Connect action>
+                    # returns, as on Twilio (the rating after the bot's goodbye, the out-of-hours offer).
                     transcript += self._stream(verb, sid, pending)
-                    pending, bot_text, caller_label = [], [], None
+                    pending, bot_text, caller_label = list(self.stream_result.rest), [], None
                     to_engine = False
                     if self.stream_result.hung_up:
                         ended = True
@@ -188,7 +199,8 @@ class CallSimulator:
         return action, dict(base, QueueResult="hangup", QueueTime=str(self.queue_wait)), heard
 
     def _stream(self, verb, sid, inputs) -> list:
-        """Run the stream with every remaining input; transcript entries from the call record."""
+        """Run the stream with the remaining inputs (those it ended before are stream_result.rest);
+        transcript entries from the call record."""
         from .stream_client import StreamCaller
 
         stream = next((v for v in verb if v.tag == "Stream"), None)

@@ -5,6 +5,11 @@ as mu-law frames paced in real time (silence between utterances, as a phone
 line does), plays the bot's audio on a virtual clock, echoes marks when that
 audio has "played", honours clear, and measures the time from the caller's
 last voiced frame to the bot's first reply frame.
+
+As on Twilio, the stream ends when the server closes it (the caller then goes on to the
+<Connect action>'s TwiML) or when the caller hangs up. A caller with nothing more to say hears the
+bot's last prompt out and hangs up only after `end_wait` seconds of the bot saying nothing; the
+inputs the stream ended before are handed back (StreamResult.rest) for whatever comes next.
 """
 from __future__ import annotations
 
@@ -22,6 +27,12 @@ from ..media.audio import FRAME_BYTES, SAMPLE_RATE, is_voiced, silence
 from .speaker import load_audio, synthesize
 
 PAUSE_BEFORE_SPEAKING = 0.3
+# A prompt is one run of audio ended by its mark. The server renders a prompt's parts as it plays them,
+# so its audio may pause mid-prompt: the caller counts it as still talking until the mark comes, or
+# until this long passes with no audio (a server that sends no marks).
+MARK_WAIT = 5.0
+# A caller who listens to the end (listen_to_end) hangs up this long after the last input at the latest.
+LISTEN_AT_MOST = 120.0
 
 
 def open_stream(url: str, signature: str, call_sid: str, custom: dict | None = None, **options):
@@ -49,6 +60,7 @@ class StreamResult:
     closed_by_server: bool = False
     hung_up: bool = False
     error: str | None = None
+    rest: list = field(default_factory=list)         # inputs not given: the stream had ended before them
 
 
 class StreamCaller:
@@ -62,7 +74,10 @@ class StreamCaller:
         self.reply_timeout = reply_timeout
         self.end_wait = end_wait
         self.signature = signature              # override, to test refusal
-        self.listen_to_end = listen_to_end      # False: hang up end_wait s after the last reply starts
+        # True: after the last input, hear the bot out, then hang up once it has said nothing for end_wait s
+        # (the server closes the stream first when the call goes on elsewhere). False: hang up end_wait s
+        # after the last reply starts, mid-prompt if it is longer.
+        self.listen_to_end = listen_to_end
 
     # -- the caller's side -----------------------------------------------------------
     def audio_for(self, kind: str, value: str) -> bytes:
@@ -74,7 +89,9 @@ class StreamCaller:
 
     def run(self, url: str, custom: dict, call_sid: str, inputs, audio: dict | None = None) -> StreamResult:
         """inputs: ("say", text) | ("audio", path) | ("press", digits) | ("wait", seconds: the caller stays
-        silent that long before the next input); audio: pre-rendered {input: bytes}."""
+        silent that long before the next input); audio: pre-rendered {input: bytes}. The inputs the
+        stream ended before (the server closed it) are the result's `rest`, in order."""
+        inputs = list(inputs)
         sig = self.signature if self.signature is not None else self.validator.compute_signature(url, {})
         self.ws, self.tw = open_stream(url, sig, call_sid, custom, timeout=10, enable_multithread=True)
         self.res = res = StreamResult()
@@ -82,6 +99,7 @@ class StreamCaller:
         self.play_until = 0.0          # when the bot audio received so far will have played
         self.pending_marks = []        # (due time, name)
         self.last_bot_frame = 0.0
+        self.unmarked = False          # bot audio came that no mark has ended yet (a prompt being sent)
         self.waiting_since = None      # last voiced frame time of an utterance awaiting its reply
         self.need_clear = False
         self.speaking = False
@@ -92,14 +110,21 @@ class StreamCaller:
         self.next_send = time.monotonic()
         rx = threading.Thread(target=self._receive, name="sim-stream-rx", daemon=True)
         rx.start()
+        given = 0                      # inputs begun on this stream
         try:
             for kind, value in inputs:
                 if kind == "wait":
                     self._wait_reply()
+                    if self.closed.is_set():
+                        break
+                    given += 1
                     self._stream(silence(int(float(value) * 1000)))
                     continue
                 if not self._wait_turn():
                     break
+                given += 1
+                if value == "":
+                    continue      # silence: the next input waits for what the bot says when its wait is over
                 if kind == "press":
                     res.labels.append(f"press {value}")
                     for i, digit in enumerate(value):
@@ -113,12 +138,12 @@ class StreamCaller:
                     self._speak(data)
             # After the last input: hear the reply out; the server closes the stream when the bot is done.
             self._wait_reply()
-            deadline = time.monotonic() + self.end_wait
-            while not self.closed.is_set() and ((self.listen_to_end and self._playing())
-                                                or time.monotonic() < deadline):
-                self._stream(silence(100))
-                if time.monotonic() > deadline + 60:
-                    break
+            if self.listen_to_end:
+                self._hear_out()
+            else:
+                deadline = time.monotonic() + self.end_wait
+                while not self.closed.is_set() and time.monotonic() < deadline:
+                    self._stream(silence(100))
             if not self.closed.is_set():
                 res.hung_up = True
                 self._send(self.tw.stop())
@@ -132,7 +157,23 @@ class StreamCaller:
             except Exception:  # noqa: BLE001
                 pass
             rx.join(timeout=2)
+            res.rest = inputs[given:]
         return res
+
+    def _hear_out(self):
+        """Keep the line open while the bot talks, and end_wait s after it stops (its last prompt played to
+        its mark), as a caller with nothing more to say does; the server closes the stream meanwhile when
+        the bot part is over."""
+        give_up = time.monotonic() + LISTEN_AT_MOST
+        quiet_since = None
+        while not self.closed.is_set() and time.monotonic() < give_up:
+            if self._playing():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= self.end_wait:
+                return
+            self._stream(silence(100))
 
     # -- pacing ------------------------------------------------------------------------
     def _send(self, text):
@@ -207,8 +248,12 @@ class StreamCaller:
         return not self.closed.is_set()
 
     def _playing(self) -> bool:
+        """The bot is talking: its audio is still playing, or the prompt it belongs to has not ended
+        with its mark yet (its next part may still be on the way)."""
+        now = time.monotonic()
         with self.lock:
-            return bool(self.pending_marks) or time.monotonic() < self.play_until
+            return bool(self.pending_marks) or now < self.play_until or \
+                (self.unmarked and now - self.last_bot_frame < MARK_WAIT)
 
     def _echo_marks(self):
         now = time.monotonic()
@@ -239,7 +284,8 @@ class StreamCaller:
                             and self.play_until - now < 0.02:
                         self.res.bot_gaps += 1
                     self.play_until = max(self.play_until, now) + len(msg["audio"]) / SAMPLE_RATE
-                self.last_bot_frame = now
+                    self.unmarked = True
+                    self.last_bot_frame = now
                 self.prompt_started.set()
                 if self.waiting_since is not None and not self.need_clear and not self.speaking \
                         and not self.reply_started.is_set():
@@ -248,10 +294,12 @@ class StreamCaller:
             elif event == "mark":
                 with self.lock:
                     self.pending_marks.append((self.play_until, msg["mark"]["name"]))
+                    self.unmarked = False
             elif event == "clear":
                 self.res.clears += 1
                 with self.lock:
                     self.play_until = now
+                    self.unmarked = False
                     due = [n for _, n in self.pending_marks]
                     self.pending_marks = []
                 self.need_clear = False
