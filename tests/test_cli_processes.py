@@ -9,6 +9,7 @@ an orphan when there is one.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import pytest
 import redis as redis_lib
 
 from ivr.config import ROOT
-from tests.support.procs import RedisProcess, ServeProcess
+from tests.support.dashboard import PASSWORD, login_over_http
+from tests.support.procs import RedisProcess, ServeProcess, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +51,9 @@ def _env(scope: Path, **extra) -> dict:
     return env
 
 
-def ivr(scope: Path, *args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "ivr.cli", *args], env=env or _env(scope), cwd=scope,
-                          capture_output=True, text=True, timeout=timeout)
+def ivr(scope: Path, *args, env=None, timeout=120, input=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ivr.cli", *args], env=env or _env(scope), cwd=cwd or scope,
+                          capture_output=True, text=True, timeout=timeout, input=input)
 
 
 @pytest.fixture
@@ -158,3 +160,82 @@ def test_a_command_that_started_the_redis_a_server_joined_leaves_it_to_the_serve
         assert run.returncode == 0, run.stdout + run.stderr      # the server still has its Redis
     finally:
         srv.terminate()
+
+
+# -- One data folder, one redis-server (ivr/redis_conn.py) ----------------------------------------------
+
+TOKEN = "t" * 32
+
+
+def _serve_env(scope: Path, **extra) -> dict:
+    return _env(scope, TWILIO_AUTH_TOKEN=TOKEN, IVR_SPEECH="off", **extra)
+
+
+def _private_tmp(folder: Path) -> tuple:
+    """A command prefix that runs a process in a mount namespace of its own with a tmpfs on `folder`: what
+    systemd's PrivateTmp=yes does to the service's /tmp (the deploy/ivr.service unit sets it). Needs
+    `unshare -m` and mount, so root (CAP_SYS_ADMIN); skipped where that is not available."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1): cannot give the server a /tmp of its own")
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -m is not permitted here (root only): {probe.stderr.strip()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return ("unshare", "-m", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs -o mode=0700 ivr-private-tmp "$0" && exec "$@"', str(folder))
+
+
+def test_a_command_beside_a_server_with_a_private_tmp_uses_the_servers_redis(scope):
+    """The shipped unit has PrivateTmp=yes: the server's temporary folder is invisible to an admin command.
+    The command must still reach the server's Redis (the socket is in the data folder), not start a second
+    redis-server on the same dump and append-only file: before, `ivr operators add` said "added" into a
+    Redis of its own, deleted the server's settings file, and the operator could not log in."""
+    server_tmp = scope / "server-tmp"
+    srv = ServeProcess(dict(_serve_env(scope), TMPDIR=str(server_tmp)), threads=4, workers=2,
+                       prefix=_private_tmp(server_tmp))
+    srv.start()
+    try:
+        (redis_server,) = redis_servers(scope)
+        assert list(server_tmp.iterdir()) == []          # its /tmp is not ours: nothing of it shows here
+        env = _serve_env(scope)                          # the command's TMPDIR is scope/tmp
+        added = ivr(scope, "operators", "add", "alice", "--password-stdin", env=env, input=PASSWORD + "\n")
+        assert added.returncode == 0, added.stdout + added.stderr
+        assert redis_servers(scope) == [redis_server]
+        assert login_over_http(srv.port, "alice", PASSWORD)[0] == 302          # the server knows her
+        agent = ivr(scope, "agents", "add", "bea", "+15551230002", env=env)
+        backup = ivr(scope, "backup", str(scope / "b.jsonl"), env=env)
+        reloaded = ivr(scope, "reload", "--wait", "20", env=env)
+        for run in (agent, backup, reloaded):
+            assert run.returncode == 0, run.stdout + run.stderr
+        assert not backup.stdout.startswith("0 key(s)"), backup.stdout     # the server's data, not an empty Redis
+        assert "serving" in reloaded.stdout
+        assert redis_servers(scope) == [redis_server]
+    finally:
+        output = srv.terminate()
+    assert "Traceback" not in output, output
+    assert redis_servers(scope) == []
+
+
+def test_a_command_refuses_when_the_owner_of_the_redis_has_none_running(scope):
+    """The server holds the data folder's lock; its Redis is dead and the server cannot start it again
+    (stopped, here with SIGSTOP): a command waits for it, then refuses in one line, exit 2, instead of
+    starting a second redis-server on the server's files."""
+    env = _serve_env(scope)
+    srv = ServeProcess(env, threads=4).start()
+    try:
+        (first,) = redis_servers(scope)
+        os.kill(srv.proc.pid, signal.SIGSTOP)            # the master: it owns the Redis and would restart it
+        try:
+            os.kill(first, signal.SIGKILL)
+            wait_for(lambda: redis_servers(scope) == [], what="the embedded Redis to die")
+            run = ivr(scope, "agents", "list", env=env)
+            assert run.returncode == 2, run.stdout + run.stderr
+            error = run.stderr.strip().splitlines()[-1]
+            assert "not starting a second redis-server" in error and str(srv.proc.pid) in error, run.stderr
+            assert "Traceback" not in run.stderr
+            assert redis_servers(scope) == []
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+    finally:
+        srv.terminate()
+    assert redis_servers(scope) == []

@@ -6,6 +6,7 @@ import sys
 import click
 
 from ..config import Config
+from .common import hotline_redis
 
 
 def _remove(what, remove, error, name):
@@ -26,10 +27,8 @@ def operators():
 
 def _operators():
     from ..dashboard.auth import Operators
-    from ..redis_conn import for_config
 
-    cfg = Config.from_env()
-    return Operators(for_config(cfg))
+    return Operators(hotline_redis(Config.from_env()))   # the server's Redis: URL, sentinels or embedded
 
 
 @operators.command("add")
@@ -79,9 +78,8 @@ def agents():
 
 def _agents():
     from ..agents import Agents
-    from ..redis_conn import for_config
 
-    return Agents(for_config(Config.from_env()))   # the Redis the server uses: URL, sentinels or embedded
+    return Agents(hotline_redis(Config.from_env()))   # the server's Redis: URL, sentinels or embedded
 
 
 @agents.command("add")

@@ -15,6 +15,7 @@ import time
 import click
 
 from ..config import Config
+from .common import hotline_redis
 
 
 @click.command("reload")
@@ -24,7 +25,6 @@ def reload_cmd(wait_seconds):
     """Validate the flows folder and make every running server serve it for new calls."""
     from ..flow_versions import build, request_reload, serving
     from ..flows.loader import FlowError
-    from ..redis_conn import for_config
 
     cfg = Config.from_env()
     try:
@@ -44,7 +44,7 @@ def reload_cmd(wait_seconds):
         new, _ = speech.prompts.prerender(version.flows.values(), langs)
         if new:
             click.echo(f"{new} new prompt(s) rendered")
-    redis = for_config(cfg)
+    redis = hotline_redis(cfg)
     token = request_reload(redis, version.version)
     click.echo(f"flows {version.version} ({', '.join(sorted(version.flows))}) requested")
     if wait_seconds <= 0:
