@@ -544,6 +544,14 @@ def describe_config(cfg) -> str:
     return describe(cfg.redis_url)
 
 
+def describe_where(cfg) -> str:
+    """describe_config, with the embedded Redis's data folder: what a command or the server's banner
+    tells the person running it (not /healthz, which anyone who reaches it may read)."""
+    if cfg.redis_sentinels or cfg.redis_url:
+        return describe_config(cfg)
+    return f"the embedded Redis of {Path(cfg.data_dir).resolve()}"
+
+
 def refuse_cluster(r) -> None:
     """Raise UnsupportedRedis when `r` is a Redis Cluster node (INFO cluster: cluster_enabled:1).
 

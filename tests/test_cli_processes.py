@@ -205,6 +205,7 @@ def test_a_command_beside_a_server_with_a_private_tmp_uses_the_servers_redis(sco
         assert added.returncode == 0, added.stdout + added.stderr
         assert redis_servers(scope) == [redis_server]
         assert login_over_http(srv.port, "alice", PASSWORD)[0] == 302          # the server knows her
+        assert f"the embedded Redis of {scope / 'var'}" in added.stderr        # and the command said where
         agent = ivr(scope, "agents", "add", "bea", "+15551230002", env=env)
         backup = ivr(scope, "backup", str(scope / "b.jsonl"), env=env)
         reloaded = ivr(scope, "reload", "--wait", "20", env=env)
@@ -307,4 +308,36 @@ def test_serve_exits_non_zero_when_its_embedded_redis_keeps_dying(scope):
         output = srv.terminate()
     assert len(killed) == REVIVE_LIMIT + 1, output
     assert f"died {REVIVE_LIMIT + 1} times" in output
+    assert redis_servers(scope) == []
+
+
+# -- Admin commands run where there is no hotline ----------------------------------------------------------
+
+def _bare_env(scope: Path) -> dict:
+    """No IVR_HOME, IVR_DATA_DIR or REDIS_URL: the working directory decides, as for a cron job."""
+    env = _env(scope)
+    for name in ("IVR_HOME", "IVR_DATA_DIR", "REDIS_URL", "REDIS_SENTINELS"):
+        env.pop(name, None)
+    return env
+
+
+def test_a_cron_backup_in_the_wrong_folder_fails_and_in_the_hotline_folder_names_it(scope):
+    """README's cron line run from the wrong directory used to write "0 key(s)" from a new, empty Redis and
+    exit 0. Now it refuses (exit 2, one line, nothing created); run in the hotline folder, it names the
+    folder whose Redis it read."""
+    elsewhere = scope / "elsewhere"
+    elsewhere.mkdir()
+    env = _bare_env(scope)
+    run = ivr(scope, "backup", "b.jsonl", env=env, cwd=elsewhere)
+    assert run.returncode == 2 and run.stdout == "", run.stdout + run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "not a hotline folder" in run.stderr
+    assert list(elsewhere.iterdir()) == [] and redis_servers(scope) == []
+
+    hotline = scope / "hotline"
+    assert ivr(scope, "init", str(hotline), env=env).returncode == 0
+    assert ivr(scope, "agents", "add", "ann", "+15551230001", env=env, cwd=hotline).returncode == 0
+    run = ivr(scope, "backup", "b.jsonl", env=env, cwd=hotline)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"from the embedded Redis of {hotline / 'var'} written" in run.stdout
+    assert not run.stdout.startswith("0 key(s)")
     assert redis_servers(scope) == []

@@ -5,8 +5,7 @@ import sys
 
 import click
 
-from ..config import Config
-from .common import hotline_redis
+from .common import hotline_config, hotline_redis
 
 
 def _remove(what, remove, error, name):
@@ -28,7 +27,7 @@ def operators():
 def _operators():
     from ..dashboard.auth import Operators
 
-    return Operators(hotline_redis(Config.from_env()))   # the server's Redis: URL, sentinels or embedded
+    return Operators(hotline_redis(hotline_config()))   # the server's Redis: URL, sentinels or embedded
 
 
 @operators.command("add")
@@ -39,12 +38,13 @@ def operators_add(name, password_stdin, replace):
     """Create an operator who can log in at /dashboard (password prompted)."""
     from ..dashboard.auth import AuthError
 
+    accounts = _operators()         # which hotline, or the refusal, before the password is asked for
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        name = _operators().add(name, password, replace=replace)
+        name = accounts.add(name, password, replace=replace)
     except AuthError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"operator {name} {'updated' if replace else 'added'}")
@@ -79,7 +79,7 @@ def agents():
 def _agents():
     from ..agents import Agents
 
-    return Agents(hotline_redis(Config.from_env()))   # the server's Redis: URL, sentinels or embedded
+    return Agents(hotline_redis(hotline_config()))   # the server's Redis: URL, sentinels or embedded
 
 
 @agents.command("add")
@@ -92,13 +92,14 @@ def agents_add(name, number, with_pin, pin_stdin, replace):
     """Let NAME reach callers on the agent line when calling from NUMBER (E.164, e.g. +15551234567)."""
     from ..agents import AgentError
 
+    registry = _agents()            # which hotline, or the refusal, before the PIN is asked for
     pin = None
     if pin_stdin:
         pin = sys.stdin.readline().strip()
     elif with_pin:
         pin = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
     try:
-        name = _agents().add(name, number, pin=pin, replace=replace)
+        name = registry.add(name, number, pin=pin, replace=replace)
     except AgentError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"agent {name} {'updated' if replace else 'added'}{' with a PIN' if pin else ''}")

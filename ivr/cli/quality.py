@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..config import Config
-from .common import hotline_redis
+from .common import hotline_config, hotline_redis
 
 
 @click.command()
@@ -21,7 +21,7 @@ def unanswered(top, flow_id, lang):
     from ..flows.loader import load_flows
     from ..quality import top_unanswered
 
-    cfg = Config.from_env()
+    cfg = hotline_config()
     flows = load_flows(cfg.flows_dir)
     flow = flows.get(flow_id or cfg.default_flow) or next(iter(flows.values()))
     lang = lang or flow.languages[0]
