@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import signal
 import threading
+import time
 
 from werkzeug.serving import make_server
 
@@ -56,6 +57,56 @@ def _reload_on_hup(arbiter):
             svc.redis.connection_pool.disconnect()      # the master keeps no connection (ivr/redis_conn.py)
         arbiter.log.info("SIGHUP: flows %s requested", version.version)
     arbiter.handle_hup = handle_hup
+
+
+# The embedded Redis under `ivr serve` (docs/reliability.md): the master looks this often whether its
+# redis-server still listens, and starts it again on the same files when it died. More deaths than
+# REVIVE_LIMIT within REVIVE_WINDOW seconds and the master stops with exit status 1 instead: a Redis
+# that keeps dying needs a person, and the supervisor (systemd's Restart=) sees a failure.
+REVIVE_EVERY = 1.0
+REVIVE_LIMIT = 5
+REVIVE_WINDOW = 600.0
+
+
+def _revive_embedded_redis(arbiter):
+    """gunicorn when_ready: the master keeps the embedded Redis running (nothing to do with REDIS_URL or
+    sentinels: such a Redis is someone else's to restart, and the clients reconnect when it is back).
+
+    The look happens in the master's own loop (its manage_workers, at most once a second), not on a
+    thread: the master forks workers, and a thread holding a lock at a fork would leave the worker a
+    lock nobody releases. Workers reconnect by themselves: the new server listens on the same socket."""
+    from gunicorn.errors import HaltServer
+
+    from .redis_conn import embedded_down, revive_embedded
+
+    cfg = arbiter.app.wsgi().extensions["ivr"].config
+    if cfg.redis_url or cfg.redis_sentinels:
+        return
+    manage = arbiter.manage_workers
+    state = {"next": 0.0, "deaths": []}
+
+    def manage_workers():
+        now = time.monotonic()
+        if now >= state["next"]:
+            state["next"] = now + REVIVE_EVERY
+            if embedded_down(cfg.data_dir):
+                state["deaths"] = [t for t in state["deaths"] if now - t < REVIVE_WINDOW] + [now]
+                if len(state["deaths"]) > REVIVE_LIMIT:
+                    raise HaltServer(f"the embedded Redis died {len(state['deaths'])} times in "
+                                     f"{REVIVE_WINDOW / 60:.0f} min; not starting it again", 1)
+                try:
+                    done = revive_embedded(cfg.data_dir)
+                except Exception as exc:      # whatever stops the restart stops the server, in one line
+                    raise HaltServer(f"the embedded Redis died and could not be started again: {exc}", 1) from exc
+                if done:
+                    arbiter.log.error("%s", done)
+        manage()
+    arbiter.manage_workers = manage_workers
+
+
+def _when_ready(arbiter):
+    _reload_on_hup(arbiter)
+    _revive_embedded_redis(arbiter)
 
 
 class LoopbackServer:
@@ -171,7 +222,7 @@ def run_gunicorn(app, host: str, port: int, workers: int = 1, threads: int = 64)
             self.cfg.set("timeout", 0)  # media streams last as long as the call
             self.cfg.set("graceful_timeout", GRACEFUL_TIMEOUT)
             self.cfg.set("post_worker_init", _post_worker_init)
-            self.cfg.set("when_ready", _reload_on_hup)
+            self.cfg.set("when_ready", _when_ready)
             # One line per request through ivr's handler (the "-" only switches it on: see _gunicorn_logger).
             self.cfg.set("accesslog", "-" if cfg.access_log else None)
             self.cfg.set("logger_class", _gunicorn_logger())

@@ -169,15 +169,17 @@ UNIT = ROOT / "deploy" / "ivr.service"
 
 
 def _unit_copy(tmp_path):
-    """deploy/ivr.service with its ExecStart binary pointing at an executable that exists here
-    (verify checks it); every other line as shipped."""
+    """deploy/ivr.service with its ExecStart and ExecReload binary pointing at an executable that exists
+    here (verify checks it); every other line as shipped."""
     fake = tmp_path / "ivr"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     text = UNIT.read_text()
-    assert text.count("ExecStart=/opt/ivr/venv/bin/ivr ") == 1
+    assert text.count("\nExecStart=/opt/ivr/venv/bin/ivr serve ") == 1
+    # `systemctl reload ivr` is the documented reload: `ivr reload` run as the service (README, docs/deploy.md).
+    assert text.count("\nExecReload=/opt/ivr/venv/bin/ivr reload\n") == 1
     unit = tmp_path / "ivr.service"
-    unit.write_text(text.replace("ExecStart=/opt/ivr/venv/bin/ivr ", f"ExecStart={fake} "))
+    unit.write_text(text.replace("=/opt/ivr/venv/bin/ivr ", f"={fake} "))
     return unit
 
 

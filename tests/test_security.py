@@ -12,6 +12,7 @@ from ivr import keys, streamauth
 from ivr.keyring import Keyring
 from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
+from tests.support.dashboard import login_over_http
 from tests.support.procs import ServeProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.load]   # real-time streams and time bounds
@@ -283,27 +284,7 @@ def test_recording_url_on_another_host_gets_no_request(server, twilio, redis):
 
 
 def login(server, name, password, next_=None) -> tuple:
-    """The dashboard's login form over a real socket: GET it (cookie, CSRF token), POST it.
-    The cookie is carried by hand: it is Secure (PUBLIC_URL is https) and this socket is plain HTTP."""
-    import http.client
-    import re
-    import urllib.parse
-
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request("GET", "/dashboard/login")
-    resp = conn.getresponse()
-    html = resp.read().decode()
-    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
-    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    form = {"name": name, "password": password, "csrf_token": token}
-    if next_ is not None:
-        form["next"] = next_
-    conn.request("POST", "/dashboard/login", body=urllib.parse.urlencode(form),
-                 headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
-    resp = conn.getresponse()
-    resp.read()
-    conn.close()
-    return resp.status, resp.getheaders()
+    return login_over_http(server.port, name, password, next_)
 
 
 def test_concurrent_wrong_passwords_lock_at_the_limit(server, redis):

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from ..config import Config
+from .common import hotline_config, hotline_redis
 
 
 def _remove(what, remove, error, name):
@@ -26,10 +26,8 @@ def operators():
 
 def _operators():
     from ..dashboard.auth import Operators
-    from ..redis_conn import for_config
 
-    cfg = Config.from_env()
-    return Operators(for_config(cfg))
+    return Operators(hotline_redis(hotline_config()))   # the server's Redis: URL, sentinels or embedded
 
 
 @operators.command("add")
@@ -40,12 +38,13 @@ def operators_add(name, password_stdin, replace):
     """Create an operator who can log in at /dashboard (password prompted)."""
     from ..dashboard.auth import AuthError
 
+    accounts = _operators()         # which hotline, or the refusal, before the password is asked for
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        name = _operators().add(name, password, replace=replace)
+        name = accounts.add(name, password, replace=replace)
     except AuthError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"operator {name} {'updated' if replace else 'added'}")
@@ -79,11 +78,10 @@ def agents():
 
 def _agents():
     from ..agents import Agents
-    from ..redis_conn import for_config
 
-    cfg = Config.from_env()
-    # The Redis the server uses (URL, sentinels or embedded), and its PIN lock-out settings.
-    return Agents(for_config(cfg), pin_max_failures=cfg.agent_pin_max_failures,
+    cfg = hotline_config()
+    # The server's Redis (URL, sentinels or embedded), and its PIN lock-out settings.
+    return Agents(hotline_redis(cfg), pin_max_failures=cfg.agent_pin_max_failures,
                   pin_lock_seconds=cfg.agent_pin_lock_seconds)
 
 
@@ -97,13 +95,14 @@ def agents_add(name, number, with_pin, pin_stdin, replace):
     """Let NAME reach callers on the agent line when calling from NUMBER (E.164, e.g. +15551234567)."""
     from ..agents import AgentError
 
+    registry = _agents()            # which hotline, or the refusal, before the PIN is asked for
     pin = None
     if pin_stdin:
         pin = sys.stdin.readline().strip()
     elif with_pin:
         pin = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
     try:
-        name = _agents().add(name, number, pin=pin, replace=replace)
+        name = registry.add(name, number, pin=pin, replace=replace)
     except AgentError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"agent {name} {'updated' if replace else 'added'}{' with a PIN' if pin else ''}")

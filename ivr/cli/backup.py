@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..config import Config
+from .common import hotline_config, hotline_redis
 
 
 @click.command("backup")
@@ -19,11 +19,11 @@ def backup_cmd(file):
     """Write operator accounts, the server secret, agents, callbacks, ratings, the unanswered log and
     call history to FILE (JSON lines, readable by this user only)."""
     from ..backup import backup
-    from ..redis_conn import describe_config, for_config
+    from ..redis_conn import describe_where
 
-    cfg = Config.from_env()
-    count = backup(for_config(cfg), file)
-    click.echo(f"{count} key(s) from {describe_config(cfg)} written to {file} (mode 0600)")
+    cfg = hotline_config()
+    count = backup(hotline_redis(cfg), file)
+    click.echo(f"{count} key(s) from {describe_where(cfg)} written to {file} (mode 0600)")
 
 
 @click.command("restore")
@@ -33,12 +33,12 @@ def backup_cmd(file):
 def restore_cmd(file, force):
     """Put a backup back into the configured Redis (empty, unless --force)."""
     from ..backup import BackupError, restore
-    from ..redis_conn import describe_config, for_config
+    from ..redis_conn import describe_where
 
-    cfg = Config.from_env()
+    cfg = hotline_config()
     try:
-        restored, skipped = restore(for_config(cfg), file, force=force)
+        restored, skipped = restore(hotline_redis(cfg), file, force=force)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{restored} key(s) restored into {describe_config(cfg)}"
+    click.echo(f"{restored} key(s) restored into {describe_where(cfg)}"
                + (f"; {skipped} had expired since the backup" if skipped else ""))

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..config import Config
+from .common import hotline_config, hotline_redis
 
 
 @click.command()
@@ -19,13 +20,12 @@ def unanswered(top, flow_id, lang):
     """The questions the bot did not understand most often: candidates for new intents or examples."""
     from ..flows.loader import load_flows
     from ..quality import top_unanswered
-    from ..redis_conn import for_config
 
-    cfg = Config.from_env()
+    cfg = hotline_config()
     flows = load_flows(cfg.flows_dir)
     flow = flows.get(flow_id or cfg.default_flow) or next(iter(flows.values()))
     lang = lang or flow.languages[0]
-    rows = top_unanswered(for_config(cfg), flow.id, lang, top)
+    rows = top_unanswered(hotline_redis(cfg), flow.id, lang, top)
     if not rows:
         click.echo(f"no unanswered questions logged for {flow.id} ({lang})")
         return

@@ -14,7 +14,11 @@ import time
 
 import click
 
-from ..config import Config
+from .common import hotline_config, hotline_redis
+
+# Exit status when a running server process did not report serving the new version within --wait
+# (none reported, one refused it, or one had not loaded it yet); 1: the folder has problems.
+NOT_SERVED = 3
 
 
 @click.command("reload")
@@ -24,9 +28,9 @@ def reload_cmd(wait_seconds):
     """Validate the flows folder and make every running server serve it for new calls."""
     from ..flow_versions import build, request_reload, serving
     from ..flows.loader import FlowError
-    from ..redis_conn import for_config
+    from ..redis_conn import describe_where
 
-    cfg = Config.from_env()
+    cfg = hotline_config()
     try:
         version = build(cfg.flows_dir, cfg.data_dir / "classifiers")
     except FlowError as exc:
@@ -44,7 +48,7 @@ def reload_cmd(wait_seconds):
         new, _ = speech.prompts.prerender(version.flows.values(), langs)
         if new:
             click.echo(f"{new} new prompt(s) rendered")
-    redis = for_config(cfg)
+    redis = hotline_redis(cfg)
     token = request_reload(redis, version.version)
     click.echo(f"flows {version.version} ({', '.join(sorted(version.flows))}) requested")
     if wait_seconds <= 0:
@@ -61,6 +65,10 @@ def reload_cmd(wait_seconds):
             else "serving " + entry["version"] if entry.get("token") == token else "not yet reloaded"
         click.echo(f"  {worker}: {state}")
     if not live:
-        click.echo("no running server reported in time; each loads the new version at its next call")
-    elif any(e.get("token") != token or e.get("error") for e in live.values()):
-        sys.exit(3)
+        # Nothing confirmed the new version: no server runs on this Redis (or this is not the server's Redis).
+        # A server started later reads the folder, but a deploy script must not take this for a reload done.
+        click.echo(f"no running server reported in {wait_seconds:g} s on {describe_where(cfg)}; a server started "
+                   "later serves these flows", err=True)
+        sys.exit(NOT_SERVED)
+    if any(e.get("token") != token or e.get("error") for e in live.values()):
+        sys.exit(NOT_SERVED)

@@ -53,7 +53,7 @@ def serve(host, port, threads, workers):
 
     from .. import preflight
     from ..config import metrics_dir, use_metrics_dir
-    from ..redis_conn import describe_config
+    from ..redis_conn import describe_where
     from ..server import run_gunicorn
 
     # Everything the server writes (the embedded Redis's dump, recordings, metrics files) is this user's only.
@@ -76,7 +76,7 @@ def serve(host, port, threads, workers):
         raise click.UsageError(f"IVR_WORKER_CONNECTIONS={cfg.worker_connections} is too few for --threads "
                                f"{threads}: at least 3 x the threads ({3 * threads})")
     app = build_app(cfg)
-    click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe_config(cfg)})")
+    click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe_where(cfg)})")
     click.echo("URLs for the Twilio console and the operators:")
     width = max(len(what) for what, _, _ in preflight.urls(cfg))
     for what, method, url in preflight.urls(cfg):

@@ -141,6 +141,8 @@ def _simulate_in_process(inputs, lang, from_number, agent, barge_in=None, server
     logging.basicConfig(level="WARNING")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     if server_redis:
+        from .common import hotline_config
+        hotline_config()        # the server's Redis: refused where there is no hotline, named where there is
         return _run_in_process(inputs, lang, from_number, agent, barge_in, {})
     import shutil
 

@@ -34,6 +34,29 @@ def login(client, name="alice", password=PASSWORD, ip="127.0.0.1", **form):
                        environ_overrides={"REMOTE_ADDR": ip})
 
 
+def login_over_http(port, name, password, next_=None) -> tuple:
+    """The dashboard's login form over a real socket (a server in its own process): GET it (cookie, CSRF
+    token), POST it; (status, headers). The cookie is carried by hand: it is Secure when PUBLIC_URL is
+    https, and this socket is plain HTTP. A good login answers 302, a refused one 401."""
+    import http.client
+    import urllib.parse
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/dashboard/login")
+    resp = conn.getresponse()
+    html = resp.read().decode()
+    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
+    form = {"name": name, "password": password, "csrf_token": csrf_from(html)}
+    if next_ is not None:
+        form["next"] = next_
+    conn.request("POST", "/dashboard/login", body=urllib.parse.urlencode(form),
+                 headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp.status, resp.getheaders()
+
+
 class HoldingClient:
     """A TwilioClient that stops the call once it has left the bot: the caller is then
     waiting for a person (ringing the human line or in a queue) until release()."""

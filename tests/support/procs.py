@@ -73,8 +73,10 @@ def wait_for(check, what, timeout=20.0):
 class ServeProcess:
     """`ivr serve` (gunicorn) as a child process, configured like production."""
 
-    def __init__(self, env: dict, threads=16, workers=1, split_stderr=False):
-        """split_stderr: the log (stderr) in its own file, read with errors(); else mixed into output()."""
+    def __init__(self, env: dict, threads=16, workers=1, split_stderr=False, prefix=()):
+        """split_stderr: the log (stderr) in its own file, read with errors(); else mixed into output().
+        prefix: a command that runs the server (e.g. `unshare` for a mount namespace of its own); it must
+        exec the server, so that the process started is the server's master."""
         import tempfile
         self.port = free_port()
         # A file, not a pipe: a busy server must never block on a full pipe nobody reads.
@@ -86,12 +88,13 @@ class ServeProcess:
         self.env = dict(os.environ, **{"IVR_HOURS": "open", **env})
         self.threads = threads
         self.workers = workers
+        self.prefix = tuple(prefix)
         self.proc = None
 
     def start(self):
         # Its own process group, standing in for a host: kill() takes the master and its workers at once.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            [*self.prefix, sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--threads", str(self.threads), "--workers", str(self.workers)],
             env=self.env, stdout=self.log, stderr=self.err or subprocess.STDOUT, text=True, start_new_session=True)
         wait_for(self._healthy, what="ivr serve", timeout=60)
