@@ -92,6 +92,17 @@ def _timezone(env, name):
     return raw
 
 
+def default_flow_problem(name: str, flows, flows_dir) -> str | None:
+    """Why IVR_DEFAULT_FLOW (`name`) cannot be served from `flows` (ids of the flows in `flows_dir`),
+    or None. Checked at start-up, by `ivr check-flows` and by every reload: a typo must not route
+    every caller to whichever flow happens to come first."""
+    if name in flows:
+        return None
+    unset = " (its default when unset)" if name == Config.default_flow else ""
+    return (f"IVR_DEFAULT_FLOW must be the id of a flow in {flows_dir}: one of {', '.join(sorted(flows))}; "
+            f"got {name!r}{unset}")
+
+
 # prometheus_client's multiprocess mode: where every worker writes its metrics (ivr/metrics.py).
 # prometheus_client reads the variable itself when it is imported, so `ivr serve` sets it first.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"

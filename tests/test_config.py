@@ -235,6 +235,25 @@ def test_sentinel_ports_are_ports():
         Config.from_env({"REDIS_SENTINELS": "s1:99999"})
 
 
+# -- the default flow is one of the flows served ----------------------------------------------------
+
+def test_a_default_flow_that_is_not_there_stops_the_server(make_config):
+    from ivr import create_app
+
+    with pytest.raises(ConfigError) as exc:
+        create_app(make_config(default_flow="hotline_kr"))
+    assert str(exc.value) == (f"IVR_DEFAULT_FLOW must be the id of a flow in {ROOT / 'flows'}: one of hotline, "
+                              "hotline_ko; got 'hotline_kr'")
+
+
+def test_a_reload_without_the_default_flow_is_refused(tmp_path):
+    from ivr.flow_versions import build
+    from ivr.flows.loader import FlowError
+
+    with pytest.raises(FlowError, match="IVR_DEFAULT_FLOW must be the id of a flow .* got 'hotline_kr'"):
+        build(ROOT / "flows", tmp_path, "hotline_kr")
+
+
 # -- the `ivr` command: one line, exit 2, whichever command reads the settings -------------------------
 
 def ivr(*args, env):
@@ -303,3 +322,18 @@ def test_every_command_refuses_a_bad_setting_in_one_line(tmp_path):
         assert_one_line(done, name.split()[0], "IVR_GATHER_TIMEOUT must be a whole number of seconds from 1 to 60, "
                                                "got 'abc'")
     assert not (tmp_path / "never-written.rdb").exists()
+
+
+@pytest.mark.slow       # four `ivr` processes that load the flows
+def test_a_flow_name_that_is_not_there_is_refused_by_name():
+    known = "one of hotline, hotline_ko"
+    proc = ivr("simulate", "--press", "9", env={"IVR_DEFAULT_FLOW": "hotline_kr"})
+    assert_one_line(proc, "simulate", "IVR_DEFAULT_FLOW must be the id of a flow in ")
+    assert known in proc.stderr and "'hotline_kr'" in proc.stderr
+    proc = ivr("unanswered", "--flow", "nope", env={})
+    assert_one_line(proc, "unanswered", "--flow must be the id of a flow in ")
+    assert known in proc.stderr and "'nope'" in proc.stderr
+    proc = ivr("check-flows", env={"IVR_DEFAULT_FLOW": "hotline_kr"})
+    assert proc.returncode == 1 and "IVR_DEFAULT_FLOW must be the id of a flow" in proc.stderr
+    assert "hotline_kr" in proc.stderr and "1 problem(s) found" in proc.stderr
+    assert ivr("check-flows", env={"IVR_DEFAULT_FLOW": "hotline_ko"}).returncode == 0
