@@ -141,6 +141,30 @@ def test_env_example_names_every_setting():
         assert re.search(rf"^#{secret}=$", text, re.M), secret
 
 
+def test_every_line_of_the_env_example_can_be_uncommented(tmp_path):
+    """Each setting's line, uncommented, is one the shell loads (`set -a; . ./ivr.env`, as the file
+    says) and ivr accepts: comments are never on a setting's line, example values are in range."""
+    from ivr import defaults
+
+    settings = re.findall(r"^#([A-Z_]+=.*)$", defaults.ENV_EXAMPLE.read_text(), re.M)
+    env_file = tmp_path / "ivr.env"
+    env_file.write_text("\n".join(settings) + "\n")
+    proc = subprocess.run(["sh", "-c", 'set -a; . "$1"; set +a; env -0', "sh", str(env_file)],
+                          env={"PATH": os.environ["PATH"]}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    loaded = dict(item.split("=", 1) for item in proc.stdout.split("\0") if "=" in item)
+    assert loaded["IVR_FLOWS_DIR"] == "/srv/hotline/flows"
+    for name in (line.split("=", 1)[0] for line in settings):
+        Config.from_env({name: loaded[name]})                     # each on its own: no ConfigError
+
+
+def test_readme_gives_every_numbers_range():
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
+    for var, (lo, hi, _unit) in NUMBERS.items():
+        row = next(r for r in rows if f"`{var}`" in r)
+        assert f"{lo}-{hi}" in row, (var, row)
+
+
 def test_log_settings():
     cfg = Config.from_env({})
     assert (cfg.log_level, cfg.log_format, cfg.access_log) == ("INFO", "text", True)
