@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import faults, logs
 from .calls import is_call_sid
-from .config import Config
+from .config import Config, ConfigError, default_flow_problem
 from .flows.loader import load_flows
 from .redis_conn import for_config, refuse_cluster
 from .services import Services
@@ -20,8 +20,9 @@ MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's webhooks are a few KB; anything larger
 
 
 def create_app(config: Config | None = None, redis=None, clock=time.time, engines: dict | None = None) -> Flask:
-    """Build the app. Raises FlowError for an invalid flow and UnsupportedRedis for a Redis Cluster:
-    the server must not start with either.
+    """Build the app. Raises FlowError for an invalid flow, ConfigError for an IVR_DEFAULT_FLOW
+    that is not among the flows and UnsupportedRedis for a Redis Cluster: the server must not start
+    with any of them.
 
     `engines` ({flow id: flows.engine.Engine}) are config.flows_dir's flows, already loaded and
     built. An Engine keeps no call state, so one set can serve every app of a process: the test
@@ -32,6 +33,9 @@ def create_app(config: Config | None = None, redis=None, clock=time.time, engine
 
     config = config or Config.from_env()
     flows = load_flows(config.flows_dir) if engines is None else {fid: e.flow for fid, e in engines.items()}
+    problem = default_flow_problem(config.default_flow, flows, config.flows_dir)
+    if problem:
+        raise ConfigError(problem)
     redis = redis or for_config(config)
     refuse_cluster(redis)          # UnsupportedRedis: the server must not start on a Redis Cluster
     faults.configure(config.faults)  # off unless IVR_FAULTS is set (reliability tests)

@@ -32,32 +32,75 @@ def default_flows_dir(home_dir: Path) -> Path:
     return mine if mine.is_dir() else defaults.FLOWS
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be used. str() is one line naming the variable, the value and what is
+    allowed; the `ivr` command prints it as it is (ivr/cli/__init__.py), never a traceback."""
+
+
+def _raw(env, name) -> str:
+    # Surrounding blanks are never part of a value: an env file saved with CRLF ends each one in \r.
+    return (env.get(name) or "").strip()
+
+
 def _int(env, name, default):
-    raw = env.get(name)
-    if raw in (None, ""):
+    """A whole number within NUMBERS[name] (unset or empty: default)."""
+    lo, hi, unit = NUMBERS[name]
+    raw = _raw(env, name)
+    if not raw:
         return default
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        unit = f" of {unit}" if unit else ""
+        raise ConfigError(f"{name} must be a whole number{unit} from {lo} to {hi}, got {raw!r}")
+    return value
 
 
 def _choice(env, name, allowed, default):
-    raw = env.get(name) or default
-    if raw not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
-    return raw
+    """One of `allowed`, in any case (unset or empty: default)."""
+    raw = _raw(env, name)
+    value = raw.lower() or default
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return value
 
 
 def _bool(env, name, default):
-    raw = (env.get(name) or "").strip().lower()
+    raw = _raw(env, name)
     if not raw:
         return default
-    if raw in ("1", "true", "yes", "on"):
+    if raw.lower() in ("1", "true", "yes", "on"):
         return True
-    if raw in ("0", "false", "no", "off"):
+    if raw.lower() in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
+    raise ConfigError(f"{name} must be on or off (also true/false, yes/no, 1/0), got {raw!r}")
+
+
+def _timezone(env, name):
+    """An IANA time zone name as zoneinfo knows it, or "" (the server's local time)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    raw = _raw(env, name)
+    if raw:
+        try:
+            ZoneInfo(raw)
+        except (ZoneInfoNotFoundError, ValueError, OSError):      # OSError: a folder such as "Europe"
+            raise ConfigError(f"{name} must be an IANA time zone name such as Europe/Berlin or America/New_York "
+                              f"(empty: the server's local time), got {raw!r}") from None
+    return raw
+
+
+def default_flow_problem(name: str, flows, flows_dir) -> str | None:
+    """Why IVR_DEFAULT_FLOW (`name`) cannot be served from `flows` (ids of the flows in `flows_dir`),
+    or None. Checked at start-up, by `ivr check-flows` and by every reload: a typo must not route
+    every caller to whichever flow happens to come first."""
+    if name in flows:
+        return None
+    unset = " (its default when unset)" if name == Config.default_flow else ""
+    return (f"IVR_DEFAULT_FLOW must be the id of a flow in {flows_dir}: one of {', '.join(sorted(flows))}; "
+            f"got {name!r}{unset}")
 
 
 # prometheus_client's multiprocess mode: where every worker writes its metrics (ivr/metrics.py).
@@ -77,6 +120,37 @@ def use_metrics_dir(path) -> None:
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
+# What every numeric setting may be: (lowest, highest, unit). A value outside is refused at start-up,
+# never passed on: Twilio's <Dial> rings 5 to 600 s and its <Gather> waits a positive whole number of
+# seconds (over a minute of silence at a menu, the caller is gone); records kept less than a day expire
+# under calls in progress; Redis's WAIT with 0 ms would block a caller's turn for ever; at least 10 s
+# of hold music between announcements, or Twilio asks for the wait page all the time.
+NUMBERS = {
+    "IVR_RETENTION_DAYS": (1, 3650, "days"),
+    "IVR_RECORDING_RETENTION_DAYS": (1, 3650, "days"),
+    "IVR_GATHER_TIMEOUT": (1, 60, "seconds"),
+    "IVR_DIAL_TIMEOUT": (5, 600, "seconds"),
+    "IVR_CALLBACK_AFTER": (0, 3600, "seconds"),
+    "IVR_ANNOUNCE_EVERY": (10, 300, "seconds"),
+    "IVR_SERVICE_LEVEL_SECONDS": (1, 3600, "seconds"),
+    "IVR_LOGIN_MAX_FAILURES": (1, 100, ""),
+    "IVR_LOGIN_LOCK_SECONDS": (1, 86400, "seconds"),
+    "IVR_AGENT_PIN_MAX_FAILURES": (1, 100, ""),
+    "IVR_AGENT_PIN_LOCK_SECONDS": (1, 86400, "seconds"),
+    "IVR_SESSION_HOURS": (1, 720, "hours"),
+    "IVR_TRUSTED_PROXIES": (0, 10, ""),
+    "IVR_METRICS_CACHE_SECONDS": (0, 300, "seconds"),
+    "IVR_HEADER_TIMEOUT": (1, 300, "seconds"),
+    "IVR_BODY_TIMEOUT": (1, 300, "seconds"),
+    "IVR_CLIENT_CONNECTIONS": (1, 10000, ""),
+    "IVR_WORKER_CONNECTIONS": (3, 100000, ""),      # and at least 3 x --threads (ivr serve checks)
+    "IVR_ENDPOINT_SILENCE_MS": (100, 2000, "milliseconds"),
+    "IVR_CALLBACK_MAX_ATTEMPTS": (1, 20, ""),
+    "IVR_CALLBACK_RETRY_SECONDS": (1, 86400, "seconds"),
+    "REDIS_WAIT_REPLICAS": (0, 100, ""),
+    "REDIS_WAIT_MS": (1, 5000, "milliseconds"),
+}
+
 
 def _addresses(env, name):
     """host:port,host:port -> ((host, port), ...)"""
@@ -86,15 +160,18 @@ def _addresses(env, name):
         if not item:
             continue
         host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"{name} must be host:port[,host:port...], got {item!r}")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"{name} must be host:port[,host:port...] with ports from 1 to 65535, got {item!r}")
         out.append((host.strip("[]"), int(port)))
     return tuple(out)
 
 
 def _faults(raw):
     from .faults import parse
-    return parse(raw)
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -266,8 +343,8 @@ class Config:
             retention_seconds=retention_days * 86400,
             gather_timeout=_int(env, "IVR_GATHER_TIMEOUT", cls.gather_timeout),
             dial_timeout=_int(env, "IVR_DIAL_TIMEOUT", cls.dial_timeout),
-            feedback=_choice(env, "IVR_FEEDBACK", ("on", "off"), "on") == "on",
-            feedback_after_agent=_choice(env, "IVR_FEEDBACK_AFTER_AGENT", ("on", "off"), "on") == "on",
+            feedback=_bool(env, "IVR_FEEDBACK", cls.feedback),
+            feedback_after_agent=_bool(env, "IVR_FEEDBACK_AFTER_AGENT", cls.feedback_after_agent),
             handoff_mode=_choice(env, "IVR_HANDOFF_MODE", ("queue", "dial"), cls.handoff_mode),
             callback_after=_int(env, "IVR_CALLBACK_AFTER", cls.callback_after),
             announce_every=_int(env, "IVR_ANNOUNCE_EVERY", cls.announce_every),
@@ -280,7 +357,7 @@ class Config:
             agent_pin_max_failures=_int(env, "IVR_AGENT_PIN_MAX_FAILURES", cls.agent_pin_max_failures),
             agent_pin_lock_seconds=_int(env, "IVR_AGENT_PIN_LOCK_SECONDS", cls.agent_pin_lock_seconds),
             session_hours=_int(env, "IVR_SESSION_HOURS", cls.session_hours),
-            timezone=env.get("IVR_TIMEZONE") or "",
+            timezone=_timezone(env, "IVR_TIMEZONE"),
             trusted_proxies=_int(env, "IVR_TRUSTED_PROXIES", cls.trusted_proxies),
             metrics_token=env.get("IVR_METRICS_TOKEN") or None,
             metrics_cache_seconds=_int(env, "IVR_METRICS_CACHE_SECONDS", 2),
@@ -300,8 +377,7 @@ class Config:
             voicemail_delete_remote=_bool(env, "IVR_VOICEMAIL_DELETE_REMOTE", cls.voicemail_delete_remote),
             hours=_choice(env, "IVR_HOURS", ("flow", "open", "closed"), cls.hours),
             faults=_faults(env.get("IVR_FAULTS") or ""),
-            log_level=_choice({"IVR_LOG_LEVEL": (env.get("IVR_LOG_LEVEL") or "").strip().lower()}, "IVR_LOG_LEVEL",
-                              LOG_LEVELS, cls.log_level.lower()).upper(),
+            log_level=_choice(env, "IVR_LOG_LEVEL", LOG_LEVELS, cls.log_level.lower()).upper(),
             log_format=_choice(env, "IVR_LOG_FORMAT", ("text", "json"), cls.log_format),
             access_log=_bool(env, "IVR_ACCESS_LOG", cls.access_log),
             redis_sentinels=_addresses(env, "REDIS_SENTINELS"),
@@ -314,7 +390,7 @@ class Config:
             source_secrets={k: v.strip() for k, v in env.items() if k.startswith(SOURCE_SECRET_PREFIX) and v.strip()},
         )
         if cfg.redis_sentinels and cfg.redis_url:
-            raise ValueError("set REDIS_SENTINELS or REDIS_URL, not both: with sentinels the master's address "
+            raise ConfigError("set REDIS_SENTINELS or REDIS_URL, not both: with sentinels the master's address "
                              "comes from them")
         return replace(cfg, **overrides) if overrides else cfg
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import redis as redis_lib
 
 from . import keys
+from .config import default_flow_problem
 from .flows.engine import Engine
 from .flows.loader import FlowError, Problem, load_flows
 
@@ -69,13 +70,17 @@ class Version:
     loaded_at: float
 
 
-def build(flows_dir, cache_dir) -> Version:
+def build(flows_dir, cache_dir, default_flow: str | None = None) -> Version:
     """Load and validate the folder, build its engines (training classifiers not yet cached).
-    FlowError lists every problem; a folder that changed while it was read is refused too."""
+    FlowError lists every problem; a folder that changed while it was read is refused too, and so is
+    one without the `default_flow` (IVR_DEFAULT_FLOW), when given."""
     version = folder_version(flows_dir)
     flows = load_flows(flows_dir)
     if folder_version(flows_dir) != version:
         raise FlowError([Problem(str(flows_dir), 1, "flow files changed while they were read; try again")])
+    problem = default_flow and default_flow_problem(default_flow, flows, flows_dir)
+    if problem:
+        raise FlowError([Problem(str(flows_dir), 1, problem)])
     for flow in flows.values():
         flow.version = version
     engines = {fid: Engine(flow, cache_dir=cache_dir) for fid, flow in flows.items()}
@@ -99,12 +104,14 @@ def serving(redis) -> dict:
 
 class FlowVersions:
     def __init__(self, redis, flows_dir, cache_dir, flows: dict, engines: dict | None = None,
-                 clock=time.time, on_loaded=None):
+                 clock=time.time, on_loaded=None, default_flow: str | None = None):
         """`flows` (and their `engines`, when already built) are what the process starts with;
-        `on_loaded(version)` runs on the loading thread after a new version is in place."""
+        `on_loaded(version)` runs on the loading thread after a new version is in place; a reload
+        without `default_flow` among its flows is refused."""
         self.redis = redis
         self.flows_dir = Path(flows_dir)
         self.cache_dir = cache_dir
+        self.default_flow = default_flow
         self.clock = clock
         self.on_loaded = on_loaded
         version = folder_version(flows_dir) if self.flows_dir.is_dir() else "0"
@@ -168,7 +175,7 @@ class FlowVersions:
     def _load(self) -> None:
         token = self._seen
         try:
-            new = build(self.flows_dir, self.cache_dir)
+            new = build(self.flows_dir, self.cache_dir, self.default_flow)
         except FlowError as exc:
             self.last_error, self._answered = str(exc), token
             log.error("flow reload refused, still serving %s:\n%s", self._current.version, exc)

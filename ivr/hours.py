@@ -55,7 +55,7 @@ def parse(spec: dict) -> tuple:
     tz = spec.get("timezone", "")
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):    # OSError: a folder such as "America"
         problems.append((("timezone",), f"hours: unknown time zone {tz!r} (an IANA name such as Europe/Berlin)"))
     week = {}
     for day, spans in (spec.get("open") or {}).items():

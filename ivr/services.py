@@ -63,7 +63,8 @@ class Services:
         # Trained intent classifiers are kept under the data folder, by what they learned from:
         # a restart (or another worker loading the flows itself) reads them instead of training.
         self.library = FlowVersions(self.redis, cfg.flows_dir, cfg.data_dir / "classifiers", self.initial_flows,
-                                    self.initial_engines, clock=self.clock, on_loaded=self._flows_loaded)
+                                    self.initial_engines, clock=self.clock, on_loaded=self._flows_loaded,
+                                    default_flow=cfg.default_flow)
         self.initial_flows = self.initial_engines = None    # the library holds them (and drops them)
         self.transcriber = RecordingWorker(self.store, self.speech.models, Recordings.from_config(cfg),
                                            data_dir=cfg.data_dir, retention_seconds=cfg.recording_retention_seconds,
@@ -96,8 +97,9 @@ class Services:
 
     @property
     def default(self):
-        """The default flow and its first language: for answers given before a call is known."""
-        flow = self.flows.get(self.config.default_flow) or next(iter(self.flows.values()))
+        """The default flow and its first language: for answers given before a call is known.
+        create_app and every reload refuse flows without it (config.default_flow_problem)."""
+        flow = self.flows[self.config.default_flow]
         return flow, flow.languages[0]
 
     def pick_flow(self, requested: str | None, to_number: str | None):

@@ -171,6 +171,7 @@ def test_a_key_pressed_after_the_spoken_korean_call_takes_the_call_back_out_of_h
 
 BAD_HOURS = [
     ("timezone: America/New_York", "timezone: Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+    ("timezone: America/New_York", "timezone: America", "unknown time zone 'America'"),
     ('mon: ["08:00-22:00"]', 'mon: ["08:00-25:00"]', "mon '08:00-25:00' is not a time span"),
     ('tue: ["08:00-22:00"]', 'tue: ["22:00-08:00"]', "ends before it starts"),
     ('wed: ["08:00-22:00"]', 'wed: ["08:00-14:00", "13:00-22:00"]', "wed has overlapping spans"),

@@ -169,6 +169,33 @@ def test_a_process_that_finds_the_folder_broken_keeps_serving_and_says_so(hotlin
     assert OLD_HOURS in call.press("3")
 
 
+def test_a_folder_without_the_default_flow_is_refused_and_nothing_changes(hotline, reload, flows_dir, redis):
+    """Renaming the default flow would otherwise send every caller of an unlisted number to whichever
+    flow came first: `ivr reload` refuses it, and so does a process asked to load it anyway."""
+    from ivr.flow_versions import request_reload
+
+    svc = hotline.svc
+    before = svc.library.current.version
+    path = flows_dir / "hotline.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("\nid: hotline\n", "\nid: helpline\n"), encoding="utf-8")
+
+    result = reload("--wait", "1")
+    assert result.exit_code == 1
+    assert "IVR_DEFAULT_FLOW must be the id of a flow" in result.output and "helpline, hotline_ko" in result.output
+    assert "nothing reloaded" in result.output and redis.get(keys.FLOWS_RELOAD) is None
+
+    request_reload(redis, "whatever")
+    deadline = time.time() + 10
+    while not serving(redis)[svc.library.worker].get("error"):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert "IVR_DEFAULT_FLOW" in serving(redis)[svc.library.worker]["error"]
+    assert svc.library.current.version == before
+    call = KeypadCall(hotline, 5)
+    assert "Volt" in call.start()
+    assert OLD_HOURS in call.press("3")
+
+
 KO_BYE = 'say: {ko: "볼트 전자에 전화해 주셔서 감사합니다. 안녕히 계세요."}'
 KO_OLD = "볼트 전자에 전화해 주셔서 감사합니다"
 KO_NEW = "다음 주부터 매장은 매일 문을 엽니다"

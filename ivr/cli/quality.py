@@ -14,16 +14,28 @@ from .common import hotline_config, hotline_redis
 
 @click.command()
 @click.option("--top", default=20, show_default=True, type=int)
-@click.option("--flow", "flow_id", default=None, help="flow id (default: the default flow)")
+@click.option("--flow", "flow_id", default=None, help="flow id (default: IVR_DEFAULT_FLOW)")
 @click.option("--lang", default=None, help="language (default: the flow's first)")
 def unanswered(top, flow_id, lang):
     """The questions the bot did not understand most often: candidates for new intents or examples."""
-    from ..flows.loader import load_flows
+    from ..config import ConfigError, default_flow_problem
+    from ..flows.loader import FlowError, load_flows
     from ..quality import top_unanswered
 
     cfg = hotline_config()
-    flows = load_flows(cfg.flows_dir)
-    flow = flows.get(flow_id or cfg.default_flow) or next(iter(flows.values()))
+    try:
+        flows = load_flows(cfg.flows_dir)
+    except FlowError as exc:
+        click.echo(f"ivr unanswered: invalid flow\n{exc}", err=True)
+        sys.exit(2)
+    if flow_id:
+        if flow_id not in flows:
+            click.echo(f"ivr unanswered: --flow must be the id of a flow in {cfg.flows_dir}: one of "
+                       f"{', '.join(sorted(flows))}; got {flow_id!r}", err=True)
+            sys.exit(2)
+    elif problem := default_flow_problem(cfg.default_flow, flows, cfg.flows_dir):
+        raise ConfigError(problem)
+    flow = flows[flow_id or cfg.default_flow]
     lang = lang or flow.languages[0]
     rows = top_unanswered(hotline_redis(cfg), flow.id, lang, top)
     if not rows:

@@ -32,7 +32,7 @@ def reload_cmd(wait_seconds):
 
     cfg = hotline_config()
     try:
-        version = build(cfg.flows_dir, cfg.data_dir / "classifiers")
+        version = build(cfg.flows_dir, cfg.data_dir / "classifiers", cfg.default_flow)
     except FlowError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

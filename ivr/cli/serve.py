@@ -14,8 +14,10 @@ from .common import build_app, setup_logging
 @click.command("check-flows")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 def check_flows(paths):
-    """Validate flow files (default: the configured flows folder); exit 1 on any problem."""
-    from ..flows.loader import FlowError, load_flow, load_flows
+    """Validate flow files (default: the configured flows folder, and that IVR_DEFAULT_FLOW is one of
+    them); exit 1 on any problem."""
+    from ..config import default_flow_problem
+    from ..flows.loader import FlowError, Problem, load_flow, load_flows
 
     cfg = Config.from_env()
     problems, count = [], 0
@@ -23,7 +25,11 @@ def check_flows(paths):
     for target in targets:
         try:
             if target.is_dir():
-                count += len(load_flows(target))
+                flows = load_flows(target)
+                count += len(flows)
+                problem = None if paths else default_flow_problem(cfg.default_flow, flows, target)
+                if problem:
+                    problems.append(Problem(str(target), 1, problem))
             else:
                 load_flow(target)
                 count += 1
