@@ -86,6 +86,11 @@ def test_announcements_are_right_for_zero_one_and_many_ahead(lang, flow, texts):
     f = FLOWS[flow]
     for position, text in zip((1, 2, 5), texts):
         assert text in announcement(f, lang, 1, position, 60)
+        # No wait can be told: the same count, no minutes, in other words on the next round.
+        assert text in announcement(f, lang, 1, position, None)
+        assert announcement(f, lang, 1, position, None) != announcement(f, lang, 2, position, None)
+        assert not re.search(r"minute|\d+분", announcement(f, lang, 1, position, None) +
+                             announcement(f, lang, 2, position, None))
     assert announcement(f, lang, 1, 2, 60) != announcement(f, lang, 2, 2, 60)   # rounds alternate
     one_minute = {"en": "about one minute", "ko": "약 1분"}[lang]
     two_minutes = {"en": "about 2 minutes", "ko": "약 2분"}[lang]
