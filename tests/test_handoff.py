@@ -155,6 +155,23 @@ def test_the_wait_told_is_what_callers_who_waited_as_long_went_on_to_wait(serve,
     assert "정확한 대기 시간은 말씀드리기 어렵" in told(1, 2400) + told(1, 2445)    # in one round or the next
 
 
+@pytest.mark.parametrize("lang,label", [("en", "Priority: called in the last {hours} hours."),
+                                        ("ko", "우선 연결 사유: 최근 {hours}시간 안에 전화하신 적 있음.")])
+def test_a_caller_who_rang_moments_ago_is_briefed_by_the_repeat_caller_window(serve, redis, lang, label):
+    """Seconds after their first call, the agent hears what the repeat-caller rule means (a call in the
+    last keys.CALLER_TTL), not "called before today"."""
+    client = serve(speech=False)
+    first, again = caller(31), dict(caller(32), From=caller(31)["From"])
+    client.post(f"/voice?lang={lang}", first)
+    client.post("/voice/status", dict(first, CallStatus="completed"))
+    client.post(f"/voice?lang={lang}", again)
+    _, body = client.post("/voice/gather?turn=1", dict(again, Digits="0"))
+    assert enqueue_verb(parse_twiml(body)).text == "ivr-urgent"
+    assert redis.hget(keys.call(again["CallSid"]), "boost") == "repeat_caller"
+    briefing, _ = agent_dials_in(client, 931)
+    assert label.format(hours=keys.CALLER_TTL // 3600) in briefing, briefing
+
+
 def test_callback_offer_keeps_place(serve, redis):
     clock = Clock()
     client = serve(clock=clock, callback_after=60)
