@@ -117,7 +117,7 @@ def test_wait_announcements_vary_and_count_urgent_callers_ahead(serve, redis):
     assert "one caller ahead" in texts[0]                  # the urgent caller is ahead
     # Nobody answered yet: no wait is made up (Twilio's AvgQueueTime is what callers now waiting
     # have waited so far, not how long they will wait).
-    assert "can't say exactly how long" in texts[0] and not any("minute" in t for t in texts)
+    assert "don't know exactly how long" in texts[0] and not any("minute" in t for t in texts)
 
 
 def answered_after(client, n, seconds):
