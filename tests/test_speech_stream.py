@@ -116,10 +116,15 @@ def test_a_spoken_call_is_asked_for_its_rating_before_the_goodbye_which_comes_on
     Twilio's next request asks the rating (saying which end is good), and the goodbye follows it."""
     report, result = call_ko(twilio, ("say", "시간"), ("say", "아니오"), listen_to_end=True, end_wait=4.0)
     assert report["intents"] == ["opening_hours", "goodbye"] and not result.hung_up
+    assert len(result.latencies) == 1                 # the answer was streamed; nothing after "아니오"
     goodbye = "안녕히 계세요"
-    heard = [t["bot"] for t in report["turns"] if t["bot"]]
+    heard = [t["bot"] for t in report["turns"] if t["bot"]]     # what the simulator shows, in order
     assert "1번은 매우 불만족, 5번은 매우 만족" in heard[-1], heard
     assert not any(goodbye in t for t in heard), heard          # no goodbye before the rating question
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    bot = [json.loads(t)["text"] for t in redis.lrange(keys.turns(report["call_sid"]), 0, -1)
+           if json.loads(t)["who"] == "bot"]
+    assert goodbye in rec["goodbye"] and bot[-1].endswith(rec["goodbye"])   # the transcript keeps the whole reply
     # Twilio's request after the stream (again: the same answer): the question, then on silence the goodbye.
     _, body = twilio.post("/voice/stream-ended", {"CallSid": report["call_sid"], "From": "+15005550111"})
     root = parse_twiml(body)

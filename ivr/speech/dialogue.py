@@ -62,15 +62,15 @@ class FlowDialogue:
         state = self._load()
         reply, entry = call_turn.step(state, inp, asr=info.get("asr"))
         self.turn += 1
-        extra = {"turn": self.turn, "say": reply.prompts}
+        extra, spoken = {"turn": self.turn, "say": reply.prompts}, reply.prompts
         if rating_follows(self.svc, reply, state.record):
             # The rating is asked by key once the stream ends (/voice/stream-ended), and the goodbye
-            # comes after its question, as on the keypad: the stream says what comes before it.
-            reply.prompts, extra["goodbye"] = reply.prompts[:-1], reply.prompts[-1]
-            extra["say"] = reply.prompts
+            # comes after its question, as on the keypad: the stream says what comes before it. The
+            # transcript keeps the whole reply, as a keypad turn's does.
+            spoken, extra["goodbye"] = reply.prompts[:-1], reply.prompts[-1]
         call_turn.commit(self.svc, state, self.turn, reply, stored_reply(reply), entry, extra=extra)
         end = "handoff" if reply.route is not None else "goodbye" if reply.hangup else None
-        return self._turn(reply.prompts, reply.expect, end, state)
+        return self._turn(spoken, reply.expect, end, state)
 
     @staticmethod
     def _turn(prompts, expect, end, state) -> Turn:
