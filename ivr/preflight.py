@@ -12,7 +12,7 @@ import ipaddress
 import re
 import time
 from datetime import date, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from .redact import mask_phone
 
@@ -107,12 +107,21 @@ def problems(cfg, flows=None, today: date | None = None) -> list:
     return out
 
 
-def urls(cfg) -> list:
-    """(what, method, URL) for everything the Twilio console and the operators need."""
-    return [
-        ("Phone number > A call comes in", "POST", cfg.url("/voice")),
-        ("Phone number > Primary handler fails", "POST", cfg.url("/voice/fallback")),
-        ("Phone number > Call status changes", "POST", cfg.url("/voice/status")),
+def urls(cfg, flows=None) -> list:
+    """(what, method, URL) for everything the Twilio console and the operators need. Serving several
+    flows, each flow's number gets its own pair: the Voice URL with ?flow= and the fallback URL with
+    the same ?flow=, so that even the apology after a failure is in that flow's language."""
+    if flows and len(flows) > 1:
+        ids = sorted(flows, key=lambda fid: (fid != cfg.default_flow, fid))
+        numbers = [(f"Phone number for flow {fid} > {what}", "POST", cfg.url(f"{path}?{urlencode({'flow': fid})}"))
+                   for fid in ids for what, path in (("A call comes in", "/voice"),
+                                                     ("Primary handler fails", "/voice/fallback"))]
+        numbers.append(("Every phone number > Call status changes", "POST", cfg.url("/voice/status")))
+    else:
+        numbers = [("Phone number > A call comes in", "POST", cfg.url("/voice")),
+                   ("Phone number > Primary handler fails", "POST", cfg.url("/voice/fallback")),
+                   ("Phone number > Call status changes", "POST", cfg.url("/voice/status"))]
+    return numbers + [
         ("Agent line number > A call comes in", "POST", cfg.url("/voice/agent")),
         ("Operators' dashboard", "GET", cfg.url("/dashboard/")),
         ("Health (load balancer, monitoring)", "GET", cfg.url("/healthz")),

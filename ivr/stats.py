@@ -46,14 +46,19 @@ def read_wait_stats(pipe, now, window) -> None:
     pipe.zrangebyscore(keys.ABANDONED, now - window, "+inf")
 
 
-def parse_wait_stats(results, queue=None) -> dict:
-    answered, abandoned = results
+def answered_waits(results, queue=None) -> list:
+    """The waits (seconds) of the callers answered in the window `results` was read for."""
     waits = []
-    for member in answered:
+    for member in results[0]:
         _sid, wait, q = member.split("|")
         if queue is None or q == queue:
             waits.append(float(wait))
-    lost = [m for m in abandoned if queue is None or m.endswith("|" + queue)]
+    return waits
+
+
+def parse_wait_stats(results, queue=None) -> dict:
+    waits = answered_waits(results, queue)
+    lost = [m for m in results[1] if queue is None or m.endswith("|" + queue)]
     return {"answered": len(waits), "abandoned": len(lost),
             "avg_wait": round(sum(waits) / len(waits), 1) if waits else None,
             "p90_wait": percentile(waits, 90)}

@@ -1,6 +1,7 @@
 """Human handoff: priority queues, exact waits, idempotent transfer counts, whisper, callbacks."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -114,7 +115,61 @@ def test_wait_announcements_vary_and_count_urgent_callers_ahead(serve, redis):
         assert any(v.tag == "Play" for v in root)
     assert all(a != b for a, b in zip(texts, texts[1:]))   # never the same words twice running
     assert "one caller ahead" in texts[0]                  # the urgent caller is ahead
-    assert "minute" in texts[0]
+    # Nobody answered yet: no wait is made up (Twilio's AvgQueueTime is what callers now waiting
+    # have waited so far, not how long they will wait).
+    assert "don't know exactly how long" in texts[0] and not any("minute" in t for t in texts)
+
+
+def answered_after(client, n, seconds):
+    """Caller n is handed off to the normal queue and an agent takes them after `seconds` there."""
+    call = caller(n)
+    start_and_press(client, call, "0")
+    _, queue = agent_dials_in(client, 800 + n)
+    client.post(queue.get("url"), dict(call, QueueTime=str(seconds), DequeingCallSid=f"CA{800 + n:032d}"))
+
+
+def test_the_wait_told_is_what_callers_who_waited_as_long_went_on_to_wait(serve, redis):
+    """A Korean caller on hold: the figure comes from the waits measured in the last hour, beyond
+    what this caller has already waited; once they have waited longer than anyone answered, no
+    figure is promised (never "about 1 minute" half an hour in)."""
+    clock = Clock()
+    client = serve(clock=clock, speech=False)
+    for n, seconds in ((21, 60), (22, 90), (23, 240)):
+        answered_after(client, n, seconds)
+    call = caller(24)
+    client.post("/voice?lang=ko", call)
+    _, body = client.post("/voice/gather?turn=1", dict(call, Digits="0"))
+    wait_url = enqueue_verb(parse_twiml(body)).get("waitUrl")
+
+    def told(position, queue_time):
+        _, body = client.post(wait_url, dict(call, QueuePosition=str(position), QueueTime=str(queue_time)))
+        return " ".join(v.text for v in parse_twiml(body).iter("Say"))
+
+    assert "약 2분" in told(1, 0)          # those answered waited 130 s on average
+    assert "약 2분" in told(1, 100)        # only the 240 s wait was longer: 140 s still to come
+    assert "약 4분" in told(2, 0)          # and one caller ahead: another average wait
+    for position, queue_time in ((1, 600), (1, 1200), (1, 1800), (2, 300)):
+        text = told(position, queue_time)
+        assert not re.search(r"\d+분", text), (position, queue_time, text)
+        assert "앞에 한 분이" in text if position == 2 else "다음 차례" in text
+    assert "정확한 대기 시간은 말씀드리기 어렵" in told(1, 2400) + told(1, 2445)    # in one round or the next
+
+
+@pytest.mark.parametrize("lang,label", [("en", "Priority: called in the last {hours} hours."),
+                                        ("ko", "우선 연결 사유: 최근 {hours}시간 안에 전화하신 적 있음.")])
+def test_a_caller_who_rang_moments_ago_is_briefed_by_the_repeat_caller_window(serve, redis, lang, label):
+    """Seconds after their first call, the agent hears what the repeat-caller rule means (a call in the
+    last keys.CALLER_TTL), not "called before today"."""
+    client = serve(speech=False)
+    first, again = caller(31), dict(caller(32), From=caller(31)["From"])
+    client.post(f"/voice?lang={lang}", first)
+    client.post("/voice/status", dict(first, CallStatus="completed"))
+    client.post(f"/voice?lang={lang}", again)
+    _, body = client.post("/voice/gather?turn=1", dict(again, Digits="0"))
+    assert enqueue_verb(parse_twiml(body)).text == "ivr-urgent"
+    assert redis.hget(keys.call(again["CallSid"]), "boost") == "repeat_caller"
+    briefing, _ = agent_dials_in(client, 931)
+    assert label.format(hours=keys.CALLER_TTL // 3600) in briefing, briefing
 
 
 def test_callback_offer_keeps_place(serve, redis):

@@ -86,6 +86,11 @@ def test_announcements_are_right_for_zero_one_and_many_ahead(lang, flow, texts):
     f = FLOWS[flow]
     for position, text in zip((1, 2, 5), texts):
         assert text in announcement(f, lang, 1, position, 60)
+        # No wait can be told: the same count, no minutes, in other words on the next round.
+        assert text in announcement(f, lang, 1, position, None)
+        assert announcement(f, lang, 1, position, None) != announcement(f, lang, 2, position, None)
+        assert not re.search(r"minute|\d+분", announcement(f, lang, 1, position, None) +
+                             announcement(f, lang, 2, position, None))
     assert announcement(f, lang, 1, 2, 60) != announcement(f, lang, 2, 2, 60)   # rounds alternate
     one_minute = {"en": "about one minute", "ko": "약 1분"}[lang]
     two_minutes = {"en": "about 2 minutes", "ko": "약 2분"}[lang]
@@ -222,6 +227,34 @@ def test_a_korean_stream_and_its_failures_speak_korean(make_config, serve, ko_mo
     _, body = client.post("/voice/stream-ended", {"CallSid": report["call_sid"], "From": "+15005550111"})
     texts += says(parse_twiml(body))
     assert texts and not [t for t in texts if LATIN_WORD.search(t)], texts
+
+
+def test_the_fallback_url_apologises_in_the_language_voice_would_have_spoken(tmp_path, serve, redis):
+    """Twilio's fallback for a new call picks the flow as POST /voice does: ?flow= on the fallback
+    URL, else the URL that failed (ErrorUrl), the number dialled (`numbers:`), the call's record."""
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    path = tmp_path / "flows" / "hotline_ko.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("\nsettings:", '\nnumbers: ["+15005550182"]\nsettings:', 1), encoding="utf-8")
+    client = serve(flows_dir=tmp_path / "flows", speech=False)
+    korean = FLOWS["hotline_ko"].message("error", "ko")
+
+    def apology(url, **form):
+        _, body = client.post(url, {"CallSid": "CA" + secrets.token_hex(16), "From": "+15005550142",
+                                    "ErrorCode": "11200", **form})
+        say = parse_twiml(body).find("Say")
+        return say.get("language"), say.text
+
+    assert apology("/voice/fallback") == ("en-US", FLOWS["hotline"].message("error", "en"))   # nothing says Korean
+    assert apology("/voice/fallback?flow=hotline_ko") == ("ko-KR", korean)
+    assert apology("/voice/fallback", ErrorUrl=client.absolute("/voice?flow=hotline_ko")) == ("ko-KR", korean)
+    assert apology("/voice/fallback", ErrorUrl="http://[::1/voice?flow=hotline_ko") == \
+        ("en-US", FLOWS["hotline"].message("error", "en"))                                   # not a URL: ignored
+    assert apology("/voice/fallback", To="+15005550182") == ("ko-KR", korean)
+    call = {"CallSid": "CA" + secrets.token_hex(16), "From": "+15005550143"}
+    client.post("/voice?lang=ko", call)                                    # the record names the flow
+    _, body = client.post("/voice/fallback", dict(call, ErrorCode="11200"))
+    assert parse_twiml(body).find("Say").text == korean
 
 
 # -- the natural words for a person -----------------------------------------------------------------

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ivr import preflight
+from ivr import keys, preflight
 from ivr.config import Config
 
 GOOD = {"TWILIO_AUTH_TOKEN": "t" * 32, "PUBLIC_URL": "https://hotline.example.com", "HUMAN_LINE": "+4930123456"}
@@ -54,6 +54,27 @@ def test_urls_cover_the_console_and_the_operators():
         assert "https://hotline.example.com" + path in urls
 
 
+def test_serving_several_flows_each_number_gets_its_voice_and_fallback_url(serve, redis):
+    """The URLs `ivr serve` prints, used as Twilio would: each flow's Voice URL opens its calls, and
+    its fallback URL apologises in that flow's language."""
+    from ivr.simulate.twilio_client import parse_twiml
+    client = serve(speech=False)
+    svc = client.app.extensions["ivr"]
+    urls = {what: url for what, _, url in preflight.urls(svc.config, svc.flows)}
+    assert len(svc.flows) == 2 and "Every phone number > Call status changes" in urls
+    for n, (fid, flow) in enumerate(sorted(svc.flows.items())):
+        voice = urls[f"Phone number for flow {fid} > A call comes in"]
+        fallback = urls[f"Phone number for flow {fid} > Primary handler fails"]
+        assert fallback == voice.replace("/voice?", "/voice/fallback?")
+        sid = f"CA{n:032d}"
+        assert client.post(voice, {"CallSid": sid, "From": "+15005550142"})[0] == 200
+        assert redis.hget(keys.call(sid), "flow") == fid
+        _, body = client.post(fallback, {"CallSid": f"CA{n + 10:032d}", "From": "+15005550142", "ErrorCode": "11200"})
+        say = parse_twiml(body).find("Say")
+        lang = flow.languages[0]
+        assert (say.get("language"), say.text) == (flow.say_locale(lang), flow.message("error", lang))
+
+
 def test_healthz_ok_for_a_production_configuration(make_config, redis, build_app):
     cfg = make_config(public_url="https://hotline.example.com", human_line="+4930123456")
     resp = build_app(cfg, redis=redis).test_client().get("/healthz")
@@ -90,7 +111,8 @@ def test_serve_warns_once_per_finding_and_prints_every_url(tmp_path, redis_url):
                                                                           "HUMAN_LINE", "/metrics"][:len(warnings)]
     assert len(warnings) == 3                  # bound to 127.0.0.1: /metrics is not open to others
     base = f"http://localhost:{srv.port}"
-    for path in ("/voice", "/voice/fallback", "/voice/status", "/voice/agent", "/dashboard/", "/healthz"):
+    for path in ("/voice?flow=hotline", "/voice/fallback?flow=hotline", "/voice?flow=hotline_ko",
+                 "/voice/fallback?flow=hotline_ko", "/voice/status", "/voice/agent", "/dashboard/", "/healthz"):
         assert f" {base}{path}\n" in out, (path, out)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from ivr import keys, quality
 from ivr.flows.intents import normalize
+from ivr.simulate.call import CallSimulator
 from tests.support import press, say
 
 
@@ -25,6 +26,19 @@ def test_rating_after_agent_call(simulate, redis):
     report = simulate(press("0"), press("5"))
     rec = redis.hgetall(keys.call(report["call_sid"]))
     assert rec["rating"] == "5" and rec["rating_after"] == "agent"
+
+
+@pytest.mark.parametrize("lang,poor,excellent", [("en", "1 for poor", "5 for excellent"),
+                                                 ("ko", "1번은 매우 불만족", "5번은 매우 만족")])
+def test_both_rating_questions_say_which_end_is_good(serve, lang, poor, excellent):
+    """In Korea grade 1 is often the best: each question says what 1 and 5 mean, in each language."""
+    client = serve(speech=False)
+    after_bot = CallSimulator(client).run([press("3"), press("2")], lang)
+    after_agent = CallSimulator(client).run([press("0")], lang)
+    for report in (after_bot, after_agent):
+        question = report["turns"][-1]["bot"]
+        assert poor in question and excellent in question, question
+    assert after_bot["turns"][-1]["bot"] != after_agent["turns"][-1]["bot"]
 
 
 def test_retried_rating_counts_once(twilio, redis):

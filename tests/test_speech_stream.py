@@ -111,6 +111,31 @@ def test_yes_and_no_land_on_their_steps(twilio, redis):
     assert no["outcome"] == "answered"
 
 
+def test_a_spoken_call_is_asked_for_its_rating_before_the_goodbye_which_comes_once(twilio, redis):
+    """Korean by voice, answered, then "no" to anything else: the stream ends without the goodbye;
+    Twilio's next request asks the rating (saying which end is good), and the goodbye follows it."""
+    report, result = call_ko(twilio, ("say", "시간"), ("say", "아니오"), listen_to_end=True, end_wait=4.0)
+    assert report["intents"] == ["opening_hours", "goodbye"] and not result.hung_up
+    assert len(result.latencies) == 1                 # the answer was streamed; nothing after "아니오"
+    goodbye = "안녕히 계세요"
+    heard = [t["bot"] for t in report["turns"] if t["bot"]]     # what the simulator shows, in order
+    assert "1번은 매우 불만족, 5번은 매우 만족" in heard[-1], heard
+    assert not any(goodbye in t for t in heard), heard          # no goodbye before the rating question
+    rec = redis.hgetall(keys.call(report["call_sid"]))
+    bot = [json.loads(t)["text"] for t in redis.lrange(keys.turns(report["call_sid"]), 0, -1)
+           if json.loads(t)["who"] == "bot"]
+    assert goodbye in rec["goodbye"] and bot[-1].endswith(rec["goodbye"])   # the transcript keeps the whole reply
+    # Twilio's request after the stream (again: the same answer): the question, then on silence the goodbye.
+    _, body = twilio.post("/voice/stream-ended", {"CallSid": report["call_sid"], "From": "+15005550111"})
+    root = parse_twiml(body)
+    said = [v.text for v in root.iter("Say")]
+    assert [goodbye in t for t in said] == [False, True] and "매우 만족" in said[0], said
+    assert [v.tag for v in root] == ["Gather", "Say", "Hangup"]
+    # A rating: thanks, the comment, and the goodbye once.
+    _, body = twilio.post(root.find("Gather").get("action"), {"CallSid": report["call_sid"], "Digits": "5"})
+    assert sum(goodbye in v.text for v in parse_twiml(body).iter("Say")) == 1
+
+
 def test_open_sentence_is_recognized_and_routed_as_the_engine_decides(twilio, redis, app):
     sentence = "주문한 물건이 아직 안 왔어요"
     report, _ = call_ko(twilio, ("say", "시간"), ("say", "네"), ("say", sentence))

@@ -84,8 +84,9 @@ def serve(host, port, threads, workers):
     app = build_app(cfg)
     click.echo(f"ivr serving on http://{host}:{port}  (Redis: {describe_where(cfg)})")
     click.echo("URLs for the Twilio console and the operators:")
-    width = max(len(what) for what, _, _ in preflight.urls(cfg))
-    for what, method, url in preflight.urls(cfg):
+    urls = preflight.urls(cfg, app.extensions["ivr"].flows)
+    width = max(len(what) for what, _, _ in urls)
+    for what, method, url in urls:
         click.echo(f"  {what:<{width}}  {method:<4} {url}")
     warn = logging.getLogger("ivr.preflight").warning
     for problem in preflight.problems(cfg, app.extensions["ivr"].flows):

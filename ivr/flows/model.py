@@ -250,6 +250,10 @@ MESSAGES = {
     "queue_position_again": MessageSpec("in the queue, even rounds: the same in other words",
                                         fields=("minutes",), forms=COUNT_FORMS),
     "wait_minutes": MessageSpec("the estimated wait, put into queue_position as {minutes}", forms=("one", "many")),
+    "queue_no_estimate": MessageSpec("in the queue, odd rounds, when no wait can be told (too few answered "
+                                     "lately, or the caller has waited longer than they): callers ahead ({n})",
+                                     forms=COUNT_FORMS),
+    "queue_no_estimate_again": MessageSpec("the same, even rounds, in other words", forms=COUNT_FORMS),
     "callback_offer": MessageSpec("in the queue after IVR_CALLBACK_AFTER seconds: 1 for a call back, 2 for voicemail"),
     "callback_confirm": MessageSpec("the caller chose a call back; the call ends"),
     "voicemail_prompt": MessageSpec("the caller chose voicemail; the recording follows", recorded=True),

@@ -223,6 +223,11 @@ class CallSimulator:
                 if not entries or entries[-1]["bot"]:
                     entries.append({"caller": None, "bot": ""})
                 entries[-1]["bot"] = t.get("text", "")
+        # A goodbye the stream held back for the rating question (ivr.speech.dialogue.rating_follows)
+        # was not heard here: it follows the question, in the <Connect action>'s answer.
+        held = ((data or {}).get("record") or {}).get("goodbye")
+        if held and entries and entries[-1]["bot"].endswith(held):
+            entries[-1]["bot"] = entries[-1]["bot"][:-len(held)].rstrip()
         return entries
 
     def report(self, sid, transcript, lang) -> dict:

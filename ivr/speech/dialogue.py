@@ -62,10 +62,15 @@ class FlowDialogue:
         state = self._load()
         reply, entry = call_turn.step(state, inp, asr=info.get("asr"))
         self.turn += 1
-        call_turn.commit(self.svc, state, self.turn, reply, stored_reply(reply), entry,
-                         extra={"turn": self.turn, "say": reply.prompts})
+        extra, spoken = {"turn": self.turn, "say": reply.prompts}, reply.prompts
+        if rating_follows(self.svc, reply, state.record):
+            # The rating is asked by key once the stream ends (/voice/stream-ended), and the goodbye
+            # comes after its question, as on the keypad: the stream says what comes before it. The
+            # transcript keeps the whole reply, as a keypad turn's does.
+            spoken, extra["goodbye"] = reply.prompts[:-1], reply.prompts[-1]
+        call_turn.commit(self.svc, state, self.turn, reply, stored_reply(reply), entry, extra=extra)
         end = "handoff" if reply.route is not None else "goodbye" if reply.hangup else None
-        return self._turn(reply.prompts, reply.expect, end, state)
+        return self._turn(spoken, reply.expect, end, state)
 
     @staticmethod
     def _turn(prompts, expect, end, state) -> Turn:
@@ -76,6 +81,13 @@ class FlowDialogue:
     def close(self, outcome, stats) -> None:
         fields = dict(stats, stream=outcome)
         self.svc.store.record_once(self.sid, self._marker("stream_ended"), fields, "stream_ended")
+
+
+def rating_follows(svc, reply, record) -> bool:
+    """The call ends here with a goodbye after the bot served the caller: the rating question comes
+    first (ivr.web.voice.render_keypad decides the same for keypad calls)."""
+    return (reply.hangup and reply.route is None and bool(reply.prompts) and svc.config.feedback
+            and (reply.answered or record.get("answered") == "1"))
 
 
 def stored_reply(reply) -> str:

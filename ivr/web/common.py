@@ -33,10 +33,11 @@ def whole_seconds(raw, default: int = 0) -> int:
     return int(value) if math.isfinite(value) else default
 
 
-def request_flow(svc) -> tuple:
+def request_flow(svc, args=None) -> tuple:
     """(flow, language) of the call this request is about, without trusting anything to work:
-    its record when Redis answers, else the number dialled (`To`) and `?flow=`/`?lang=`, else
-    the default flow. So an apology after a failure is in the caller's own language."""
+    its record when Redis answers, else `?flow=`/`?lang=` (of `args` when given, else of this
+    request's URL) and the number dialled (`To`), as POST /voice picks them, else the default
+    flow. So an apology after a failure is in the caller's own language."""
     sid = request.form.get("CallSid", "")
     if is_call_sid(sid):
         try:
@@ -45,9 +46,10 @@ def request_flow(svc) -> tuple:
                 return svc.flow_for_record(record)
         except Exception:  # noqa: BLE001 - Redis may be what failed; the request itself still says enough
             pass
-    flow = svc.pick_flow(request.args.get("flow"), request.form.get("To"))
-    lang = request.args.get("lang")
-    if lang not in flow.languages and not request.args.get("flow"):
+    args = request.args if args is None else args
+    flow = svc.pick_flow(args.get("flow"), request.form.get("To"))
+    lang = args.get("lang")
+    if lang not in flow.languages and not args.get("flow"):
         flow = svc.flow_for_lang(lang or "") or flow
     return flow, lang if lang in flow.languages else flow.languages[0]
 

@@ -27,21 +27,35 @@ bp = Blueprint("queue", __name__)
 
 def announcement(flow, lang, rounds, position, wait_seconds) -> str:
     """What a waiting caller hears this round, in their language: callers ahead of them (zero,
-    one or many: the flow's count forms) and the wait. Odd and even rounds use different
-    messages, so a caller who waits several rounds never hears the same sentence twice in a row."""
+    one or many: the flow's count forms) and the wait, or, when no wait can be told (None), no
+    figure at all. Odd and even rounds use different messages, so a caller who waits several
+    rounds never hears the same sentence twice in a row."""
+    again = "" if rounds % 2 else "_again"
+    if wait_seconds is None:
+        return flow.message("queue_no_estimate" + again, lang, n=position - 1)
     minutes = max(1, round(wait_seconds / 60))
-    name = "queue_position" if rounds % 2 else "queue_position_again"
-    return flow.message(name, lang, n=position - 1, minutes=flow.message("wait_minutes", lang, n=minutes))
+    return flow.message("queue_position" + again, lang, n=position - 1,
+                        minutes=flow.message("wait_minutes", lang, n=minutes))
 
 
-def estimate_wait(position, queue_time, twilio_avg, ours):
-    """Seconds still to wait. Our own rolling average over the last hour beats
-    Twilio's per-queue average once we have a few samples, since it covers
-    every process and both queues the way agents actually drain them."""
-    avg = ours["avg_wait"] if ours["answered"] >= 3 else twilio_avg
-    if not avg:
-        avg = 60.0
-    return max(30.0, avg * position - queue_time)
+MIN_SAMPLES = 3     # answered callers in the last hour before any wait is told
+
+
+def estimate_wait(position, waited, waits):
+    """Seconds this caller may still wait, or None when no figure would be true.
+
+    `waits` are the waits of the callers this queue answered in the last hour (ivr.stats). Of
+    those, the ones who waited longer than this caller already has say what is still to come:
+    on average, what they waited beyond that; each caller still ahead adds an average wait. So
+    the figure never shrinks below what the callers who waited as long went on to wait, and a
+    caller who has waited longer than anyone answered lately is promised nothing (None), as
+    is every caller while fewer than MIN_SAMPLES were answered."""
+    if len(waits) < MIN_SAMPLES:
+        return None
+    longer = [w - waited for w in waits if w > waited]
+    if not longer:
+        return None
+    return sum(longer) / len(longer) + (position - 1) * sum(waits) / len(waits)
 
 
 @bp.post("/voice/queue/wait")
@@ -55,7 +69,6 @@ def wait():
         abort(400, description="unknown queue")
     position = whole_seconds(request.form.get("QueuePosition"), 1)
     queue_time = whole_seconds(request.form.get("QueueTime"), 0)
-    twilio_avg = whole_seconds(request.form.get("AvgQueueTime"), 0)
     try:
         now = svc.store.now()
         # One script: counts the round, notes Twilio still holds the caller, mends the mirror.
@@ -67,15 +80,17 @@ def wait():
         pipe.hgetall(keys.call(sid))
         stats.read_wait_stats(pipe, now, stats.HOUR)
         record, *raw = pipe.execute()
-        ours = stats.parse_wait_stats(raw, queue)
+        waits = stats.answered_waits(raw, queue)
     except Exception:  # a caller on hold must keep hearing something
         log.exception("wait page for %s: Redis unavailable; plain hold round", sid)
-        record, rounds, urgent_waiting, ours = {}, 1, 0, {"answered": 0, "avg_wait": None}
+        record, rounds, urgent_waiting, waits = {}, 1, 0, []
     if queue == "normal":
         position += urgent_waiting  # urgent callers are always served first
+    position = max(1, position)
     flow, lang = svc.flow_for_record(record) if record else request_flow(svc)
-    text = announcement(flow, lang, max(1, int(rounds)), max(1, position),
-                        estimate_wait(position, queue_time, twilio_avg, ours))
+    # Measured as the answered callers' waits are: from the handoff (total_wait).
+    text = announcement(flow, lang, max(1, int(rounds)), position,
+                        estimate_wait(position, total_wait(record, queue_time), waits))
     offer = None
     if queue_time >= svc.config.callback_after and record:
         offer = (flow.message("callback_offer", lang), svc.twiml.url("/voice/queue/option", sid=sid))

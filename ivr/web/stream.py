@@ -166,9 +166,10 @@ def stream_ended():
         return twiml(svc.twiml.connect_person(sid=sid, turn=turn + 1, queue=record["queue"]))
     if outcome == "goodbye":
         if svc.config.feedback and record.get("answered") == "1":
-            # The bot served this caller by voice; the rating is asked by key, like on the keypad path.
-            return twiml(svc.twiml.ask_rating([], flow.message("rating", lang), "", sid=sid, after="bot",
-                                              locale=locale))
+            # The bot served this caller by voice; the rating is asked by key, like on the keypad path,
+            # then the goodbye the stream held back (ivr.speech.dialogue.rating_follows).
+            return twiml(svc.twiml.ask_rating([], flow.message("rating", lang), record.get("goodbye", ""),
+                                              sid=sid, after="bot", locale=locale))
         return twiml(svc.twiml.say_then_hangup([], locale))
     if outcome == "shutdown":
         # The server holding the stream was stopping (deploy, scale-in) and ended it at a pause: this

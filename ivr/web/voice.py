@@ -9,6 +9,7 @@ and the turn; calls that talk by voice continue on the media stream (stream.py).
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, abort, request
 
@@ -251,9 +252,19 @@ def status():
 @bp.post("/fallback")
 @twilio_signed
 def fallback():
-    """Twilio's fallback URL: when the main webhook fails, apologise and connect a person."""
+    """Twilio's fallback URL: when the main webhook fails, apologise and connect a person, in the
+    caller's language: the flow is picked as POST /voice picks it (the call's record, ?flow=/?lang=,
+    the number dialled); a fallback URL without ?flow=/?lang= reads them from the URL that failed
+    (Twilio's ErrorUrl), so `…/voice?flow=hotline_ko` failing still apologises in Korean."""
     svc = services()
-    flow, lang = request_flow(svc)
+    args = request.args
+    if not (args.get("flow") or args.get("lang")):
+        try:
+            failed = urlsplit(request.form.get("ErrorUrl", "")[:2000]).query
+        except ValueError:   # not a URL (a bracketed host left open): nothing to learn from it
+            failed = ""
+        args = {k: v for k, v in parse_qsl(failed) if k in ("flow", "lang")}
+    flow, lang = request_flow(svc, args)
     sid = request.form.get("CallSid", "")
     log.error("fallback URL used for call %s (error %s)", sid if len(sid) <= 64 else "?",
               request.form.get("ErrorCode", "?")[:16])
