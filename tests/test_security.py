@@ -14,6 +14,7 @@ from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 from tests.support.dashboard import login_over_http
 from tests.support.procs import ServeProcess
+from tests.support.wire import read_until_closed
 
 pytestmark = [pytest.mark.slow, pytest.mark.load]   # real-time streams and time bounds
 
@@ -58,22 +59,8 @@ def connect(server, sid, custom):
     return open_stream(local, sig, sid, custom, timeout=10)
 
 
-def close_code(ws, seconds=10):
-    """Read until the server closes: (close code, events the server sent before)."""
-    events, deadline = [], time.monotonic() + seconds
-    ws.settimeout(1)
-    while time.monotonic() < deadline:
-        try:
-            op, frame = ws.recv_data_frame(control_frame=True)
-        except websocket.WebSocketTimeoutException:
-            continue
-        except (websocket.WebSocketException, OSError):
-            return -1, events
-        if op == websocket.ABNF.OPCODE_CLOSE:
-            return (int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else 0), events
-        if op == websocket.ABNF.OPCODE_TEXT:
-            events.append(json.loads(frame.data)["event"])
-    raise AssertionError("the server did not close the stream")
+close_code = read_until_closed
+
 
 
 class Live:

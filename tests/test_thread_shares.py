@@ -15,7 +15,6 @@ import time
 import urllib.parse
 
 import pytest
-import websocket
 from twilio.request_validator import RequestValidator
 
 from ivr import keys
@@ -25,6 +24,7 @@ from ivr.simulate.twilio_client import TwilioClient, parse_twiml
 from ivr.speech.session import MEDIA_WAIT, START_WAIT
 from tests.support.procs import ServeProcess
 from tests.support.slow_clients import probe
+from tests.support.wire import read_until_closed
 
 pytestmark = [pytest.mark.slow, pytest.mark.load]   # real processes, time bounds
 
@@ -244,7 +244,7 @@ def test_admitted_streams_without_media_end_and_their_callers_reach_a_person(ser
     status, took = probe("127.0.0.1", server.port, signed_voice(), timeout=15)
     assert status == 200 and took < MEDIA_WAIT + 3, took            # well within Twilio's 15 s
     for _, ws, started in streams:                                 # each closed (as a failed stream) in time
-        code = close_code(ws, MEDIA_WAIT + 10)
+        code, _ = read_until_closed(ws, MEDIA_WAIT + 10)
         assert code == 1000 and time.monotonic() - started < MEDIA_WAIT + 3
         ws.close()
     for sid, _, _ in streams:
@@ -256,19 +256,3 @@ def test_admitted_streams_without_media_end_and_their_callers_reach_a_person(ser
     assert status == 200 and root.find("Enqueue") is not None            # a person, as after any failed stream
     rec = redis.hgetall(keys.call(sid))
     assert rec["reason"] == "stream_failed" and rec["transfers"] == "1"
-
-
-def close_code(ws, seconds):
-    """Read until the server closes the stream: its close code (-1: the socket just ended)."""
-    deadline = time.monotonic() + seconds
-    ws.settimeout(1)
-    while time.monotonic() < deadline:
-        try:
-            op, frame = ws.recv_data_frame(control_frame=True)
-        except websocket.WebSocketTimeoutException:
-            continue
-        except (websocket.WebSocketException, OSError):
-            return -1
-        if op == websocket.ABNF.OPCODE_CLOSE:
-            return int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else 0
-    raise AssertionError("the server did not close the stream")

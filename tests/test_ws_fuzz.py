@@ -14,7 +14,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from ivr.simulate.stream_client import open_stream
 from ivr.simulate.twilio_client import parse_twiml
 from ivr.web.stream import MAX_SOCKET_MESSAGE
 from tests.support.fault_table import record as record_row
+from tests.support.wire import read_until_closed
 
 SENT = {"messages": 0, "streams": 0}
 
@@ -53,19 +53,8 @@ class Stream:
         SENT["messages"] += 1
 
     def until_closed(self, seconds=10):
-        """Read (and drop) what the bot sends until the server closes; the close code or None."""
-        deadline = time.monotonic() + seconds
-        self.ws.settimeout(1)
-        while time.monotonic() < deadline:
-            try:
-                op, frame = self.ws.recv_data_frame(control_frame=True)
-            except websocket.WebSocketTimeoutException:
-                continue
-            except (websocket.WebSocketException, OSError):
-                return -1
-            if op == websocket.ABNF.OPCODE_CLOSE:
-                return int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else 0
-        raise AssertionError("the server did not close the stream")
+        """Read (and drop) what the bot sends until the server closes; the close code."""
+        return read_until_closed(self.ws, seconds)[0]
 
     def wait_ended(self, seconds=10):
         deadline = time.monotonic() + seconds

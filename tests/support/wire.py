@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 
 
 class Wire:
@@ -32,3 +33,23 @@ class Wire:
         """Until test(wire) holds (the player sends from its own thread)."""
         with self.changed:
             assert self.changed.wait_for(lambda: test(self), timeout), self.events()
+
+
+def read_until_closed(ws, seconds=10):
+    """Read a real media socket (websocket-client) until the server closes it: (close code, the events
+    the server sent before); code -1 when the socket just ended. No close within `seconds` fails."""
+    import websocket
+    events, deadline = [], time.monotonic() + seconds
+    ws.settimeout(1)
+    while time.monotonic() < deadline:
+        try:
+            op, frame = ws.recv_data_frame(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketException, OSError):
+            return -1, events
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            return (int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else 0), events
+        if op == websocket.ABNF.OPCODE_TEXT:
+            events.append(json.loads(frame.data)["event"])
+    raise AssertionError("the server did not close the stream")
