@@ -28,7 +28,9 @@ def for_step(flow, expect, lang: str) -> tuple:
         # a person: "상담원" in the middle of an order number reaches one too.
         return list(DIGIT_WORDS.get(lang, {})) + person_words(flow, lang) + off_menu(flow, lang), False
     if expect.open:
-        return list(expect.phrases) + off_menu(flow, lang), True
+        # The open question has free-form recognition for words off the menu; fillers in its grammar
+        # only moved the guesses (measured: 오늘 날씨 어때요 became "으음 ..." and a complaint).
+        return list(expect.phrases) + off_menu(flow, lang, fillers=False), True
     step = flow.steps.get(expect.step)
     wanted = {o.intent for o in step.options} if step else set()
     wanted |= {n for n, i in flow.intents.items() if i.handoff is not None} | {AGENT_INTENT}
@@ -39,7 +41,7 @@ def for_step(flow, expect, lang: str) -> tuple:
     return (short or list(expect.phrases)) + off_menu(flow, lang), False
 
 
-def off_menu(flow, lang: str) -> list:
+def off_menu(flow, lang: str, fillers: bool = True) -> list:
     """What callers say besides the options, in every grammar: the flow's frustration phrases (a
     fed-up caller reaches a person, not the option word nearest "짜증나") and its fillers (hello,
     wait, pardon?), which absorb words that are no option instead of being forced into one.
@@ -50,7 +52,7 @@ def off_menu(flow, lang: str) -> list:
     from the menu (docs/speech.md, "Words that are no option"). Nor those the flow's setting
     grammar_leave_out names, measured to take option words (시간 낭비: 사람 was heard as 낭비)."""
     out = {normalize(p) for p in (flow.settings.get("grammar_leave_out") or {}).get(lang, [])}
-    phrases = list(flow.frustration.get(lang, [])) + list(flow.fillers.get(lang, []))
+    phrases = list(flow.frustration.get(lang, [])) + (list(flow.fillers.get(lang, [])) if fillers else [])
     return [p for p in phrases if normalize(p) not in out and all(len(w) > 1 for w in normalize(p).split())]
 
 
