@@ -76,11 +76,13 @@ def step(state: CallState, inp: Input, **info) -> tuple:
 
 def unanswered(state: CallState, entry: dict | None, reply: Reply) -> bool:
     """A spoken question the bot could not place (asked again, or handed over for it):
-    what `ivr unanswered` lists. Frustration is not a question."""
+    what `ivr unanswered` lists. Frustration is not a question, nor a hello or a pardon (fillers)."""
     decision = reply.decision
+    matcher = state.engine.matchers[state.conv.lang]
+    text = (entry or {}).get("text", "")
     return (entry is not None and entry.get("input") == "speech" and decision is not None
             and decision.intent is None and decision.action in ("clarify", "handoff")
-            and not state.engine.matchers[state.conv.lang].is_frustrated(entry.get("text", "")))
+            and not matcher.is_frustrated(text) and not (text.strip() and not matcher.without_fillers(text)))
 
 
 def commit(svc, state: CallState, turn, reply: Reply, rendered: str, entry: dict | None = None,

@@ -255,6 +255,53 @@ def test_listen_options_limits_the_grammar_but_keeps_the_global_intents():
     assert engine.handle(conv, speech("shipping costs")).decision.action == "clarify"
 
 
+def at_ko(step):
+    conv = Conversation("hotline_ko", "ko")
+    KO_ENGINE.start(conv)
+    conv.step = step
+    return conv
+
+
+KO_INPUT_STEPS = [name for name, step in KO_FLOW.steps.items() if step.type in ("menu", "ask")]
+
+
+@pytest.mark.parametrize("step", KO_INPUT_STEPS)
+@pytest.mark.parametrize("words", ["여보세요", "저기 음", "잠시만요 여보세요"])
+def test_fillers_alone_are_not_understood_then_a_person(step, words):
+    """Hello, wait, pardon? mean nothing: asked again once, then a person (never an option word)."""
+    conv = at_ko(step)
+    first = KO_ENGINE.handle(conv, speech(words))
+    assert first.route is None and first.decision.action == "clarify" and conv.step == step
+    assert first.decision.detail == f"only fillers: '{words}'"
+    second = KO_ENGINE.handle(conv, speech(words))
+    assert second.route.queue == "normal" and second.route.reason == "not_understood"
+
+
+@pytest.mark.parametrize("step,fillers,option", [
+    ("welcome", "여보세요 잠시만요", "에이에스"),
+    ("welcome", "저기 그러니까", "시간"),
+    ("anything_else", "여보세요", "네"),
+    ("anything_else", "여보세요 여보세요", "아니요"),
+])
+def test_fillers_are_no_evidence_the_option_word_decides_as_if_said_alone(step, fillers, option):
+    alone = KO_ENGINE.handle(at_ko(step), speech(option)).decision
+    reply = KO_ENGINE.handle(at_ko(step), speech(f"{fillers} {option}"))
+    assert (reply.decision.intent, reply.decision.detail) == (alone.intent, alone.detail)
+
+
+@pytest.mark.parametrize("step", KO_INPUT_STEPS)
+def test_every_korean_grammar_has_the_frustration_phrases_and_fillers(step):
+    """A fed-up caller is heard as fed up (a person), a hello as a hello, not as the nearest option.
+    Left out: phrases with a one-letter word (말이 안 통, 음), which took option words, and the flow's
+    grammar_leave_out (시간 낭비 took 사람); fillers at the open question."""
+    from ivr.speech.grammar import for_step
+    phrases, open_ = for_step(KO_FLOW, KO_ENGINE.expect(step, "ko"), "ko")
+    assert {"짜증나", "답답해"} <= set(phrases)
+    assert not {"시간 낭비", "말이 안 통", "짜증 나", "음", "어", "아"} & set(phrases)
+    # The open question's free-form recognition takes words off the menu: no fillers in its grammar.
+    assert ({"여보세요", "저기", "그러니까"} <= set(phrases)) == (not open_)
+
+
 def test_conversation_state_survives_json_round_trip():
     conv = at("welcome")
     ENGINE.handle(conv, speech("banana"))

@@ -116,6 +116,29 @@ def test_phrase_under_two_intents_reported_with_line(tmp_path):
                                "'return_refund'")
 
 
+@pytest.mark.parametrize("fillers, bad_line, message", [
+    ("fillers:\n  en: [um, hot]\n", "en: [um, hot]",
+     "filler 'hot' is a word of intent 'safety_hazard' keyword 'very hot': fillers are taken out of what the "
+     "caller said, so it would break that phrase"),
+    ("fillers:\n  en: [um, refund]\n", "en: [um, refund]",
+     "filler 'refund' is an example of intent 'return_refund': it cannot mean nothing and that too"),
+    ("fillers:\n  en: [um]\n  fr: [euh]\n", "fr: [euh]", "fillers: language 'fr' is not one of the flow languages"),
+])
+def test_a_filler_that_would_break_a_phrase_is_reported_with_line(tmp_path, fillers, bad_line, message):
+    start = GOOD.index("\nfillers:\n") + 1
+    end = GOOD.index("]\n", start) + 2
+    bad = GOOD[:start] + fillers + GOOD[end:]
+    problem, _ = the_problem(tmp_path, bad)
+    assert problem.line == line_of(bad, bad_line) and problem.message == message
+
+
+def test_grammar_leave_out_names_a_frustration_phrase_or_filler(tmp_path):
+    bad = GOOD.replace("settings:\n", "settings:\n  grammar_leave_out: {en: [ridiculus]}\n", 1)
+    problem, _ = the_problem(tmp_path, bad)
+    assert problem.line == line_of(bad, "ridiculus")
+    assert problem.message == "grammar_leave_out: 'ridiculus' is no 'en' frustration phrase or filler of the flow"
+
+
 def test_rule_with_unknown_concept_reported_with_line(tmp_path):
     bad = GOOD.replace("      - {all: [money, twice]}", "      - {all: [money, twise]}", 1)
     problem, _ = the_problem(tmp_path, bad)

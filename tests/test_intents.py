@@ -16,12 +16,12 @@ EN = IntentMatcher(FLOW, "en")
 KEYWORDS = IntentMatcher(FLOW, "en", MatcherOptions(classifier=False, floors="all"))
 
 
-def tiny_flow(lang, intents, frustration=None):
+def tiny_flow(lang, intents, frustration=None, fillers=None):
     return Flow(id="t", path=ROOT / "t.yaml", languages=[lang], start="s", steps={},
                 intents={name: Intent(name=name, examples={lang: ex}, keywords={lang: kw}, goto="s",
                                       handoff=Handoff("urgent", name) if name == "urgent" else None)
                          for name, (ex, kw) in intents.items()},
-                frustration=frustration or {})
+                frustration=frustration or {}, fillers=fillers or {})
 
 
 def test_normalize_drops_punctuation_and_apostrophes():
@@ -243,3 +243,12 @@ def test_nearness_does_not_depend_on_which_sentence_was_explained_last():
     # The intent's own phrases said alone are near; without a classifier, everything is.
     assert EN.match("crashes").nearest == 1.0
     assert KEYWORDS.match(text).nearest == 1.0
+
+
+def test_fillers_are_taken_out_as_whole_words():
+    m = IntentMatcher(tiny_flow("ko", {"return_refund": (["환불"], []), "opening_hours": (["시간"], [])},
+                                fillers={"ko": ["음", "여보세요", "잠시만요"]}), "ko")
+    assert m.without_fillers("음 환불") == "환불"
+    assert m.without_fillers("여보세요? 잠시만요, 음...") == ""
+    assert m.without_fillers("음성 안내 시간") == "음성 안내 시간"     # 음 inside a word stays
+    assert m.without_fillers("환불 주세요") == "환불 주세요"          # nothing taken: the text itself

@@ -70,6 +70,15 @@ def test_unanswered_question_logged_with_count(simulate, redis):
     assert "3  do you sell garden furniture" in proc.stdout
 
 
+def test_a_hello_is_no_unanswered_question(simulate, redis):
+    """Fillers (the flow's hello, um, pardon) are asked again like any miss, but they are nothing a
+    caller asked: the log of questions the bot could not place stays free of them."""
+    for hello in ("hello", "um, hold on"):
+        report = simulate(say(hello), press("3"), press("2"))
+        assert report["intents"] == [None, "opening_hours", "goodbye"]
+    assert not quality.top_unanswered(redis, "hotline", "en")
+
+
 def _env(redis):
     import os
     kw = redis.connection_pool.connection_kwargs

@@ -52,10 +52,12 @@ def test_directed_grammar_is_small_and_in_vocabulary():
     from ivr.flows.engine import Engine
     expect = Engine(flow).expect("welcome", "ko")
     phrases, open_ = for_step(flow, expect, "ko")
-    assert not open_ and len(phrases) <= 30
     model = models.load(models.model_path("ko", "/nonexistent"))
     vocab = in_vocabulary(phrases, lambda w: model.vosk_model_find_word(w) >= 0)
+    # Option words (30 or fewer), the words for a person, and the frustration phrases and fillers.
+    assert not open_ and len(vocab) <= 45
     assert "환불" in vocab and {"사람 연결", "상담원", "상담사", "직원", "사람", "상담원 연결"} <= set(vocab)
+    assert {"짜증나", "답답해", "여보세요", "저기"} <= set(vocab)
 
 
 def test_models_list_and_path():

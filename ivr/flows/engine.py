@@ -139,6 +139,13 @@ class Engine:
         if inp.kind == "dtmf" and text == "*" and step.more and step.option_for_key("*") is None:
             # The caller asked for the whole menu: not a miss, no apology.
             return self._enter(conv, step.name, [], Decision(None, 1.0, "repeat", "key *: the whole menu"), again=True)
+        if inp.kind == "speech" and text:
+            # Hello, wait, pardon?: no evidence of anything. Alone they are not understood.
+            kept = self.matchers[conv.lang].without_fillers(text)
+            if not kept:
+                return self._miss(conv, step, Decision(None, 0.0, "clarify", f"only fillers: '{normalize(text)}'"))
+            if kept != text:
+                text, inp = kept, replace(inp, text=kept)
         if inp.kind == "speech" and text and not (step.type == "ask" and only_digits(text, conv.lang)):
             reply = self._global_rules(conv, text)
             if reply is not None:

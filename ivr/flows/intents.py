@@ -180,6 +180,9 @@ class IntentMatcher:
             self.index = ExampleIndex([(ex, tuple(self._concepts(Sentence(ex)))) for ex, _ in self.examples], lang)
         self._keyword_index = PhraseIndex([(name, phrase) for phrase, name in self.keywords])
         self.frustration = [Phrase(phrase_norm(p)) for p in flow.frustration.get(lang, []) if normalize(p)]
+        # Word sequences that stand for nothing (hello, wait, pardon?), longest first.
+        self.fillers = sorted({tuple(normalize(p).split()) for p in (getattr(flow, "fillers", None) or {})
+                               .get(lang, []) if normalize(p)}, key=len, reverse=True)
         # Keywords and frustration phrases may be heard one letter off ("overheeting"); concept
         # words list their forms (charge*), so they need not.
         self.fuzzy = {}
@@ -470,6 +473,23 @@ class IntentMatcher:
 
     def is_frustrated(self, text: str) -> bool:
         return self.frustration_phrase(text) is not None
+
+    def without_fillers(self, text: str) -> str:
+        """What the caller said without the flow's fillers (whole words: "음" leaves "음성" alone):
+        `text` itself when there are none in it, "" when there was nothing else."""
+        if not self.fillers:
+            return text
+        words = normalize(text).split()
+        out, i, found = [], 0, False
+        while i < len(words):
+            hit = next((f for f in self.fillers if tuple(words[i:i + len(f)]) == f), None)
+            if hit:
+                i += len(hit)
+                found = True
+            else:
+                out.append(words[i])
+                i += 1
+        return " ".join(out) if found else text
 
     def phrases(self, intents) -> list:
         """Phrases a recognizer grammar should accept for these intents: examples, then keywords."""

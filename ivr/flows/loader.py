@@ -107,6 +107,7 @@ def _semantic_problems(doc, lines, file, base_dir):
         if "goto" in intent:
             need_step(intent["goto"], path + ("goto",), f"intent '{name}'")
     _shared_phrases(intents, problem)
+    _filler_problems(doc, langs, problem)
     concepts = doc.get("concepts") or {}
     for name, phrases in concepts.items():
         for lang in phrases or {}:
@@ -355,6 +356,47 @@ def _shared_phrases(intents, problem):
                                 f"intent '{name}' {field[:-1]} '{phrase}' is also listed under intent '{first}'")
 
 
+def _filler_problems(doc, langs, problem):
+    """Fillers are taken out of what the caller said before anything reads it: one that is an intent's
+    example, or a word of a keyword, a concept or a frustration phrase, would break that phrase (a
+    filler inside an example sentence only leaves the classifier a sentence without it)."""
+    fillers = doc.get("fillers") or {}
+    for lang in fillers:
+        if lang not in langs:
+            problem(("fillers", lang), f"fillers: language {lang!r} is not one of the flow languages")
+    off_menu = {lang: {normalize(p) for p in (doc.get("frustration") or {}).get(lang) or []} |
+                {normalize(p) for p in fillers.get(lang) or []} for lang in langs}
+    for lang, phrases in ((doc.get("settings") or {}).get("grammar_leave_out") or {}).items():
+        for i, phrase in enumerate(phrases or []):
+            if normalize(phrase) not in off_menu.get(lang, ()):
+                problem(("settings", "grammar_leave_out", lang, i),
+                        f"grammar_leave_out: '{phrase}' is no {lang!r} frustration phrase or filler of the flow")
+    for lang, words in fillers.items():
+        examples = {normalize(p): name for name, intent in doc["intents"].items()
+                    for p in (intent.get("examples") or {}).get(lang) or []}
+        used = [(f"intent '{name}' keyword", p) for name, intent in doc["intents"].items()
+                for p in (intent.get("keywords") or {}).get(lang) or []]
+        used += [(f"concept '{name}'", p) for name, c in (doc.get("concepts") or {}).items()
+                 for p in (c or {}).get(lang) or []]
+        used += [("frustration phrase", p) for p in (doc.get("frustration") or {}).get(lang) or []]
+        for i, filler in enumerate(words or []):
+            f = normalize(filler).split()
+            if not f:
+                problem(("fillers", lang, i), f"filler {filler!r} has no words")
+                continue
+            if " ".join(f) in examples:
+                problem(("fillers", lang, i), f"filler '{filler}' is an example of intent "
+                                              f"'{examples[' '.join(f)]}': it cannot mean nothing and that too")
+                continue
+            for what, phrase in used:
+                w = normalize(phrase).split()
+                if any(w[k:k + len(f)] == f for k in range(len(w) - len(f) + 1)):
+                    problem(("fillers", lang, i), f"filler '{filler}' is a word of {what} '{phrase}': "
+                                                  "fillers are taken out of what the caller said, so it "
+                                                  "would break that phrase")
+                    break
+
+
 OUT_OF_SCOPE = "out_of_scope"
 
 
@@ -432,7 +474,7 @@ def _to_flow(doc, path: Path) -> Flow:
         id=doc.get("id") or path.stem, path=path, languages=doc["languages"], start=doc["start"],
         intents=intents, steps=steps, locale=doc.get("locale") or {}, numbers=doc.get("numbers") or [],
         settings=doc.get("settings") or {}, messages=doc.get("messages") or {}, labels=doc.get("labels") or {},
-        frustration=doc.get("frustration") or {}, concepts=doc.get("concepts") or {},
+        frustration=doc.get("frustration") or {}, fillers=doc.get("fillers") or {}, concepts=doc.get("concepts") or {},
         data=_load_data(doc, path.parent),
         sources={name: DataSource(name, src["url"], dict(src["fields"]), src["failed"],
                                   float(src.get("timeout", 2.0)), dict(src.get("headers") or {}))

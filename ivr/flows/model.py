@@ -106,6 +106,9 @@ class Flow:
     messages: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)     # reason, topic or priority name -> {lang: words}
     frustration: dict = field(default_factory=dict)
+    # lang -> [phrases] callers say that are no option and no request (hello, wait, pardon?): in
+    # every directed grammar so they absorb such words; heard alone they are not understood.
+    fillers: dict = field(default_factory=dict)
     concepts: dict = field(default_factory=dict)   # name -> {lang: [phrases]}
     data: dict = field(default_factory=dict)   # name -> loaded records
     sources: dict = field(default_factory=dict)  # name -> DataSource: records fetched per lookup over HTTP
