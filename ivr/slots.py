@@ -11,9 +11,11 @@ them all, or POST /voice goes unanswered and Twilio plays its error to callers:
 - a dashboard's live view (Server-Sent Events): 16 streams opened with one operator's cookie left a
   signed POST /voice unanswered for 15 s, Twilio's webhook timeout.
 
-Each kind gets a share of the threads (`ThreadShares.of`): at most a quarter of them in total and,
-per key (the client's address, the operator's session), a part of that. A request over its share
-is refused at once with an HTTP status, before it holds anything.
+Each kind gets a share of the threads (`ThreadShares.of`), and per key (the operator's session) a
+part of that. A request over its share is refused at once with an HTTP status, before it holds
+anything. Media sockets get half the threads and no share per address: every real stream comes from
+Twilio's few addresses (or a proxy's), and ten callers at once from one address were refused when
+an address had a part of a quarter.
 """
 from __future__ import annotations
 
@@ -81,9 +83,9 @@ class ThreadShares:
 
     @classmethod
     def of(cls, threads: int) -> ThreadShares:
-        quarter = max(1, threads // 4)
+        quarter, half = max(1, threads // 4), max(1, threads // 2)
         # Twilio opens streams from a few addresses of its own (or, behind a proxy without
-        # IVR_TRUSTED_PROXIES, all from the proxy's), and sends `start` within milliseconds:
-        # one address may take half the share.
-        return cls(unstarted_streams=Slots(quarter, max(1, quarter // 2)),
+        # IVR_TRUSTED_PROXIES, all from the proxy's) and sends `start` within milliseconds, so a burst
+        # of calls is many sockets from one address: no share per address, half the threads in all.
+        return cls(unstarted_streams=Slots(half, half),
                    live_views=Slots(quarter, LIVE_VIEWS_PER_SESSION))

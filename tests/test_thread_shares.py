@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.load]   # real processes, time bound
 TOKEN = "t" * 32
 PUBLIC = "https://hotline.example"
 THREADS = 16
-SHARE = THREADS // 4          # ThreadShares.of: a quarter of the threads for each kind of long request
+SHARE = THREADS // 4          # ThreadShares.of: a quarter of the threads for live views
+STREAM_SHARE = THREADS // 2   # and half for media sockets waiting for their start
 PASSWORD = "correct horse battery"
 
 
@@ -150,14 +151,14 @@ class Replayer:
 
 def test_replayed_media_handshakes_without_start_leave_threads_for_webhooks(server, redis):
     """32 sockets (twice the threads) from 4 addresses replay the stream's signed handshake and never send
-    `start`: a quarter of the threads take them, the others are refused at once (503), /voice answers."""
+    `start`: half the threads take them, the others are refused at once (503), /voice answers."""
     with Replayer(server.port, 2 * THREADS, [f"127.0.0.{60 + i}" for i in range(4)]) as attack:
         time.sleep(1)
         samples = probes(server, START_WAIT + 3)
     refused = [took for status, took in attack.answers if status == 503]
     assert samples and all(status == 200 for _, status, _ in samples), samples
     assert max(took for *_, took in samples) < 1.0, samples
-    assert 0 < attack.most_open <= SHARE, attack.most_open                    # a quarter of the threads at most
+    assert 0 < attack.most_open <= STREAM_SHARE, attack.most_open             # half the threads at most
     assert refused and max(refused) < 1.0, max(refused or [0])                # over the share: 503 at once
     assert {status for status, _ in attack.answers} == {101, 503}
     calls = [k for k in redis.scan_iter(keys.CALL_PREFIX + "*") if k.count(":") == 2]
