@@ -358,6 +358,8 @@ def test_a_flow_name_that_is_not_there_is_refused_by_name():
     proc = ivr("unanswered", "--flow", "nope", env={})
     assert_one_line(proc, "unanswered", "--flow must be the id of a flow in ")
     assert known in proc.stderr and "'nope'" in proc.stderr
+    proc = ivr("unanswered", "--lang", "kr", env={})                     # the English flow speaks en
+    assert_one_line(proc, "unanswered", "--lang must be a language of flow hotline: one of en; got 'kr'")
     proc = ivr("check-flows", env={"IVR_DEFAULT_FLOW": "hotline_kr"})
     assert proc.returncode == 1 and "IVR_DEFAULT_FLOW must be the id of a flow" in proc.stderr
     assert "hotline_kr" in proc.stderr and "1 problem(s) found" in proc.stderr

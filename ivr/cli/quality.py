@@ -37,6 +37,11 @@ def unanswered(top, flow_id, lang):
         raise ConfigError(problem)
     flow = flows[flow_id or cfg.default_flow]
     lang = lang or flow.languages[0]
+    if lang not in flow.languages:
+        # A typo would report "nothing logged", which reads as a bot that understands everyone.
+        click.echo(f"ivr unanswered: --lang must be a language of flow {flow.id}: one of "
+                   f"{', '.join(flow.languages)}; got {lang!r}", err=True)
+        sys.exit(2)
     rows = top_unanswered(hotline_redis(cfg), flow.id, lang, top)
     if not rows:
         click.echo(f"no unanswered questions logged for {flow.id} ({lang})")
