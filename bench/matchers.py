@@ -44,6 +44,7 @@ SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev 
     "en val11": ("eval/hotline_en_val11.yaml", "hotline"),
     "en val12": ("eval/hotline_en_val12.yaml", "hotline"),
     "en val13": ("eval/hotline_en_val13.yaml", "hotline"),
+    "en val14": ("eval/hotline_en_val14.yaml", "hotline"),
     "en dev": ("eval/heldout/hotline_en_dev.yaml", "hotline"),
     "en tuned": ("tests/data/hotline_en_labelled.yaml", "hotline"),
     "ko val": ("eval/hotline_ko_val.yaml", "hotline_ko"),
@@ -58,6 +59,7 @@ SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev 
     "ko val10": ("eval/hotline_ko_val10.yaml", "hotline_ko"),
     "ko val11": ("eval/hotline_ko_val11.yaml", "hotline_ko"),
     "ko val12": ("eval/hotline_ko_val12.yaml", "hotline_ko"),
+    "ko val14": ("eval/hotline_ko_val14.yaml", "hotline_ko"),
     "ko dev": ("eval/heldout/hotline_ko_dev.yaml", "hotline_ko"),
     "ko tuned": ("eval/hotline_ko.yaml", "hotline_ko"),
 }
@@ -126,10 +128,15 @@ def asked_again(eval_set, flow, engine) -> float:
     return right / total if total else 1.0
 
 
+def _pct(x, digits: int) -> str:
+    return "-" if x is None else f"{x * 100:.{digits}f}%"   # a set may have no item of a kind
+
+
 def fmt(r) -> str:
-    return (f"{r['routing_accuracy'] * 100:5.1f}%  hp {r['human_items'] - r['human_path_missed']}/{r['human_items']}"
-            f"  fu {r['false_urgent_rate'] * 100:.1f}%  oos {r['oos_handled_rate'] * 100:.0f}%"
-            f"  asked again {r['asked_again_right'] * 100:.1f}%")
+    oos = "-" if r["oos_handled_rate"] is None else f"{r['oos_items'] * r['oos_handled_rate']:.0f}/{r['oos_items']}"
+    return (f"{_pct(r['routing_accuracy'], 1):>6s}  hp {r['human_items'] - r['human_path_missed']}/{r['human_items']}"
+            f"  fu {_pct(r['false_urgent_rate'], 1)}  oos {oos}"
+            f"  asked again {_pct(r['asked_again_right'], 1)}")
 
 
 def main():
