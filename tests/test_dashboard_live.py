@@ -65,6 +65,20 @@ def test_live_panels_order_and_highlight(client, redis, app, twilio):
     assert callback["sid"] == cb["CallSid"] and callback["number"] == "+14155550177" and callback["state"] == "waiting"
 
 
+def test_a_call_quiet_for_fifteen_minutes_is_no_longer_in_the_bot(client, redis):
+    """A call in the bot takes a turn at least every prompt and no-input timeout. One whose end was
+    lost (Redis down when Twilio's status callback came) stays in the active calls until their daily
+    sweep; the live view leaves it off instead of showing a caller who is gone."""
+    now = time.time()
+    write_call(redis, "CAtalking", started_at=now - 3600, updated_at=now - 30, status="in_bot", step="welcome")
+    write_call(redis, "CAgone", started_at=now - 3600, updated_at=now - 901, status="in_bot", step="welcome")
+    write_call(redis, "CAnoturn", started_at=now - 1000, status="in_bot", step="welcome")
+    write_call(redis, "CAfresh", started_at=now - 5, status="in_bot", step="welcome")
+    live = client.get("/dashboard/api/live").get_json()
+    assert sorted(c["sid"] for c in live["in_bot"]) == ["CAfresh", "CAtalking"]
+    assert redis.zscore(keys.ACTIVE, "CAgone") is not None     # nothing written: only left off the view
+
+
 def test_call_page_shows_timeline_summary_and_masks(client, simulate, redis):
     report = simulate(("say", "my card 4111 1111 1111 1111 was charged twice, call 555 123 4567"),
                       from_number="+15005550142")

@@ -18,7 +18,8 @@ from ..redact import mask_digits, mask_phone
 FIELDS = ("sid", "from", "to", "flow", "lang", "asr", "step", "status", "outcome", "queue", "reason", "boost",
           "boosted_by", "transfers", "started_at", "ended_at", "handoff_at", "enqueued_at", "answered_at",
           "wait_seconds", "dial_status", "answered", "rating", "callback_requested_at", "voicemail_seconds",
-          "duration", "queue_result", "queue_choice", "agent_name", "callback_state", "voicemail_state")
+          "duration", "queue_result", "queue_choice", "agent_name", "callback_state", "voicemail_state",
+          "updated_at")
 # ...and for the call backs and voicemails panels (read only for those calls: a snapshot is sent to
 # every open dashboard after each batch of events, and its cost grows with every field read per call).
 CALLBACK_FIELDS = FIELDS + ("callback_queue", "callback_place", "callback_after_hours", "callback_attempts",
@@ -27,6 +28,10 @@ CALLBACK_FIELDS = FIELDS + ("callback_queue", "callback_place", "callback_after_
 WAITING = ("handoff", "queued", "dialing")
 MAX_LIVE = 1000          # calls shown per panel; a hotline with more has other problems
 TURNS_PEEK = 8           # last turns read per call in the bot, to find what the caller said last
+# A call in the bot takes a turn at least every prompt plus no-input timeout: one quiet this long ended
+# while its end could not be written (Redis was down when Twilio's status callback came), and is left
+# off "in the bot" instead of showing there until the day-long sweep of the active calls.
+IN_BOT_QUIET = 900
 
 
 class Queries:
@@ -115,7 +120,9 @@ class Queries:
                 row["late"] = row["seconds"] >= service_level_seconds
                 waiting.setdefault(q, []).append(row)
             elif sid in active and status not in ("callback", "voicemail"):
-                in_bot.append(self._row(rec, now, since=num(rec.get("started_at"))))
+                last = num(rec.get("updated_at")) or num(rec.get("started_at")) or now
+                if now - last <= IN_BOT_QUIET:
+                    in_bot.append(self._row(rec, now, since=num(rec.get("started_at"))))
         if last_said:
             self._add_last_said(in_bot)
         for rows in waiting.values():
