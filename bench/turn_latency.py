@@ -197,8 +197,10 @@ def main():
             continue
         with serve(token, args.workers, variant) as server:
             # Warm-up (first-use costs are not what a caller sees); its length spaces the sustained lines.
-            (warm,), _ = run_calls(server.url, token, utterances, 1)
-            call_seconds = warm.t_end - warm.t_start
+            # The smoke (--quick) skips it for the alternatives: their one call only has to run and be timed.
+            if variant == "design" or not args.quick:
+                (warm,), _ = run_calls(server.url, token, utterances, 1)
+                call_seconds = warm.t_end - warm.t_start
             # Every worker is up by now. Per-call memory is the growth of RSS (what calls allocate is
             # private to a worker); the server's own size is PSS, read once: the workers share the
             # model's pages, which RSS would count once per worker (reading PSS costs ~14 ms a worker,

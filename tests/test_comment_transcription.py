@@ -13,7 +13,9 @@ import pytest
 from ivr import keys
 from tests.support.twilio_api import ACCOUNT_SID, Bystander, TwilioStandIn
 
-pytestmark = pytest.mark.speech      # espeak-ng speech decoded by the Korean model
+# speech: the tests on the `config` below, with the Korean model loaded (ko_model), where a comment is
+# decoded or would be. The refusals of a RecordingUrl elsewhere decode nothing (slow: a server each),
+# and the check of Twilio's hosts is a plain function.
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,7 @@ def _transcriber(app):
     return t
 
 
+@pytest.mark.speech
 def test_spoken_comment_is_downloaded_transcribed_and_stored(twilio, app, redis, recordings, comment_wav):
     sid = "CA" + "c0" * 16
     call = {"CallSid": sid, "From": "+15005550177"}
@@ -74,6 +77,7 @@ def test_spoken_comment_is_downloaded_transcribed_and_stored(twilio, app, redis,
     assert transcriber.done >= 1 and transcriber.failed == 0
 
 
+@pytest.mark.speech
 def test_a_recording_url_on_another_host_is_refused_and_nothing_is_sent_there(twilio, app, redis, recordings,
                                                                            comment_wav):
     sid = "CA" + "c2" * 16
@@ -90,6 +94,7 @@ def test_a_recording_url_on_another_host_is_refused_and_nothing_is_sent_there(tw
     assert "comment" not in redis.hgetall(keys.call(sid))
 
 
+@pytest.mark.speech
 def test_retried_comment_webhook_transcribes_once(twilio, app, redis, recordings, comment_wav):
     sid = "CA" + "c1" * 16
     call = {"CallSid": sid, "From": "+15005550178"}
@@ -104,6 +109,7 @@ def test_retried_comment_webhook_transcribes_once(twilio, app, redis, recordings
     assert redis.hget(keys.call(sid), "comment")
 
 
+@pytest.mark.speech
 def test_language_without_model_stores_no_text_and_logs_once(twilio, app, redis, recordings, caplog):
     transcriber = _transcriber(app)
     caplog.set_level(logging.WARNING, logger="ivr.comments")
@@ -124,6 +130,7 @@ def test_language_without_model_stores_no_text_and_logs_once(twilio, app, redis,
     assert len(warnings) == 1
 
 
+@pytest.mark.slow                   # an app and a server each, about a second; nothing decoded
 @pytest.mark.parametrize("where", ["other_host", "http_twilio", "lookalike"])
 def test_recording_url_elsewhere_is_refused_and_nothing_is_sent(make_config, redis, recordings, where, caplog):
     """Production configuration (Twilio's HTTPS hosts only): a RecordingUrl naming any other host,

@@ -147,7 +147,8 @@ def test_spoken_korean_call_out_of_hours_gets_the_offer_after_the_stream(serve, 
     from ivr.simulate.call import CallSimulator
 
     client = serve(clock=Clock(at("2026-03-04 23:30", ZoneInfo("Asia/Seoul"))), hours="flow")
-    report = CallSimulator(client).run([("say", "사람 연결")], "ko")
+    # Into the welcome 0.4 s in (barge-in): the offer after the stream is what is under test, not the welcome.
+    report = CallSimulator(client, stream_options={"barge_in_after": 0.4}).run([("say", "사람 연결")], "ko")
     rec = redis.hgetall(keys.call(report["call_sid"]))
     assert rec["status"] in ("closed_offer", "ended") and rec.get("after_hours") == "1"
     assert "1번을" in report["turns"][-1]["bot"]

@@ -221,7 +221,9 @@ def test_an_english_call_hears_no_hangul_on_any_path(serve, redis):
 def test_a_korean_stream_and_its_failures_speak_korean(make_config, serve, ko_model, redis):
     """The media stream path: every prompt streamed (rendered to audio) and the failure apology."""
     client = serve(faults=frozenset({"step_error"}))
-    report, s = sim(client, ("press", "3"), lang="ko", stream_options={"listen_to_end": False, "end_wait": 0.3})
+    # The key 0.4 s into the welcome (barge-in), not after hearing it out: the failure's apology is under test.
+    report, s = sim(client, ("press", "3"), lang="ko",
+                    stream_options={"barge_in_after": 0.4, "listen_to_end": False, "end_wait": 0.3})
     texts = [t["text"] for t in client.get_json(f"/api/calls/{report['call_sid']}")[1]["turns"]
              if t.get("who") == "bot"]
     _, body = client.post("/voice/stream-ended", {"CallSid": report["call_sid"], "From": "+15005550111"})

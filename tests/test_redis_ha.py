@@ -24,7 +24,7 @@ from tests.support import port_of
 from tests.support.fault_table import record as record_row
 from tests.support.redis_ha import DOWN_AFTER_MS, SERVICE, Cluster, SentinelSet
 
-pytestmark = [pytest.mark.slow, pytest.mark.load]   # real-time streams and time bounds
+pytestmark = pytest.mark.slow      # real redis-server, redis-sentinel and cluster processes
 
 HUMAN = "+15005550006"
 # docs/scaling.md: with down-after-milliseconds 1000 a test failover completes in about 2-3 s; this is the
@@ -50,6 +50,7 @@ def replicated(ha):
     return ha.replica.client().info("replication").get("slave_repl_offset") == m
 
 
+@pytest.mark.load       # real-time streams, and the failover held to RESUME_WITHIN
 def test_master_killed_mid_call(make_config, tmp_path, ko_model):
     from tests.support.procs import wait_for
 

@@ -16,7 +16,9 @@ from tests.support.dashboard import login_over_http
 from tests.support.procs import ServeProcess
 from tests.support.wire import read_until_closed
 
-pytestmark = [pytest.mark.slow, pytest.mark.load]   # real-time streams and time bounds
+# Real processes: slow. The tests that keep a stream open in real time (Live) or hold a time bound are
+# also `load` (run one at a time in `make test`); the rest, requests and refusals, run beside them.
+pytestmark = pytest.mark.slow
 
 TOKEN = "k" * 32
 SECRET = "server-secret-" + "s" * 30
@@ -104,6 +106,7 @@ def wait_until(check, seconds=10):
     return False
 
 
+@pytest.mark.load       # a live stream, silence in real time
 def test_second_stream_for_a_live_call_is_refused(server, twilio, redis):
     sid, custom = call_with_stream(twilio)
     first = Live(server, sid, custom)
@@ -135,6 +138,7 @@ def test_stream_for_an_ended_call_is_refused(server, twilio, redis):
     assert redis.hget(keys.call(sid), "status") == "ended" and not redis.zcard(keys.queue("normal"))
 
 
+@pytest.mark.load       # a live stream, silence in real time
 def test_replayed_handshake_gets_nothing(server, twilio, redis):
     sid, custom = call_with_stream(twilio)
     first = Live(server, sid, custom)
@@ -167,6 +171,7 @@ def test_start_with_a_malformed_call_sid_is_refused(server, twilio, redis):
     assert snapshot(redis) == before
 
 
+@pytest.mark.load       # holds a time bound
 def test_signed_socket_without_start_is_closed_within_the_bound(server, redis):
     from ivr.speech.session import START_WAIT
     before = snapshot(redis)
@@ -178,6 +183,7 @@ def test_signed_socket_without_start_is_closed_within_the_bound(server, redis):
     assert snapshot(redis) == before
 
 
+@pytest.mark.load       # a live stream, silence in real time
 def test_nested_json_mid_call_is_skipped_and_the_call_goes_on(server, twilio, redis):
     sid, custom = call_with_stream(twilio)
     live = Live(server, sid, custom)
