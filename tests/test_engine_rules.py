@@ -476,6 +476,18 @@ def test_whose_matter_it_is_is_heard_but_neither_a_feature_nor_a_shadow():
     assert "# this_shop" not in matcher._features(text)
 
 
+def test_another_business_s_word_inside_a_product_is_the_product():
+    # Korean concept words match inside words: 마트 (a supermarket, other_services) is in 스마트워치,
+    # the shop's own product, which hides it (it hides nothing else: 충전기 is still a charger).
+    matcher = KO_ENGINE.matchers["ko"]
+    text = "스마트워치 돈 돌려받을 수 있을까"
+    heard = dict(matcher.match(text).heard)
+    assert "other_services" not in heard and heard.get("products") == "스마트워치", heard
+    assert "other_services" in dict(matcher.match("마트에서 산 우유 돈 돌려받을 수 있을까").heard)
+    reply = first_turn(KO_ENGINE, "hotline_ko", "ko", "마음이 바뀌어서 그러는데 스마트워치 환불 돼요")
+    assert reply.route is None and reply.decision.intent == "return_refund", reply.decision.detail
+
+
 def test_a_keyword_inside_another_business_s_phrase_is_theirs():
     # 민원 (a complaint) inside 민원실 (a public office's service desk, other_services) lifts nothing.
     reply = first_turn(KO_ENGINE, "hotline_ko", "ko", "시청 민원실 몇 시까지 해요")

@@ -141,8 +141,11 @@ class IntentMatcher:
         lifting = frozenset(c for bars in no_answer.values() for c in bars.get("unless", ()))
         self.unfeatured = self.mine | self.unanswered | lifting
         # Concepts that only say whose matter it is hide no other concept's words ("your email" is an
-        # email; 충전기, the shop's product, is still a charger to the safety concepts).
+        # email; 충전기, the shop's product, is still a charger to the safety concepts), except that a
+        # product hides another business's word inside it: 마트 (a supermarket) in 스마트워치.
         self.quiet = self.mine | lifting
+        self.lifting = lifting
+        self.theirs = frozenset(getattr(flow, "elsewhere_concepts", None) or ())
         # Phrases whose keywords are someone else's ("manager" in "the manager position").
         self.elsewhere = frozenset(getattr(flow, "elsewhere_concepts", None) or ()) | self.unanswered
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
@@ -267,7 +270,8 @@ class IntentMatcher:
         out = {}
         for name, (start, end) in found.items():
             hiding = [span for o, span in found.items()
-                      if o != name and (o, name) not in self.partners and o not in self.quiet]
+                      if o != name and (o, name) not in self.partners
+                      and (o not in self.quiet or (o in self.lifting and name in self.theirs))]
             if not (inside(start, end, hiding) or (korean and overlapped(start, end, hiding))):
                 out[name] = (start, end)
         return out
