@@ -88,6 +88,7 @@ DESIGNS = {   # name -> (options, settings overrides)
     "classifier, letter groups only": (
         dataclasses.replace(CHOSEN, features=Features(words=0, pairs=0, concepts=0)), {}),
     "classifier + keywords as sentences": (dataclasses.replace(CHOSEN, keyword_sentences=True), {}),
+    "classifier, typed slips read as typed (no spelling)": (dataclasses.replace(CHOSEN, spelling=False), {}),
     "chosen": (CHOSEN, {}),
 }
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from .phrases import (
     phrase_norm,
     unshadowed,
 )
+from .spelling import Speller
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class MatcherOptions:
     # least this much: "parking" in "pay my parking ticket" is not "sparking", "transfer my" in "pay by
     # bank transfer, my company" is not "transfer me"; "overheeting" beside "laptop" still is.
     near_support: float = 0.05
+    # Typed words one slip off the flow's own words are read as those words ("agnet": agent), where
+    # the language has a dictionary of its words (spelling.py).
+    spelling: bool = True
 
 
 # Trained classifiers by what they were trained on (sentences, labels, concepts, options): a flow
@@ -87,7 +91,8 @@ class MatcherOptions:
 # ... and by the code that turns sentences into features and trains: a classifier kept on disk by
 # an older release is trained again rather than read with features it was not trained on.
 _CODE = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
-                                for name in ("intents.py", "phrases.py", "classifier.py", "analysis.py"))).hexdigest()
+                                for name in ("intents.py", "phrases.py", "classifier.py", "analysis.py",
+                                             "spelling.py"))).hexdigest()
 _TRAINED = OrderedDict()
 _TRAINED_MAX = 8
 _SAVED_MAX = 16   # trained classifiers kept on disk (cache_dir), newest first
@@ -198,6 +203,22 @@ class IntentMatcher:
         self.training = []     # (sentence, intent or None): what the classifier learned from
         self.handoff_intents = {i.name for i in flow.intents.values() if i.handoff is not None}
         self.classifier = self._train(flow) if options.classifier else None
+        self.speller = Speller.for_language(lang, self._vocabulary(flow)) if options.spelling else None
+
+    def _vocabulary(self, flow) -> Counter:
+        """The flow's own words in this language, by how often its text uses them."""
+        words = Counter()
+        for text, _ in self.training or self.examples:
+            words.update(text.split())
+        for phrase in [k for k, _ in self.keywords] + [p for ps in self.concepts.values() for p in ps]:
+            words.update(phrase.text.replace("*", " ").split())
+        return words
+
+    def read(self, text: str) -> tuple:
+        """(the caller's words normalized, with typed slips of the flow's words read as those words;
+        ((typed, read), ...))."""
+        norm = normalize(text)
+        return self.speller.read(norm) if self.speller is not None else (norm, ())
 
     def _train(self, flow):
         """The classifier over the flow's examples and training sentences (None: fewer than two classes)."""
@@ -326,7 +347,7 @@ class IntentMatcher:
         The classifier's probability (out of scope is a class of its own, so a question the
         hotline does not handle leaves every intent low) is lifted by the flow's keywords and
         concept rules: a rule is the manager's word that two ideas together mean an intent."""
-        norm = normalize(text)
+        norm, typed = self.read(text)
         if not norm:
             return []
         heard, sims, found_keywords, feats, probs = self._analyse(norm)
@@ -392,6 +413,9 @@ class IntentMatcher:
         if out and probs is not None:
             name, conf, via = out[0]
             out[0] = (name, conf, self._explain(norm, feats, probs, name, via, heard))
+        if out and typed:
+            name, conf, via = out[0]
+            out[0] = (name, conf, via + "; read " + ", ".join(f"'{a}' as '{b}'" for a, b in typed))
         return out
 
     def _explain(self, norm, feats, probs, name, via, heard) -> str:
@@ -452,7 +476,7 @@ class IntentMatcher:
         if not ranked:
             return Match(None, 0.0)
         name, conf, via = ranked[0]
-        norm = normalize(text)
+        norm, _ = self.read(text)
         heard, _, _, feats, probs = self._analyse(norm)    # the analysis ranked() just made (kept)
         return Match(name, conf, ranked[1][0] if len(ranked) > 1 else None, via, tuple(sorted(heard.items())),
                      round(float(probs.get(None, 0.0)), 3) if probs else 0.0, self._nearest(norm, feats, name))
@@ -470,7 +494,7 @@ class IntentMatcher:
 
     def frustration_phrase(self, text: str) -> str | None:
         """The frustration phrase the caller used, if any."""
-        norm = normalize(text)
+        norm, _ = self.read(text)
         cached = self._last
         sent = cached[2] if cached is not None and cached[0] == norm else Sentence(norm).find_near(self.fuzzy)
         return next((p.text for p in self.frustration if p.find(sent)), None)
