@@ -152,7 +152,7 @@ class IntentMatcher:
         self.lifting = lifting
         self.theirs = frozenset(getattr(flow, "elsewhere_concepts", None) or ())
         # Phrases whose keywords are someone else's ("manager" in "the manager position").
-        self.elsewhere = frozenset(getattr(flow, "elsewhere_concepts", None) or ()) | self.unanswered
+        self.elsewhere = self.theirs | self.unanswered
         for name, langs in (getattr(flow, "concepts", None) or {}).items():
             phrases = [Phrase(phrase_norm(p)) for p in (langs or {}).get(lang, []) if normalize(p)]
             if phrases:
