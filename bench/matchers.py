@@ -47,6 +47,7 @@ SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev 
     "en val14": ("eval/hotline_en_val14.yaml", "hotline"),
     "en val15": ("eval/hotline_en_val15.yaml", "hotline"),
     "en val16": ("eval/hotline_en_val16.yaml", "hotline"),
+    "en val17": ("eval/hotline_en_val17.yaml", "hotline"),
     "en dev": ("eval/heldout/hotline_en_dev.yaml", "hotline"),
     "en tuned": ("tests/data/hotline_en_labelled.yaml", "hotline"),
     "ko val": ("eval/hotline_ko_val.yaml", "hotline_ko"),
@@ -64,6 +65,7 @@ SETS = {   # name -> (set, flow); val: fresh validation sets; dev: held-out dev 
     "ko val14": ("eval/hotline_ko_val14.yaml", "hotline_ko"),
     "ko val15": ("eval/hotline_ko_val15.yaml", "hotline_ko"),
     "ko val16": ("eval/hotline_ko_val16.yaml", "hotline_ko"),
+    "ko val17": ("eval/hotline_ko_val17.yaml", "hotline_ko"),
     "ko dev": ("eval/heldout/hotline_ko_dev.yaml", "hotline_ko"),
     "ko tuned": ("eval/hotline_ko.yaml", "hotline_ko"),
 }
