@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 # Exit status of a command refused before it did anything (no hotline here, a Redis it must not use).
 REFUSED = 2
+
+
+def refuse(message: str) -> NoReturn:
+    """Say why on stderr, in the command's words, and exit REFUSED."""
+    click.echo(message, err=True)
+    sys.exit(REFUSED)
 
 
 def setup_logging(cfg=None):
@@ -26,11 +33,9 @@ def build_app(cfg):
     try:
         return create_app(cfg)
     except FlowError as exc:
-        click.echo(f"refusing to start: invalid flow\n{exc}", err=True)
-        sys.exit(REFUSED)
+        refuse(f"refusing to start: invalid flow\n{exc}")
     except (UnsupportedRedis, EmbeddedRedisError) as exc:
-        click.echo(f"refusing to start: {exc}", err=True)
-        sys.exit(REFUSED)
+        refuse(f"refusing to start: {exc}")
 
 
 # What names a hotline without the working directory: its Redis, or its folder.
@@ -69,8 +74,7 @@ def hotline_config():
 
     problem = hotline_problem()
     if problem:
-        click.echo(f"ivr: {problem}", err=True)
-        sys.exit(REFUSED)
+        refuse(f"ivr: {problem}")
     cfg = Config.from_env()
     click.echo(f"ivr: hotline data: {describe_where(cfg)}", err=True)
     return cfg
@@ -83,5 +87,4 @@ def hotline_redis(cfg):
     try:
         return for_config(cfg)
     except EmbeddedRedisError as exc:
-        click.echo(f"ivr: {exc}", err=True)
-        sys.exit(REFUSED)
+        refuse(f"ivr: {exc}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..config import Config
-from .common import REFUSED, hotline_config, hotline_redis
+from .common import hotline_config, hotline_redis, refuse
 
 
 @click.command()
@@ -26,22 +26,19 @@ def unanswered(top, flow_id, lang):
     try:
         flows = load_flows(cfg.flows_dir)
     except FlowError as exc:
-        click.echo(f"ivr unanswered: invalid flow\n{exc}", err=True)
-        sys.exit(REFUSED)
+        refuse(f"ivr unanswered: invalid flow\n{exc}")
     if flow_id:
         if flow_id not in flows:
-            click.echo(f"ivr unanswered: --flow must be the id of a flow in {cfg.flows_dir}: one of "
-                       f"{', '.join(sorted(flows))}; got {flow_id!r}", err=True)
-            sys.exit(REFUSED)
+            refuse(f"ivr unanswered: --flow must be the id of a flow in {cfg.flows_dir}: one of "
+                   f"{', '.join(sorted(flows))}; got {flow_id!r}")
     elif problem := default_flow_problem(cfg.default_flow, flows, cfg.flows_dir):
         raise ConfigError(problem)
     flow = flows[flow_id or cfg.default_flow]
     lang = lang or flow.languages[0]
     if lang not in flow.languages:
         # A typo would report "nothing logged", which reads as a bot that understands everyone.
-        click.echo(f"ivr unanswered: --lang must be a language of flow {flow.id}: one of "
-                   f"{', '.join(flow.languages)}; got {lang!r}", err=True)
-        sys.exit(REFUSED)
+        refuse(f"ivr unanswered: --lang must be a language of flow {flow.id}: one of "
+               f"{', '.join(flow.languages)}; got {lang!r}")
     rows = top_unanswered(hotline_redis(cfg), flow.id, lang, top)
     if not rows:
         click.echo(f"no unanswered questions logged for {flow.id} ({lang})")
@@ -83,8 +80,7 @@ def eval_cmd(set_path, flow_ref, lang, out_dir, min_accuracy, asr, limit, cache_
     from ..speech import models as speech_models
 
     def fail(message):
-        click.echo(f"ivr eval: {message}", err=True)
-        sys.exit(2)
+        refuse(f"ivr eval: {message}")
 
     logging.basicConfig(level="WARNING")
     cfg = Config.from_env()

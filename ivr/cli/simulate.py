@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import sys
 import urllib.error
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from ..config import Config
-from .common import build_app
+from .common import build_app, refuse
 
 
 class _OrderedInputs(click.Command):
@@ -99,8 +98,7 @@ def simulate(press, say, audio, barge_in, lang, url, token, from_number, agent, 
 
 
 def _fail(message, hint):
-    click.echo(f"ivr simulate: {message}\n  hint: {hint}", err=True)
-    sys.exit(2)
+    refuse(f"ivr simulate: {message}\n  hint: {hint}")
 
 
 def _call_server(url, token, inputs, lang, from_number, agent, barge_in):

@@ -78,8 +78,9 @@ class Speller:
                     for w in self.near.get((typed[0], n), ()) if OSA.distance(typed, w, score_cutoff=1) <= 1]
             # The likelier slip first: two letters swapped, then one left out or doubled, then one
             # wrong ("deliverd" is "delivered", not "delivery"); among equals, the flow's commoner word.
-            near.sort(key=lambda w: (_slip(typed, w), -self.vocab[w], w))
-            best = [w for w in near if _slip(typed, w) == _slip(typed, near[0])] if near else []
+            slip = {w: _slip(typed, w) for w in near}
+            likeliest = min(slip.values(), default=None)
+            best = sorted((w for w in near if slip[w] == likeliest), key=lambda w: (-self.vocab[w], w))
             if len(best) == 1 or (best and self.vocab[best[0]] >= DOMINANT * self.vocab[best[1]]):
                 read = best[0]
             else:
