@@ -78,7 +78,7 @@ class Slots:
 @dataclass(frozen=True)
 class ThreadShares:
     """The shares of one process's threads (each gunicorn worker has its own)."""
-    unstarted_streams: Slots     # media sockets waiting for their `start`, per client address
+    unstarted_streams: Slots     # media sockets waiting for their `start` (keyed by address, no share per key)
     live_views: Slots            # dashboards' event streams, per operator session
 
     @classmethod
